@@ -1,0 +1,32 @@
+# Esteira: every target sets up what it needs first.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+# uv on the PATH, or the one `make setup` installs with pip (evaluated when first used).
+UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
+RUN = $(UV) run --frozen --python python3
+
+.PHONY: setup run test lint format bench
+
+setup:
+	@scripts/setup.sh
+
+run: setup ## the whole local stack in the foreground; Ctrl-C stops it
+	$(RUN) esteira up
+
+test: lint ## lint, then every test with real redis-server, PostgreSQL, Chromium and Prometheus
+	$(RUN) pytest
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy libs/core/esteira_core libs/ruptura/esteira_ruptura libs/scraping/esteira_scraping \
+		services/api/esteira_api services/ruptura-worker/esteira_ruptura_worker \
+		services/scraper-worker/esteira_scraper_worker dev/portal/esteira_portal cli/esteira_cli \
+		libs/testing/esteira_testing
+
+format: setup
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+bench: setup ## every benchmark; each prints a table and one summary line
+	$(RUN) python -m bench

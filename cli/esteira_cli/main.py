@@ -1,0 +1,165 @@
+"""`esteira`: one command that runs every Esteira process locally."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from esteira_core.logging import configure_logging
+from esteira_core.settings import CoreSettings
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn
+    from esteira_api.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        "esteira_api.main:create_app",
+        factory=True,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        workers=args.workers or settings.api_workers,
+        log_config=None,
+        proxy_headers=True,
+        access_log=False,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    if args.pool == "ruptura":
+        from esteira_ruptura_worker.main import main as run_ruptura
+
+        run_ruptura()
+    else:
+        from esteira_scraper_worker.main import main as run_scraper
+
+        run_scraper()
+    return 0
+
+
+def _portal(args: argparse.Namespace) -> int:
+    import uvicorn
+    from esteira_portal.settings import PortalSettings
+
+    settings = PortalSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        "esteira_portal.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+def _db_upgrade(_args: argparse.Namespace) -> int:
+    from esteira_core.db import database_url
+    from esteira_core.db.migrate import upgrade
+
+    settings = CoreSettings()
+    configure_logging(settings.log_level, "text")
+    upgrade(database_url(settings))
+    return 0
+
+
+def _seed_demo(args: argparse.Namespace) -> int:
+    from esteira_core.db import create_db_engine
+    from esteira_ruptura.demo import CarteiraNotEmptyError, DemoSpec, seed_demo
+
+    settings = CoreSettings()
+    configure_logging(settings.log_level, "text")
+    engine = create_db_engine(settings)
+    try:
+        spec = DemoSpec(orders=args.orders, products=args.products, seed=args.seed, horizon_days=28)
+        counts = seed_demo(engine, spec, replace=args.replace, if_empty=args.if_empty)
+    except CarteiraNotEmptyError as exc:
+        sys.stderr.write(f"esteira seed-demo: {exc}\n")
+        return 1
+    finally:
+        engine.dispose()
+    sys.stdout.write(
+        "seeded: " + ", ".join(f"{table}={count}" for table, count in counts.items()) + "\n"
+    )
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from esteira_cli.stack import StackConfig, run_stack
+
+    return run_stack(
+        StackConfig(
+            api_port=args.api_port,
+            portal_port=args.portal_port,
+            redis_port=args.redis_port,
+            data_dir=args.data_dir,
+            demo_orders=args.demo_orders,
+            ruptura_metrics_port=args.ruptura_metrics_port,
+            scraper_metrics_port=args.scraper_metrics_port,
+        )
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="esteira", description="Run Esteira's processes locally.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    api = commands.add_parser("api", help="run the gateway (FastAPI on uvicorn)")
+    api.add_argument("--host", help="listen address (default: ESTEIRA_API_HOST)")
+    api.add_argument("--port", type=int, help="listen port (default: ESTEIRA_API_PORT)")
+    api.add_argument("--workers", type=int, help="uvicorn processes (default: ESTEIRA_API_WORKERS)")
+    api.set_defaults(handler=_api)
+
+    worker = commands.add_parser("worker", help="run one worker process of a pool")
+    worker.add_argument("pool", choices=["ruptura", "scraper"])
+    worker.set_defaults(handler=_worker)
+
+    portal = commands.add_parser("portal", help="run the demo legacy portal")
+    portal.add_argument("--host", help="listen address (default: ESTEIRA_PORTAL_HOST)")
+    portal.add_argument("--port", type=int, help="listen port (default: ESTEIRA_PORTAL_PORT)")
+    portal.set_defaults(handler=_portal)
+
+    db = commands.add_parser("db", help="database commands")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    db_commands.add_parser("upgrade", help="apply every migration").set_defaults(
+        handler=_db_upgrade
+    )
+
+    seed = commands.add_parser("seed-demo", help="fill the database with a demo carteira")
+    seed.add_argument("--orders", type=int, default=2000, help="open orders (default 2000)")
+    seed.add_argument("--products", type=int, default=400, help="products (default 400)")
+    seed.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    existing = seed.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--replace", action="store_true", help="replace existing carteira data instead of refusing"
+    )
+    existing.add_argument(
+        "--if-empty", action="store_true", help="seed only when the carteira is empty"
+    )
+    seed.set_defaults(handler=_seed_demo)
+
+    up = commands.add_parser("up", help="run the whole local stack in the foreground")
+    up.add_argument("--api-port", type=int, default=8000)
+    up.add_argument("--portal-port", type=int, default=8100)
+    up.add_argument("--redis-port", type=int, default=6379)
+    up.add_argument("--ruptura-metrics-port", type=int, default=9101)
+    up.add_argument("--scraper-metrics-port", type=int, default=9102)
+    up.add_argument("--data-dir", default="var", help="where Redis and SQLite keep data")
+    up.add_argument("--demo-orders", type=int, default=2000, help="demo orders seeded on first run")
+    up.set_defaults(handler=_up)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""`esteira up`: the whole local stack in the foreground.
+
+redis-server (data under the project's data folder), a migrated and seeded SQLite database, the
+gateway, one worker of each pool and the demo portal; their output prefixed by process name;
+Ctrl-C (or any child dying) stops every process group, leaving nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from esteira_core.processes import ManagedProcess, port_is_open, redis_server_argv
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    api_port: int = 8000
+    portal_port: int = 8100
+    redis_port: int = 6379
+    data_dir: str = "var"
+    demo_orders: int = 2000
+    ruptura_metrics_port: int = 9101
+    scraper_metrics_port: int = 9102
+
+    @property
+    def worker_metrics_ports(self) -> dict[str, int]:
+        return {"ruptura": self.ruptura_metrics_port, "scraper": self.scraper_metrics_port}
+
+
+def _pump(name: str, stream: IO[bytes], width: int) -> None:
+    out = sys.stdout.buffer
+    prefix = f"{name:<{width}} | ".encode()
+    for line in iter(stream.readline, b""):
+        out.write(prefix + line)
+        out.flush()
+
+
+def _say(message: str) -> None:
+    sys.stdout.write(f"esteira | {message}\n")
+    sys.stdout.flush()
+
+
+def _esteira(*args: str) -> list[str]:
+    return [sys.executable, "-m", "esteira_cli.main", *args]
+
+
+def run_stack(config: StackConfig) -> int:
+    data_dir = Path(config.data_dir).resolve()
+    (data_dir / "redis").mkdir(parents=True, exist_ok=True)
+    ports = {
+        "redis": config.redis_port,
+        "api": config.api_port,
+        "portal": config.portal_port,
+        **{f"{pool}-worker metrics": port for pool, port in config.worker_metrics_ports.items()},
+    }
+    taken = [f"{name} ({port})" for name, port in ports.items() if port_is_open(port)]
+    if taken:
+        _say("ports already in use: " + ", ".join(taken) + "; stop what holds them or pick others")
+        return 2
+
+    env = {
+        **os.environ,
+        "ESTEIRA_REDIS_URL": f"redis://127.0.0.1:{config.redis_port}/0",
+        "ESTEIRA_DATABASE_URL": f"sqlite:///{data_dir / 'esteira.db'}",
+        "ESTEIRA_LOG_FORMAT": os.environ.get("ESTEIRA_LOG_FORMAT", "text"),
+        "ESTEIRA_PORTAL_URL": f"http://127.0.0.1:{config.portal_port}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    steps = [
+        ("migrate", _esteira("db", "upgrade")),
+        ("seed", _esteira("seed-demo", "--orders", str(config.demo_orders), "--if-empty")),
+    ]
+    for name, argv in steps:
+        step = ManagedProcess(name, argv, env=env, stdout=None).start()
+        if step.wait() != 0:
+            _say(f"{name} failed; nothing was started")
+            return 1
+
+    services = [
+        ManagedProcess(
+            "redis", redis_server_argv(config.redis_port, data_dir / "redis", persist=True), env=env
+        ),
+        ManagedProcess("api", _esteira("api", "--port", str(config.api_port)), env=env),
+        ManagedProcess(
+            "ruptura-worker",
+            _esteira("worker", "ruptura"),
+            env={**env, "ESTEIRA_METRICS_PORT": str(config.worker_metrics_ports["ruptura"])},
+        ),
+        ManagedProcess(
+            "scraper-worker",
+            _esteira("worker", "scraper"),
+            env={**env, "ESTEIRA_METRICS_PORT": str(config.worker_metrics_ports["scraper"])},
+        ),
+        ManagedProcess("portal", _esteira("portal", "--port", str(config.portal_port)), env=env),
+    ]
+    stopping = threading.Event()
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    width = max(len(service.name) for service in services)
+    exit_code = 0
+    try:
+        for service in services:
+            service.start()
+            assert service.process is not None and service.process.stdout is not None
+            threading.Thread(
+                target=_pump, args=(service.name, service.process.stdout, width), daemon=True
+            ).start()
+        for service, port in (
+            (services[0], config.redis_port),
+            (services[1], config.api_port),
+            (services[4], config.portal_port),
+        ):
+            service.wait_for_port(port, timeout=60)
+        _say(f"gateway     http://127.0.0.1:{config.api_port}  (docs: /docs, ready: /readyz)")
+        _say(
+            f"metrics     http://127.0.0.1:{config.api_port}/metrics, workers on "
+            + ", ".join(f"{pool} :{port}" for pool, port in config.worker_metrics_ports.items())
+        )
+        _say(f"portal      http://127.0.0.1:{config.portal_port}  (demo legacy portal)")
+        _say(f"redis       redis://127.0.0.1:{config.redis_port}/0, data in {data_dir}")
+        _say("Ctrl-C stops everything")
+        while not stopping.wait(0.5):
+            dead = [service.name for service in services if not service.running()]
+            if dead:
+                _say(f"{', '.join(dead)} exited; stopping the stack")
+                exit_code = 1
+                break
+    except (RuntimeError, TimeoutError) as exc:
+        _say(f"start-up failed: {exc}")
+        exit_code = 1
+    finally:
+        _say("stopping")
+        # Stop in reverse: the gateway and workers finish before Redis goes away.
+        for service in reversed(services):
+            service.stop(grace=10)
+        _say("stopped")
+        time.sleep(0.1)
+    return exit_code

@@ -1,0 +1,44 @@
+"""The demo portal driven by a real headless Chromium, as the scraper will drive it."""
+
+import pytest
+from esteira_core.processes import free_port
+from esteira_portal import records
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+pytestmark = pytest.mark.integration
+
+
+def test_login_then_search_renders_the_details_card(chromium, esteira_processes) -> None:
+    port = free_port()
+    esteira_processes(
+        "portal",
+        ["portal", "--port", str(port)],
+        {"ESTEIRA_PORTAL_USERNAME": "ana", "ESTEIRA_PORTAL_PASSWORD": "s3nha"},
+        port=port,
+    )
+    driver = chromium.driver
+    wait = WebDriverWait(driver, 15)
+    driver.get(f"http://127.0.0.1:{port}/")
+    driver.find_element(By.ID, "login_username").send_keys("ana")
+    driver.find_element(By.ID, "login_password").send_keys("s3nha")
+    driver.find_element(By.XPATH, "//button[normalize-space()='Entrar']").click()
+
+    search = wait.until(expected_conditions.presence_of_element_located((By.ID, "numero_os")))
+    search.send_keys(str(records.FIRST_OS))
+    driver.find_element(By.ID, "buscar").click()
+    card = wait.until(expected_conditions.presence_of_element_located((By.ID, "detalhes")))
+    lines = [p.text for p in card.find_elements(By.TAG_NAME, "p")]
+    assert f"OS: {records.FIRST_OS}" in lines
+    assert any(line.startswith("CLIENTE: ") for line in lines)
+
+    search.clear()
+    search.send_keys("999")
+    driver.find_element(By.ID, "buscar").click()
+    message = wait.until(
+        expected_conditions.presence_of_element_located((By.CLASS_NAME, "nao-encontrada"))
+    )
+    assert message.text == "OS 999 não encontrada"
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert [e for e in errors if "/api/os/999" not in e["message"]] == []

@@ -1,0 +1,1 @@
+"""Esteira's shared core: everything that more than one service needs, written once."""

@@ -1,0 +1,44 @@
+"""Engines are synchronous SQLAlchemy 2: the same data code runs in workers and in the gateway's
+inline fallback (through a thread), and Alembic needs no second driver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+
+from esteira_core.settings import CoreSettings
+
+
+def database_url(settings: CoreSettings) -> URL:
+    url = make_url(settings.database_url)
+    if settings.database_password is not None:
+        url = url.set(password=settings.database_password.get_secret_value())
+    return url
+
+
+def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the gateway read while a worker writes; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_db_engine(settings: CoreSettings | URL | str) -> Engine:
+    url = database_url(settings) if isinstance(settings, CoreSettings) else make_url(settings)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _enable_sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+
+
+def ping(engine: Engine) -> None:
+    """Raises unless the database answers a trivial query."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))

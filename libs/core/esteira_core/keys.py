@@ -1,0 +1,57 @@
+"""Every Redis key Esteira writes, in one place (ARCHITECTURE "Contracts").
+
+Nothing here or elsewhere lists keys with KEYS or SCAN: every key is reached from an id.
+"""
+
+from __future__ import annotations
+
+PREFIX = "esteira"
+
+# How long a finished piece of state stays readable; every key gets a TTL.
+RUPTURA_SESSION_TTL_SECONDS = 60 * 60
+SCRAPE_TASK_TTL_SECONDS = 24 * 60 * 60
+
+
+def ruptura_session(session_id: str) -> str:
+    """Hash: owner, total, batches, mode, status, created_at."""
+    return f"{PREFIX}:ruptura:session:{session_id}"
+
+
+def ruptura_session_results(session_id: str) -> str:
+    """List of result JSON; a client's offset indexes it, progress is its length."""
+    return f"{PREFIX}:ruptura:session:{session_id}:results"
+
+
+def ruptura_session_batches_done(session_id: str) -> str:
+    """Set of batch indexes already written: makes a retried batch's write idempotent."""
+    return f"{PREFIX}:ruptura:session:{session_id}:batches"
+
+
+def ruptura_session_events(session_id: str) -> str:
+    """Pub/sub channel: one message per finished batch."""
+    return f"{PREFIX}:ruptura:session:{session_id}:events"
+
+
+def ruptura_order_cache(num_pedido: str) -> str:
+    """One order analysed synchronously, cached for a few seconds."""
+    return f"{PREFIX}:ruptura:order:{num_pedido}"
+
+
+def scrape_task(task_id: str) -> str:
+    """Hash: owners, numero_os, status, progress, stage, attempts, result, error, timestamps."""
+    return f"{PREFIX}:scrape:task:{task_id}"
+
+
+def scrape_active_os(numero_os: str) -> str:
+    """Task id of the active scrape of one OS (SET NX: request coalescing)."""
+    return f"{PREFIX}:scrape:os:{numero_os}"
+
+
+def workers(pool: str) -> str:
+    """Sorted set of worker heartbeats: member = worker id, score = last seen (unix seconds)."""
+    return f"{PREFIX}:workers:{pool}"
+
+
+def rate_limit_bucket(host: str) -> str:
+    """Token bucket of one portal host, shared by every scraper replica."""
+    return f"{PREFIX}:ratelimit:{host}"

@@ -1,0 +1,144 @@
+"""Child processes that are always cleaned up: used by `esteira up` and by the test plugin.
+
+Each child runs in its own session (process group), so stopping it also stops whatever it
+started (uvicorn's workers, a worker's Chromium tree), and a Ctrl-C in the terminal reaches
+only the supervisor, which then stops the children in order.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import closing, suppress
+from pathlib import Path
+from typing import IO
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class ManagedProcess:
+    """One child process in its own process group."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        stdout: int | IO[bytes] | None = subprocess.PIPE,
+        user: str | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.stdout = stdout
+        self.user = user
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.name} is not started"
+        return self.process.pid
+
+    def start(self) -> ManagedProcess:
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self.stdout,
+            stderr=subprocess.STDOUT if self.stdout is not None else None,
+            start_new_session=True,
+            user=self.user,
+        )
+        return self
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait_for_port(self, port: int, timeout: float = 30.0) -> None:
+        """Blocks until the child listens on `port`; raises if it dies or takes too long."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running():
+                raise RuntimeError(f"{self.name} exited before listening on port {port}")
+            if port_is_open(port):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name} did not listen on port {port} within {timeout:g} s")
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Waits for the child to finish on its own; returns its exit code."""
+        assert self.process is not None, f"{self.name} is not started"
+        return self.process.wait(timeout)
+
+    def signal_group(self, signum: int) -> None:
+        if self.process is None:
+            return
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL the whole group at once, as a crash would."""
+        self.signal_group(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait()
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL whatever of the group is left after `grace` seconds."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # The leader may be gone while its children (a browser, a uvicorn worker) are not.
+        self.signal_group(signal.SIGKILL)
+        code = self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return code
+
+
+def redis_server_argv(port: int, data_dir: Path, *, persist: bool) -> list[str]:
+    """redis-server bound to loopback, its data under `data_dir`, no system service involved."""
+    argv = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--appendonly",
+        "no",
+        "--save",
+        "60 1" if persist else "",
+        "--loglevel",
+        "warning",
+    ]
+    return argv

@@ -1,0 +1,50 @@
+"""The one way Esteira connects to Redis: an arq-capable client from settings.
+
+Connecting never happens here: the client connects on its first command, so a process starts
+even while Redis is down (the gateway then serves inline, see ARCHITECTURE "Health and fallback").
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio import ConnectionPool
+
+from esteira_core.serialization import deserialize_job, serialize_job
+from esteira_core.settings import CoreSettings
+
+
+def arq_redis_settings(settings: CoreSettings) -> RedisSettings:
+    """arq's own connection settings (used by the workers), from ours."""
+    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    if settings.redis_password is not None:
+        redis_settings.password = settings.redis_password.get_secret_value()
+    if settings.redis_tls_ca_file is not None:
+        redis_settings.ssl_ca_certs = str(settings.redis_tls_ca_file)
+    redis_settings.conn_timeout = max(1, round(settings.redis_timeout_seconds))
+    return redis_settings
+
+
+def create_redis(settings: CoreSettings, *, max_connections: int = 64) -> ArqRedis:
+    """A pooled client that also enqueues arq jobs with Esteira's JSON serializer."""
+    extra: dict[str, object] = {}
+    if settings.redis_password is not None:
+        extra["password"] = settings.redis_password.get_secret_value()
+    if settings.redis_url.startswith("rediss://"):
+        extra["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        if settings.redis_tls_ca_file is not None:
+            extra["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
+    pool = ConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=max_connections,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+        health_check_interval=30,
+        **extra,
+    )
+    return ArqRedis(
+        pool,
+        job_serializer=serialize_job,
+        job_deserializer=deserialize_job,
+    )

@@ -1,0 +1,139 @@
+"""What every worker pool shares, written once: start-up and shut-down hooks (heartbeat, metrics
+port, database engine), job instrumentation, the canary job and the process entry point.
+
+A service's `WorkerSettings` is a plain class of explicit attributes (arq ignores inherited ones)
+holding only what differs between pools: functions, queue, concurrency and timeouts. `run()` adds
+what every pool shares (hooks, JSON serializer) and what the environment says (Redis, concurrency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, cast
+
+from arq.typing import WorkerCoroutine
+from arq.worker import Retry, run_worker
+from prometheus_client import start_http_server
+
+from esteira_core import metrics
+from esteira_core.db import create_db_engine
+from esteira_core.heartbeats import Heartbeat
+from esteira_core.jobs import CanaryPayload, Pool
+from esteira_core.logging import bind, configure_logging
+from esteira_core.redis import arq_redis_settings
+from esteira_core.serialization import deserialize_job, serialize_job
+from esteira_core.settings import WorkerPoolSettings
+
+logger = logging.getLogger(__name__)
+
+Ctx = dict[str, Any]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+async def startup(ctx: Ctx) -> None:
+    settings: WorkerPoolSettings = ctx["settings"]
+    pool: Pool = ctx["pool"]
+    server, _thread = start_http_server(ctx["metrics_port"], addr=settings.metrics_host)
+    ctx["metrics_server"] = server
+    metrics.WORKER_CAPACITY.labels(pool.queue).set(ctx["max_jobs"])
+    metrics.JOBS_IN_PROGRESS.labels(pool.queue).set(0)
+    ctx["db"] = create_db_engine(settings)
+    ctx["heartbeat"] = Heartbeat(ctx["redis"], pool.value, settings.heartbeat_interval_seconds)
+    ctx["heartbeat"].start()
+    logger.info(
+        "worker started",
+        extra={
+            "pool": pool.value,
+            "metrics_port": ctx["metrics_port"],
+            "max_jobs": ctx["max_jobs"],
+        },
+    )
+
+
+async def shutdown(ctx: Ctx) -> None:
+    if "heartbeat" in ctx:
+        await ctx["heartbeat"].stop()
+    if "db" in ctx:
+        ctx["db"].dispose()
+    if "metrics_server" in ctx:
+        ctx["metrics_server"].shutdown()
+    logger.info("worker stopped", extra={"pool": ctx["pool"].value})
+
+
+def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCoroutine]:
+    """Wraps a job function: job id in log lines, queue wait, duration, outcome, in-progress."""
+
+    def decorate(job: Callable[P, Awaitable[R]]) -> WorkerCoroutine:
+        @functools.wraps(job)
+        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            ctx: Ctx = args[0]  # type: ignore[assignment]
+            queue = ctx["pool"].queue
+            started = time.time()
+            enqueued = ctx.get("enqueue_time")
+            if enqueued is not None:
+                metrics.JOB_QUEUE_WAIT.labels(queue).observe(
+                    max(0.0, started - enqueued.timestamp())
+                )
+            in_progress = metrics.JOBS_IN_PROGRESS.labels(queue)
+            in_progress.inc()
+            outcome = "failure"
+            try:
+                with bind(job_id=str(ctx.get("job_id", "")), job=name):
+                    result = await job(*args, **kwargs)
+                outcome = "success"
+                return result
+            except Retry:
+                outcome = "retry"
+                raise
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+                raise
+            finally:
+                in_progress.dec()
+                metrics.JOB_DURATION.labels(queue, name).observe(time.time() - started)
+                metrics.JOBS.labels(queue, name, outcome).inc()
+
+        return cast(WorkerCoroutine, run)
+
+    return decorate
+
+
+@instrumented("canary")
+async def canary(ctx: Ctx, payload: dict[str, Any]) -> dict[str, Any]:
+    """Answers which worker served it: proves a pool consumes its queue end to end."""
+    note = CanaryPayload.from_kwargs(payload).note
+    return {"pool": ctx["pool"].value, "worker": ctx["heartbeat"].member, "note": note}
+
+
+def run(
+    worker_settings: type,
+    pool: Pool,
+    *,
+    default_metrics_port: int,
+    settings: WorkerPoolSettings | None = None,
+) -> None:
+    """Runs one worker process of `pool` until SIGTERM/SIGINT (after job_completion_wait)."""
+    settings = settings or WorkerPoolSettings()
+    configure_logging(settings.log_level, settings.log_format)
+    max_jobs = settings.worker_concurrency or worker_settings.max_jobs  # type: ignore[attr-defined]
+    ctx: Ctx = {
+        "settings": settings,
+        "pool": pool,
+        "max_jobs": max_jobs,
+        "metrics_port": settings.metrics_port or default_metrics_port,
+    }
+    run_worker(
+        worker_settings,
+        redis_settings=arq_redis_settings(settings),
+        on_startup=startup,
+        on_shutdown=shutdown,
+        job_serializer=serialize_job,
+        job_deserializer=deserialize_job,
+        max_jobs=max_jobs,
+        ctx=ctx,
+    )

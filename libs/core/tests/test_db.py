@@ -1,0 +1,37 @@
+"""Migrations and the engine, on SQLite and on a real PostgreSQL."""
+
+import pytest
+from esteira_core.db import create_db_engine, ping
+from esteira_core.db.migrate import upgrade
+from esteira_core.db.schema import metadata
+from sqlalchemy import Engine, inspect, text
+
+pytestmark = pytest.mark.integration
+
+
+def test_upgrade_creates_every_table_of_the_schema(migrated_engine: Engine) -> None:
+    tables = set(inspect(migrated_engine).get_table_names())
+    assert set(metadata.tables) <= tables
+    assert "alembic_version" in tables
+
+
+def test_upgrade_twice_changes_nothing(migrated_engine: Engine) -> None:
+    upgrade(migrated_engine.url)
+    with migrated_engine.connect() as connection:
+        versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+    assert len(versions) == 1
+
+
+def test_the_migrated_schema_matches_the_models(migrated_engine: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with migrated_engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert diff == []
+
+
+def test_ping_fails_on_an_unreachable_database() -> None:
+    engine = create_db_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1")
+    with pytest.raises(Exception, match="(?i)connect"):
+        ping(engine)

@@ -1,0 +1,26 @@
+import pytest
+from esteira_core.redis import arq_redis_settings
+from esteira_core.settings import CoreSettings
+from pydantic import ValidationError
+
+
+def test_reads_esteira_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ESTEIRA_REDIS_URL", "rediss://cache.internal:6380/2")
+    monkeypatch.setenv("ESTEIRA_REDIS_PASSWORD", "s3cret")
+    settings = CoreSettings()
+    redis = arq_redis_settings(settings)
+    assert (redis.host, redis.port, redis.database, redis.ssl) == ("cache.internal", 6380, 2, True)
+    assert redis.password == "s3cret"
+
+
+def test_secrets_never_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ESTEIRA_REDIS_PASSWORD", "s3cret")
+    monkeypatch.setenv("ESTEIRA_DATABASE_PASSWORD", "pg-s3cret")
+    text = repr(CoreSettings()) + str(CoreSettings().model_dump())
+    assert "s3cret" not in text
+
+
+def test_rejects_a_redis_url_of_another_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ESTEIRA_REDIS_URL", "http://localhost:6379")
+    with pytest.raises(ValidationError, match="ESTEIRA_REDIS_URL"):
+        CoreSettings()

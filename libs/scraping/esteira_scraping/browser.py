@@ -1,0 +1,73 @@
+"""Starting headless Chromium through chromedriver, the one way the project does it (the browser
+pool, the tests and the benchmarks all come here)."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+# Headless on a server: no sandbox (containers run it unprivileged), no GPU, no /dev/shm (small
+# in containers), and nothing that phones home (no network is reachable but the portal's).
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--no-first-run",
+    "--mute-audio",
+    "--window-size=1280,900",
+)
+
+
+@dataclass(frozen=True)
+class BrowserBinaries:
+    chromium: str = "/usr/bin/chromium"
+    chromedriver: str = "/usr/bin/chromedriver"
+
+    @classmethod
+    def discover(cls) -> BrowserBinaries:
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser") or cls.chromium
+        driver = shutil.which("chromedriver") or cls.chromedriver
+        return cls(chromium=chromium, chromedriver=driver)
+
+
+class Browser:
+    """One headless Chromium with its own fresh profile, removed when the browser quits."""
+
+    def __init__(self, binaries: BrowserBinaries | None = None, page_load_timeout: float = 30):
+        binaries = binaries or BrowserBinaries.discover()
+        self.profile = Path(tempfile.mkdtemp(prefix="esteira-chromium-"))
+        options = webdriver.ChromeOptions()
+        options.binary_location = binaries.chromium
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={self.profile}")
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        self.service = Service(executable_path=binaries.chromedriver)
+        try:
+            self.driver = webdriver.Chrome(options=options, service=self.service)
+        except Exception:
+            shutil.rmtree(self.profile, ignore_errors=True)
+            raise
+        self.driver.set_page_load_timeout(page_load_timeout)
+
+    @property
+    def driver_pid(self) -> int | None:
+        process = self.service.process
+        return None if process is None else process.pid
+
+    def quit(self) -> None:
+        try:
+            self.driver.quit()
+        finally:
+            shutil.rmtree(self.profile, ignore_errors=True)

@@ -1,0 +1,236 @@
+"""Real components for tests, each on a free loopback port in its own temporary folder.
+
+Every class here starts a real server from the machine's Debian packages and always removes what
+it created when stopped. Fault injection (stop, SIGKILL, restart on the same port) is built in.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+from esteira_core.processes import ManagedProcess, free_port, redis_server_argv
+
+
+class RedisServer:
+    """redis-server on 127.0.0.1; `kill()` and `restart()` keep the port so clients reconnect."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="esteira-redis-"))
+        self.process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+
+    def start(self) -> RedisServer:
+        argv = redis_server_argv(self.port, self.dir, persist=False)
+        self.process = ManagedProcess("redis", argv, stdout=subprocess.DEVNULL).start()
+        self.process.wait_for_port(self.port, timeout=20)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.client().ping()
+                return self
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(grace=5)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed or evicted Redis."""
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
+
+    def restart(self) -> RedisServer:
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _postgres_bindir() -> Path:
+    found = shutil.which("initdb")
+    if found:
+        return Path(os.path.realpath(found)).parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not candidates:
+        raise RuntimeError("PostgreSQL is not installed (run `make setup`)")
+    return Path(candidates[-1]).parent
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster (initdb + pg_ctl), as the postgres user when run as root."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bindir = _postgres_bindir()
+        self.dir = Path(tempfile.mkdtemp(prefix="esteira-pg-"))
+        self.data = self.dir / "data"
+        self.user = "postgres" if os.geteuid() == 0 else None
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.dir, entry.pw_uid, entry.pw_gid)
+        self.superuser = self.user or pwd.getpwuid(os.geteuid()).pw_name
+
+    def _run(self, *argv: str) -> None:
+        subprocess.run(
+            [str(self.bindir / argv[0]), *argv[1:]],
+            check=True,
+            user=self.user,
+            cwd=self.dir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def start(self) -> PostgresServer:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", self.superuser, "-E", "UTF8")
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+        return self
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://{self.superuser}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A new empty database; returns its SQLAlchemy URL."""
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        dsn = f"host=127.0.0.1 port={self.port} user={self.superuser} dbname=postgres"
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def close(self) -> None:
+        try:
+            if self.data.exists():
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrometheusServer:
+    """Prometheus scraping the given targets every second, with optional rule files."""
+
+    def __init__(self, targets: dict[str, Sequence[str]], rule_files: Sequence[Path] = ()) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="esteira-prometheus-"))
+        config: dict[str, Any] = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(path) for path in rule_files],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": list(hosts)}]}
+                for job, hosts in targets.items()
+            ],
+        }
+        self.config = self.dir / "prometheus.yml"
+        self.config.write_text(json.dumps(config))  # JSON is YAML: no YAML writer needed
+        self.process: ManagedProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PrometheusServer:
+        argv = [
+            "prometheus",
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]
+        self.process = ManagedProcess("prometheus", argv, stdout=subprocess.DEVNULL).start()
+        self.process.wait_for_port(self.port, timeout=30)
+        return self
+
+    def query(self, expression: str) -> list[dict[str, Any]]:
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expression}, timeout=10)
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()["data"]["result"]
+        return result
+
+    def wait_for(self, expression: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """Polls until the expression returns data; raises with the last answer otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.query(expression)
+            if result or time.monotonic() > deadline:
+                if not result:
+                    raise TimeoutError(f"no data for {expression!r} within {timeout:g} s")
+                return result
+            time.sleep(0.5)
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.stop(grace=5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class EsteiraProcess:
+    """One Esteira process (`esteira api`, `esteira worker ...`, `esteira portal`) for a test."""
+
+    def __init__(self, name: str, args: Sequence[str], env: dict[str, str], log_dir: Path) -> None:
+        self.log_path = log_dir / f"{name}.log"
+        self.log = self.log_path.open("wb")
+        argv = [sys.executable, "-m", "esteira_cli.main", *args]
+        self.process = ManagedProcess(name, argv, env={**os.environ, **env}, stdout=self.log)
+
+    def start(self, port: int | None = None, timeout: float = 60) -> EsteiraProcess:
+        self.process.start()
+        if port is not None:
+            self.process.wait_for_port(port, timeout)
+        return self
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def stop(self, grace: float = 15) -> int | None:
+        code = self.process.stop(grace)
+        self.log.close()
+        return code

@@ -1,0 +1,121 @@
+"""Esteira's pytest plugin: real components on free loopback ports, always torn down.
+
+Fixtures:
+- `redis_server` (session) and `redis_url` (a flushed database per test); `own_redis_server`
+  (per test, for fault injection: stop, kill, restart).
+- `postgres_server` (session) and `database_url`, parametrized over SQLite and PostgreSQL so every
+  database test runs on both; `migrated_engine` is that database at the newest migration.
+- `start_prometheus(targets)`, `chromium` (a headless Chromium webdriver),
+  `esteira_processes` (starts `esteira api/worker/portal` processes and stops them after the test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from esteira_core.db import create_db_engine
+from esteira_core.db.migrate import upgrade
+from esteira_scraping.browser import Browser
+from sqlalchemy import Engine
+
+from esteira_testing.components import (
+    EsteiraProcess,
+    PostgresServer,
+    PrometheusServer,
+    RedisServer,
+)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    if redis_server.process is None or not redis_server.process.running():
+        redis_server.start()
+    redis_server.client().flushall()
+    return redis_server.url
+
+
+@pytest.fixture
+def own_redis_server() -> Iterator[RedisServer]:
+    """A Redis of this test's own, free to be stopped, killed and restarted."""
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database; the test runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'esteira.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()
+
+
+@pytest.fixture
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    engine = create_db_engine(database_url)
+    upgrade(engine.url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def start_prometheus() -> Iterator[Callable[..., PrometheusServer]]:
+    servers: list[PrometheusServer] = []
+
+    def start(
+        targets: dict[str, Sequence[str]], rule_files: Sequence[Path] = ()
+    ) -> PrometheusServer:
+        server = PrometheusServer(targets, rule_files)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def chromium() -> Iterator[Browser]:
+    browser = Browser()
+    yield browser
+    browser.quit()
+
+
+@pytest.fixture
+def esteira_processes(tmp_path: Path) -> Iterator[Callable[..., EsteiraProcess]]:
+    """Starts Esteira processes for the test; each is stopped (its whole group) afterwards.
+
+    On failure the processes' output is printed, so a failing integration test explains itself.
+    """
+    started: list[EsteiraProcess] = []
+
+    def start(
+        name: str, args: Sequence[str], env: dict[str, str], port: int | None = None
+    ) -> EsteiraProcess:
+        process = EsteiraProcess(name, args, env, tmp_path)
+        started.append(process)
+        return process.start(port)
+
+    yield start
+    for process in reversed(started):
+        process.stop()
+        log = process.log_path.read_text(errors="replace")
+        if log:
+            print(f"\n----- {process.process.name} output -----\n{log[-6000:]}")  # noqa: T201

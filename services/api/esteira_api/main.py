@@ -1,0 +1,47 @@
+"""The gateway's app factory. Nothing connects at import time: the lifespan opens the Redis pool
+and the database engine on app.state and closes them on shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from esteira_core.db import create_db_engine
+from esteira_core.redis import create_redis
+from fastapi import FastAPI
+
+from esteira_api.errors import install_error_handlers
+from esteira_api.middleware import RequestContextMiddleware
+from esteira_api.routes import health
+from esteira_api.settings import ApiSettings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.redis = create_redis(settings)
+        app.state.db = create_db_engine(settings)
+        logger.info("gateway started")
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            app.state.db.dispose()
+            logger.info("gateway stopped")
+
+    app = FastAPI(
+        title="Esteira",
+        summary="Slow work out of the web request: ruptura analysis and portal scraping.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.dependency_overrides[get_settings] = lambda: settings
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health.router)
+    return app

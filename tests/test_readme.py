@@ -1,0 +1,26 @@
+"""The README documents every ESTEIRA_ variable a process reads."""
+
+from pathlib import Path
+
+from esteira_api.settings import ApiSettings
+from esteira_core.settings import WorkerPoolSettings
+from esteira_portal.settings import PortalSettings
+from pydantic_settings import BaseSettings
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def _variables(settings: type[BaseSettings]) -> set[str]:
+    prefix = settings.model_config.get("env_prefix", "")
+    return {
+        (field.alias or f"{prefix}{name}").upper() for name, field in settings.model_fields.items()
+    }
+
+
+def test_every_setting_is_documented() -> None:
+    text = README.read_text()
+    variables = set().union(
+        *(_variables(s) for s in (ApiSettings, WorkerPoolSettings, PortalSettings))
+    )
+    assert len(variables) > 20
+    assert sorted(v for v in variables if f"`{v}`" not in text) == []
