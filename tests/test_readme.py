@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
+from pydantic_settings import BaseSettings
+
 from esteira_api.settings import ApiSettings
 from esteira_core.settings import WorkerPoolSettings
 from esteira_portal.settings import PortalSettings
-from pydantic_settings import BaseSettings
 
 README = Path(__file__).parents[1] / "README.md"
 

@@ -12,6 +12,7 @@ from esteira_core.settings import CoreSettings
 
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
+
     from esteira_api.settings import get_settings
 
     settings = get_settings()
@@ -43,6 +44,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _portal(args: argparse.Namespace) -> int:
     import uvicorn
+
     from esteira_portal.settings import PortalSettings
 
     settings = PortalSettings()

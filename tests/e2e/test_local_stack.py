@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from esteira_core.processes import free_port, port_is_open
 
 pytestmark = pytest.mark.integration

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 from arq.jobs import Job
+
 from esteira_core import heartbeats, jobs
 from esteira_core.processes import free_port
 from esteira_core.redis import create_redis

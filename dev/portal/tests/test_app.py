@@ -1,10 +1,11 @@
 """The demo portal over HTTP: login, sessions, lookups and its fault switches."""
 
 import pytest
+from fastapi.testclient import TestClient
+
 from esteira_portal import records
 from esteira_portal.app import create_app
 from esteira_portal.settings import PortalSettings
-from fastapi.testclient import TestClient
 
 EXISTING = str(records.FIRST_OS + 10)
 

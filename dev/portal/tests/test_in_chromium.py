@@ -1,11 +1,12 @@
 """The demo portal driven by a real headless Chromium, as the scraper will drive it."""
 
 import pytest
-from esteira_core.processes import free_port
-from esteira_portal import records
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
+
+from esteira_core.processes import free_port
+from esteira_portal import records
 
 pytestmark = pytest.mark.integration
 

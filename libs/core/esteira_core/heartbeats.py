@@ -63,15 +63,20 @@ class Heartbeat:
         self.member = member or worker_id()
         self._task: asyncio.Task[None] | None = None
 
+    async def _beat(self) -> None:
+        try:
+            await beat(self.redis, self.pool, self.member, self.interval)
+        except (RedisError, OSError) as exc:
+            logger.warning("heartbeat failed", extra={"pool": self.pool, "error": str(exc)})
+
     async def _run(self) -> None:
         while True:
-            try:
-                await beat(self.redis, self.pool, self.member, self.interval)
-            except (RedisError, OSError) as exc:
-                logger.warning("heartbeat failed", extra={"pool": self.pool, "error": str(exc)})
             await asyncio.sleep(self.interval)
+            await self._beat()
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Beats once now (the worker is online when this returns), then in the background."""
+        await self._beat()
         self._task = asyncio.create_task(self._run(), name=f"heartbeat-{self.pool}")
 
     async def stop(self) -> None:

@@ -6,6 +6,9 @@ arq job's `payload` keyword argument and is validated again by the worker.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from datetime import date
 from enum import StrEnum
 from typing import Any, Self
 
@@ -29,6 +32,18 @@ SCRAPER_QUEUE = Pool.SCRAPER.queue
 
 # Job function names, as registered by the workers.
 CANARY = "canary"
+RUPTURA_ANALYSE_BATCH = "ruptura_analyse_batch"
+
+# Orders per ruptura job: the seeds' batch size, and the granularity of progress events.
+RUPTURA_BATCH_SIZE = 20
+
+
+class RupturaMode(StrEnum):
+    """independent: each order against the projection alone (the seeds' semantics);
+    allocated: orders compete for the same stock in priority order."""
+
+    INDEPENDENT = "independent"
+    ALLOCATED = "allocated"
 
 
 class JobPayload(BaseModel):
@@ -50,6 +65,18 @@ class CanaryPayload(JobPayload):
     note: str = Field("", max_length=200)
 
 
+class RupturaBatchPayload(JobPayload):
+    """One batch of a ruptura session: up to RUPTURA_BATCH_SIZE order numbers."""
+
+    session_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    batch_index: int = Field(ge=0)
+    pedidos: list[str] = Field(min_length=1, max_length=RUPTURA_BATCH_SIZE)
+    mode: RupturaMode = RupturaMode.INDEPENDENT
+    reference_date: date
+    horizon_days: int = Field(28, ge=1, le=366)
+    window_days: int = Field(7, ge=0, le=366)
+
+
 async def enqueue(
     redis: ArqRedis,
     pool: Pool,
@@ -63,3 +90,22 @@ async def enqueue(
         function, _job_id=job_id, _queue_name=pool.queue, **payload.to_kwargs()
     )
     return None if job is None else job.job_id
+
+
+async def enqueue_many(
+    redis: ArqRedis,
+    pool: Pool,
+    function: str,
+    jobs: Sequence[tuple[str, JobPayload]],
+    *,
+    concurrency: int = 16,
+) -> int:
+    """Enqueues (job_id, payload) pairs a few at a time; returns how many were new."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(job_id: str, payload: JobPayload) -> bool:
+        async with limit:
+            return await enqueue(redis, pool, function, payload, job_id=job_id) is not None
+
+    added = await asyncio.gather(*(one(job_id, payload) for job_id, payload in jobs))
+    return sum(added)

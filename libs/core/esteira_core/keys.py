@@ -32,9 +32,9 @@ def ruptura_session_events(session_id: str) -> str:
     return f"{PREFIX}:ruptura:session:{session_id}:events"
 
 
-def ruptura_order_cache(num_pedido: str) -> str:
+def ruptura_order_cache(num_pedido: str, mode: str) -> str:
     """One order analysed synchronously, cached for a few seconds."""
-    return f"{PREFIX}:ruptura:order:{num_pedido}"
+    return f"{PREFIX}:ruptura:order:{mode}:{num_pedido}"
 
 
 def scrape_task(task_id: str) -> str:

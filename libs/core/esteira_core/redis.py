@@ -9,7 +9,7 @@ from __future__ import annotations
 import ssl
 
 from arq.connections import ArqRedis, RedisSettings
-from redis.asyncio import ConnectionPool
+from redis.asyncio import BlockingConnectionPool
 
 from esteira_core.serialization import deserialize_job, serialize_job
 from esteira_core.settings import CoreSettings
@@ -35,9 +35,11 @@ def create_redis(settings: CoreSettings, *, max_connections: int = 64) -> ArqRed
         extra["ssl_cert_reqs"] = ssl.CERT_REQUIRED
         if settings.redis_tls_ca_file is not None:
             extra["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
-    pool = ConnectionPool.from_url(
+    # A blocking pool makes a burst of requests wait for a connection instead of failing.
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=max_connections,
+        timeout=settings.redis_timeout_seconds,
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
         health_check_interval=30,

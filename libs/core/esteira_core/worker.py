@@ -38,13 +38,14 @@ R = TypeVar("R")
 async def startup(ctx: Ctx) -> None:
     settings: WorkerPoolSettings = ctx["settings"]
     pool: Pool = ctx["pool"]
-    server, _thread = start_http_server(ctx["metrics_port"], addr=settings.metrics_host)
-    ctx["metrics_server"] = server
-    metrics.WORKER_CAPACITY.labels(pool.queue).set(ctx["max_jobs"])
-    metrics.JOBS_IN_PROGRESS.labels(pool.queue).set(0)
     ctx["db"] = create_db_engine(settings)
     ctx["heartbeat"] = Heartbeat(ctx["redis"], pool.value, settings.heartbeat_interval_seconds)
-    ctx["heartbeat"].start()
+    await ctx["heartbeat"].start()
+    metrics.WORKER_CAPACITY.labels(pool.queue).set(ctx["max_jobs"])
+    metrics.JOBS_IN_PROGRESS.labels(pool.queue).set(0)
+    # Metrics last: once the port answers, the worker is online and ready for jobs.
+    server, _thread = start_http_server(ctx["metrics_port"], addr=settings.metrics_host)
+    ctx["metrics_server"] = server
     logger.info(
         "worker started",
         extra={

@@ -1,10 +1,11 @@
 """Migrations and the engine, on SQLite and on a real PostgreSQL."""
 
 import pytest
+from sqlalchemy import Engine, inspect, text
+
 from esteira_core.db import create_db_engine, ping
 from esteira_core.db.migrate import upgrade
 from esteira_core.db.schema import metadata
-from sqlalchemy import Engine, inspect, text
 
 pytestmark = pytest.mark.integration
 

@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+
 from esteira_core import heartbeats, keys
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
@@ -14,8 +15,7 @@ def test_a_worker_is_online_while_it_beats_and_gone_after_it_leaves(redis_url: s
     async def scenario() -> tuple[int, int, int]:
         redis = create_redis(CoreSettings(redis_url=redis_url))
         beat = heartbeats.Heartbeat(redis, "ruptura", interval=0.2, member="w-1")
-        beat.start()
-        await asyncio.sleep(0.1)
+        await beat.start()
         online = await heartbeats.workers_online(redis, "ruptura", 0.2)
         other_pool = await heartbeats.workers_online(redis, "scraper", 0.2)
         await beat.stop()

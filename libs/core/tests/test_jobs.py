@@ -4,10 +4,11 @@ import asyncio
 import json
 
 import pytest
+from pydantic import ValidationError
+
 from esteira_core import jobs
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
-from pydantic import ValidationError
 
 
 def test_each_pool_has_its_own_arq_queue() -> None:

@@ -2,6 +2,7 @@ import json
 import logging
 
 import pytest
+
 from esteira_core.logging import JsonFormatter, bind
 
 

@@ -1,6 +1,7 @@
 from datetime import date, datetime
 
 import pytest
+
 from esteira_core.serialization import deserialize_job, serialize_job
 
 

@@ -1,7 +1,8 @@
 import pytest
+from pydantic import ValidationError
+
 from esteira_core.redis import arq_redis_settings
 from esteira_core.settings import CoreSettings
-from pydantic import ValidationError
 
 
 def test_reads_esteira_variables(monkeypatch: pytest.MonkeyPatch) -> None:

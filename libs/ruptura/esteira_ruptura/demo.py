@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
-from esteira_core.db.schema import carteira_itens, estoque, programacao_producao, saidas_previstas
 from sqlalchemy import Engine, delete, func, insert, select
+
+from esteira_core.db.schema import carteira_itens, estoque, programacao_producao, saidas_previstas
 
 CARTEIRA_TABLES = (carteira_itens, estoque, programacao_producao, saidas_previstas)
 _CLIENTES = (

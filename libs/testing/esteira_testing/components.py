@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import redis
+
 from esteira_core.processes import ManagedProcess, free_port, redis_server_argv
 
 

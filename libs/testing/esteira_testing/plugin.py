@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
 from esteira_scraping.browser import Browser
-from sqlalchemy import Engine
-
 from esteira_testing.components import (
     EsteiraProcess,
     PostgresServer,

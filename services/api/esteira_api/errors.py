@@ -1,6 +1,8 @@
 """One error envelope for every error the gateway returns: {"error": {"code", "message"}}.
 
 Validation errors also carry `details` (where and what); nothing ever carries a stack trace.
+Under the seeds' compatibility prefixes the envelope also says "success": false, which is what
+the old front ends test.
 """
 
 from __future__ import annotations
@@ -37,7 +39,11 @@ class ApiError(Exception):
         self.headers = headers
 
 
+COMPAT_PREFIXES = ("/api/ruptura/", "/api/desenvolvimento/")
+
+
 def error_response(
+    request: Request,
     status: int,
     code: str,
     message: str,
@@ -45,10 +51,13 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     details: Any = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
+    error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
-        body["details"] = details
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+        error["details"] = details
+    body: dict[str, Any] = {"error": error}
+    if request.url.path.startswith(COMPAT_PREFIXES):
+        body = {"success": False, **body}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _code_for(status: int) -> str:
@@ -58,18 +67,20 @@ def _code_for(status: int) -> str:
         return "error"
 
 
-async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, headers=exc.headers)
+    return error_response(request, exc.status, exc.code, exc.message, headers=exc.headers)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return error_response(exc.status_code, _code_for(exc.status_code), message, headers=exc.headers)
+    return error_response(
+        request, exc.status_code, _code_for(exc.status_code), message, headers=exc.headers
+    )
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [
         {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
@@ -78,14 +89,16 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(part) for part in first["loc"])
     message = f"{where}: {first['msg']}" if where else str(first["msg"])
-    return error_response(422, "validation_error", message, details=jsonable_encoder(details))
+    return error_response(
+        request, 422, "validation_error", message, details=jsonable_encoder(details)
+    )
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error(
         "unhandled error", exc_info=exc, extra={"path": request.url.path, "method": request.method}
     )
-    return error_response(500, "internal_error", "Internal server error.")
+    return error_response(request, 500, "internal_error", "Internal server error.")
 
 
 def install_error_handlers(app: FastAPI) -> None:

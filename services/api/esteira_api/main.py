@@ -7,14 +7,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from esteira_core.db import create_db_engine
-from esteira_core.redis import create_redis
 from fastapi import FastAPI
 
 from esteira_api.errors import install_error_handlers
 from esteira_api.middleware import RequestContextMiddleware
-from esteira_api.routes import health
+from esteira_api.routes import compat_ruptura, health, ruptura
 from esteira_api.settings import ApiSettings, get_settings
+from esteira_core.db import create_db_engine
+from esteira_core.redis import create_redis
 
 logger = logging.getLogger(__name__)
 
@@ -44,4 +44,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
+    app.include_router(ruptura.router)
+    app.include_router(compat_ruptura.router)
     return app

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
 
 from esteira_core.settings import CoreSettings
-from pydantic import Field
 
 
 class ApiSettings(CoreSettings):
@@ -15,6 +18,31 @@ class ApiSettings(CoreSettings):
     readiness_timeout_seconds: float = Field(
         2.0, gt=0, description="How long /readyz waits for each dependency."
     )
+    timezone: str = Field(
+        "America/Sao_Paulo", description="Time zone whose today is the default reference date."
+    )
+    ruptura_max_orders: int = Field(
+        50_000, ge=1, description="Most orders one ruptura session may hold (more: 413)."
+    )
+    ruptura_horizon_days: int = Field(28, ge=1, le=366, description="Days projected ahead.")
+    ruptura_window_days: int = Field(
+        7, ge=0, le=366, description="Look-ahead window of the rupture rule (the seeds' D7)."
+    )
+    ruptura_order_cache_seconds: int = Field(
+        15, ge=0, description="How long one order analysed synchronously is cached (0: never)."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    def today(self) -> date:
+        return datetime.now(ZoneInfo(self.timezone)).date()
 
 
 @lru_cache

@@ -1,12 +1,13 @@
 from collections.abc import Callable, Iterator
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
 from esteira_api.main import create_app
 from esteira_api.settings import ApiSettings
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 
 @pytest.fixture

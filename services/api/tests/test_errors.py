@@ -1,10 +1,11 @@
 """Every error is the same JSON envelope, never a stack trace."""
 
 import pytest
+from fastapi import Query
+
 from esteira_api.errors import ApiError
 from esteira_api.main import create_app
 from esteira_api.settings import ApiSettings
-from fastapi import Query
 
 
 def _assert_envelope(response, status: int, code: str) -> dict:

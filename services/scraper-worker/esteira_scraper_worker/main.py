@@ -4,6 +4,7 @@ Chromium browsers (the scrape flow lives in esteira_scraping; this shell only wi
 from __future__ import annotations
 
 from arq.worker import func
+
 from esteira_core import jobs, worker
 
 DEFAULT_METRICS_PORT = 9102

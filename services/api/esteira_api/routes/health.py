@@ -11,13 +11,13 @@ import asyncio
 import time
 from typing import Any
 
-from esteira_core import metrics
-from esteira_core.db import ping as ping_database
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from esteira_api.deps import DbDep, RedisDep, SettingsDep
+from esteira_core import metrics
+from esteira_core.db import ping as ping_database
 
 router = APIRouter(tags=["health"])
 

@@ -1,6 +1,7 @@
 """/livez, /readyz and /metrics against a real redis-server and real databases."""
 
 import pytest
+
 from esteira_testing.components import RedisServer
 
 pytestmark = pytest.mark.integration

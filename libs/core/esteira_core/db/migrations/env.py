@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from esteira_core.db.engine import create_db_engine
 from esteira_core.db.schema import metadata
 

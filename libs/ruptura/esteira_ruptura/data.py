@@ -1,0 +1,97 @@
+"""Reading the carteira: a bounded number of queries per call, whatever the number of orders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+
+from sqlalchemy import Connection, Select, select
+
+from esteira_core.db.schema import carteira_itens, estoque, programacao_producao, saidas_previstas
+from esteira_ruptura.models import OrderLine
+from esteira_ruptura.projection import Horizon, Movement, Projection
+
+# Bound parameters per IN (...): far below SQLite's and PostgreSQL's limits.
+CHUNK = 900
+
+
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+_LINE_COLUMNS = (
+    carteira_itens.c.num_pedido,
+    carteira_itens.c.cod_produto,
+    carteira_itens.c.nome_produto,
+    carteira_itens.c.qtd_saldo,
+    carteira_itens.c.preco,
+    carteira_itens.c.data_expedicao,
+    carteira_itens.c.cnpj,
+    carteira_itens.c.cliente,
+)
+
+
+def _active_lines() -> Select[tuple[object, ...]]:
+    return (
+        select(*_LINE_COLUMNS)
+        .where(carteira_itens.c.ativo.is_(True), carteira_itens.c.qtd_saldo > 0)
+        .order_by(carteira_itens.c.num_pedido, carteira_itens.c.id)
+    )
+
+
+def load_lines(connection: Connection, order_numbers: Sequence[str] | None) -> list[OrderLine]:
+    """Active open lines of the given orders (None: of every active order)."""
+    if order_numbers is None:
+        rows = list(connection.execute(_active_lines()).mappings())
+    else:
+        rows = [
+            row
+            for chunk in _chunks(order_numbers)
+            for row in connection.execute(
+                _active_lines().where(carteira_itens.c.num_pedido.in_(chunk))
+            ).mappings()
+        ]
+    return [OrderLine.model_validate(dict(row)) for row in rows]
+
+
+def active_order_numbers(connection: Connection) -> list[str]:
+    query = (
+        select(carteira_itens.c.num_pedido)
+        .where(carteira_itens.c.ativo.is_(True), carteira_itens.c.qtd_saldo > 0)
+        .distinct()
+        .order_by(carteira_itens.c.num_pedido)
+    )
+    return list(connection.execute(query).scalars())
+
+
+def load_projection(
+    connection: Connection, horizon: Horizon, products: Sequence[str] | None
+) -> Projection:
+    """Stock, production and planned outflows of the products (None: all), in three queries
+    (per chunk of products), projected over the horizon."""
+    end = horizon.start + timedelta(days=horizon.days)
+    stock_query = select(estoque.c.cod_produto, estoque.c.qtd)
+    inflow_query = select(
+        programacao_producao.c.cod_produto, programacao_producao.c.data, programacao_producao.c.qtd
+    ).where(programacao_producao.c.data >= horizon.start, programacao_producao.c.data < end)
+    outflow_query = select(
+        saidas_previstas.c.cod_produto, saidas_previstas.c.data, saidas_previstas.c.qtd
+    ).where(saidas_previstas.c.data < end)
+    scopes: list[Sequence[str] | None] = [None] if products is None else list(_chunks(products))
+    stock: dict[str, float] = {}
+    inflows: list[Movement] = []
+    outflows: list[Movement] = []
+    for scope in scopes:
+        queries = (stock_query, inflow_query, outflow_query)
+        if scope is not None:
+            queries = (
+                stock_query.where(estoque.c.cod_produto.in_(scope)),
+                inflow_query.where(programacao_producao.c.cod_produto.in_(scope)),
+                outflow_query.where(saidas_previstas.c.cod_produto.in_(scope)),
+            )
+        for code, qtd in connection.execute(queries[0]):
+            stock[code] = float(qtd)
+        inflows += [Movement(c, d, float(q)) for c, d, q in connection.execute(queries[1])]
+        outflows += [Movement(c, d, float(q)) for c, d, q in connection.execute(queries[2])]
+    return Projection.build(horizon, stock, inflows, outflows)

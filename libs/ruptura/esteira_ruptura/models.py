@@ -1,0 +1,77 @@
+"""What a ruptura analysis reports, per order line and per order (the JSON clients receive)."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+# An order number: letters, digits and . / - _ (no spaces, quotes or control characters).
+ORDER_NUMBER_PATTERN = r"^[\w./-]+$"
+ORDER_NUMBER_MAX_LENGTH = 40
+
+
+class Criticidade(StrEnum):
+    CRITICA = "CRITICA"
+    ALTA = "ALTA"
+    MEDIA = "MEDIA"
+    BAIXA = "BAIXA"
+
+
+class OrderLine(BaseModel):
+    """One open line of the carteira, as stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    num_pedido: str
+    cod_produto: str
+    nome_produto: str
+    qtd_saldo: float
+    preco: float
+    data_expedicao: date | None
+    cnpj: str
+    cliente: str
+
+
+class ItemReport(BaseModel):
+    cod_produto: str
+    nome_produto: str
+    qtd_saldo: float
+    preco: float
+    valor: float
+    menor_estoque_d7: float
+    ruptura: bool
+    ruptura_qtd: float
+    data_disponibilidade: date | None  # None: sem previsão within the horizon
+
+
+class OrderReport(BaseModel):
+    num_pedido: str
+    status: Literal["analisado"] = "analisado"
+    mode: str
+    cliente: str
+    cnpj: str
+    data_expedicao: date | None
+    qtd_itens: int
+    qtd_itens_ruptura: int
+    qtd_itens_disponiveis: int
+    valor_total: float
+    valor_ruptura: float
+    percentual_disponibilidade: float
+    percentual_ruptura: float
+    data_disponibilidade_total: date | None
+    sem_previsao: bool
+    coberto_pelo_estoque: bool  # every line can ship on its reference date
+    criticidade: Criticidade
+    itens: list[ItemReport]
+
+
+class OrderNotFound(BaseModel):
+    num_pedido: str
+    status: Literal["nao_encontrado"] = "nao_encontrado"
+    erro: str = "pedido não encontrado entre os pedidos ativos da carteira"
+
+
+OrderResult = OrderReport | OrderNotFound

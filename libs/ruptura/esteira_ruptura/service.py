@@ -1,0 +1,99 @@
+"""Analysing orders for a session: the one entry point the workers and the gateway's inline path
+share. A `SessionAnalysis` keeps what its batches have in common (the projection, and in
+allocated mode the allocation of the whole carteira), so batches don't recompute it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from sqlalchemy import Engine
+
+from esteira_core.jobs import RupturaMode
+from esteira_ruptura import data
+from esteira_ruptura.analysis import (
+    LineVerdicts,
+    allocate,
+    group_by_order,
+    judge_independent,
+    report_orders,
+)
+from esteira_ruptura.models import OrderLine, OrderNotFound, OrderResult
+from esteira_ruptura.projection import Horizon, Projection
+
+
+class SessionAnalysis:
+    """Everything needed to analyse any batch of one session, loaded at most once."""
+
+    def __init__(self, engine: Engine, horizon: Horizon, mode: RupturaMode) -> None:
+        self.engine = engine
+        self.horizon = horizon
+        self.mode = mode
+        self._lock = threading.Lock()
+        self._projection: Projection | None = None
+        self._loaded_products: set[str] = set()
+        self._allocation: tuple[list[OrderLine], LineVerdicts, dict[str, list[int]]] | None = None
+
+    def _projection_for(self, products: set[str]) -> Projection:
+        missing = sorted(products - self._loaded_products)
+        if missing or self._projection is None:
+            with self.engine.connect() as connection:
+                loaded = data.load_projection(connection, self.horizon, missing)
+            self._projection = (
+                loaded if self._projection is None else self._projection.merged_with(loaded)
+            )
+            self._loaded_products.update(missing)
+        return self._projection
+
+    def _allocated(self) -> tuple[list[OrderLine], LineVerdicts, dict[str, list[int]]]:
+        if self._allocation is None:
+            with self.engine.connect() as connection:
+                lines = data.load_lines(connection, None)
+                projection = data.load_projection(connection, self.horizon, None)
+            self._allocation = (lines, allocate(lines, projection), group_by_order(lines))
+        return self._allocation
+
+    def analyse(self, order_numbers: Sequence[str]) -> list[OrderResult]:
+        """One result per order number, in the order given; unknown orders are reported."""
+        with self._lock:
+            if self.mode is RupturaMode.ALLOCATED:
+                lines, verdicts, by_order = self._allocated()
+                groups = {n: by_order[n] for n in order_numbers if n in by_order}
+            else:
+                with self.engine.connect() as connection:
+                    lines = data.load_lines(connection, order_numbers)
+                projection = self._projection_for({line.cod_produto for line in lines})
+                verdicts = judge_independent(lines, projection)
+                groups = group_by_order(lines)
+        reports = report_orders(groups, lines, verdicts, self.horizon, self.mode.value)
+        return [reports.get(number) or OrderNotFound(num_pedido=number) for number in order_numbers]
+
+
+class SessionCache:
+    """The `SessionAnalysis` of recent sessions, per process (least recently used evicted)."""
+
+    def __init__(self, capacity: int = 16, ttl_seconds: float = 600) -> None:
+        self.capacity = capacity
+        self.ttl_seconds = ttl_seconds
+        self._entries: OrderedDict[str, tuple[float, SessionAnalysis]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self, session_id: str, engine: Engine, horizon: Horizon, mode: RupturaMode
+    ) -> SessionAnalysis:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(session_id)
+            if entry is None or now - entry[0] > self.ttl_seconds:
+                entry = (now, SessionAnalysis(engine, horizon, mode))
+                self._entries[session_id] = entry
+            self._entries.move_to_end(session_id)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+            return entry[1]
+
+    def drop(self, session_id: str) -> None:
+        with self._lock:
+            self._entries.pop(session_id, None)

@@ -1,0 +1,189 @@
+"""A ruptura session in Redis (ARCHITECTURE "Contracts"): its hash, its results list (a client's
+offset indexes it; progress is its length), the set of batches written and an events channel.
+
+Writing a batch is one Lua script, so it is atomic and idempotent: a retried or duplicated batch
+finds its index already in the set and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from redis.asyncio import Redis
+
+from esteira_core import keys
+from esteira_core.jobs import RupturaMode
+
+_RECORD_BATCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return -2 end
+redis.call('RPUSH', KEYS[2], unpack(ARGV, 4))
+local processed = redis.call('LLEN', KEYS[2])
+local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
+local ttl = tonumber(ARGV[2])
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[3], ttl)
+local done = processed >= total
+if done then
+  redis.call('HSET', KEYS[1], 'status', 'done', 'finished_at', ARGV[3])
+else
+  redis.call('HSET', KEYS[1], 'status', 'running')
+end
+redis.call('PUBLISH', KEYS[4], cjson.encode({
+  batch = tonumber(ARGV[1]), processed = processed, total = total, done = done}))
+return processed
+"""
+SESSION_GONE = -1
+DUPLICATE_BATCH = -2
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session_id: str
+    owner: str
+    total: int
+    batches: int
+    mode: RupturaMode
+    status: str
+    path: str
+    reference_date: date
+    horizon_days: int
+    window_days: int
+    created_at: float
+    finished_at: float | None
+    processed: int
+
+    @property
+    def done(self) -> bool:
+        return self.processed >= self.total
+
+    @property
+    def percent(self) -> float:
+        return round(100.0 * self.processed / self.total, 1) if self.total else 100.0
+
+
+def batches_of(order_numbers: Sequence[str], size: int) -> list[list[str]]:
+    return [list(order_numbers[i : i + size]) for i in range(0, len(order_numbers), size)]
+
+
+async def create(
+    redis: Redis,
+    *,
+    session_id: str,
+    owner: str,
+    total: int,
+    batches: int,
+    mode: RupturaMode,
+    path: str,
+    reference_date: date,
+    horizon_days: int,
+    window_days: int,
+    ttl: int = keys.RUPTURA_SESSION_TTL_SECONDS,
+) -> None:
+    key = keys.ruptura_session(session_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(
+            key,
+            mapping={
+                "owner": owner,
+                "total": total,
+                "batches": batches,
+                "mode": mode.value,
+                "status": "queued",
+                "path": path,
+                "reference_date": reference_date.isoformat(),
+                "horizon_days": horizon_days,
+                "window_days": window_days,
+                "created_at": time.time(),
+            },
+        )
+        pipe.expire(key, ttl)
+        await pipe.execute()
+
+
+async def record_batch(
+    redis: Redis,
+    session_id: str,
+    batch_index: int,
+    results: Sequence[str],
+    ttl: int = keys.RUPTURA_SESSION_TTL_SECONDS,
+) -> int:
+    """Appends one batch's results; returns the results now stored, or SESSION_GONE /
+    DUPLICATE_BATCH when nothing was written."""
+    written: int = await redis.eval(  # type: ignore[misc]
+        _RECORD_BATCH,
+        4,
+        keys.ruptura_session(session_id),
+        keys.ruptura_session_results(session_id),
+        keys.ruptura_session_batches_done(session_id),
+        keys.ruptura_session_events(session_id),
+        str(batch_index),
+        str(ttl),
+        str(time.time()),
+        *results,
+    )
+    return written
+
+
+def _info(session_id: str, fields: dict[bytes, bytes], processed: int) -> SessionInfo:
+    text = {k.decode(): v.decode() for k, v in fields.items()}
+    return SessionInfo(
+        session_id=session_id,
+        owner=text["owner"],
+        total=int(text["total"]),
+        batches=int(text["batches"]),
+        mode=RupturaMode(text["mode"]),
+        status=text["status"],
+        path=text["path"],
+        reference_date=date.fromisoformat(text["reference_date"]),
+        horizon_days=int(text["horizon_days"]),
+        window_days=int(text["window_days"]),
+        created_at=float(text["created_at"]),
+        finished_at=float(text["finished_at"]) if "finished_at" in text else None,
+        processed=processed,
+    )
+
+
+async def info(redis: Redis, session_id: str) -> SessionInfo | None:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.ruptura_session(session_id))
+        pipe.llen(keys.ruptura_session_results(session_id))
+        fields, processed = await pipe.execute()
+    return _info(session_id, fields, processed) if fields else None
+
+
+async def results_since(
+    redis: Redis, session_id: str, offset: int
+) -> tuple[SessionInfo, list[dict[str, Any]]] | None:
+    """The session and the results stored at index `offset` and after (None: no session)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.ruptura_session(session_id))
+        pipe.lrange(keys.ruptura_session_results(session_id), offset, -1)
+        pipe.llen(keys.ruptura_session_results(session_id))
+        fields, raw, processed = await pipe.execute()
+    if not fields:
+        return None
+    return _info(session_id, fields, processed), [json.loads(item) for item in raw]
+
+
+async def delete(redis: Redis, session_id: str) -> bool:
+    removed: int = await redis.delete(
+        keys.ruptura_session(session_id),
+        keys.ruptura_session_results(session_id),
+        keys.ruptura_session_batches_done(session_id),
+    )
+    return removed > 0
+
+
+async def batch_pending(redis: Redis, session_id: str, batch_index: int) -> bool:
+    """False when the session is gone or the batch already written: the work can be skipped."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.exists(keys.ruptura_session(session_id))
+        pipe.sismember(keys.ruptura_session_batches_done(session_id), str(batch_index))
+        exists, written = await pipe.execute()
+    return bool(exists) and not written

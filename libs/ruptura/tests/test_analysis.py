@@ -1,0 +1,163 @@
+"""The ruptura rules against hand-computed cases."""
+
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from esteira_ruptura.analysis import (
+    NO_DAY,
+    allocate,
+    criticidade,
+    group_by_order,
+    judge,
+    judge_independent,
+    report_orders,
+)
+from esteira_ruptura.models import Criticidade, OrderLine
+from esteira_ruptura.projection import Horizon, Movement, Projection
+
+START = date(2026, 3, 2)
+H28 = Horizon(START, days=28, window=7)
+
+
+def day(n: int) -> date:
+    return START + timedelta(days=n)
+
+
+def line(
+    pedido: str, produto: str, qtd: float, preco: float = 1.0, ship: int | None = 0
+) -> OrderLine:
+    return OrderLine(
+        num_pedido=pedido,
+        cod_produto=produto,
+        nome_produto=produto,
+        qtd_saldo=qtd,
+        preco=preco,
+        data_expedicao=None if ship is None else day(ship),
+        cnpj="",
+        cliente="",
+    )
+
+
+def verdicts_for(quantities: list[float], projected: list[float], window: int = 7):
+    rows = np.array([projected] * len(quantities), dtype=float)
+    return judge(np.array(quantities, dtype=float), rows, window)
+
+
+# Stock 10 for days 0-9, then production of 20 lands on day 10: P = 10 x10, 30 x18.
+STEP = [10.0] * 10 + [30.0] * 18
+
+
+def test_d7_rule_quantity_and_availability_day() -> None:
+    v = verdicts_for([15, 10, 40], STEP)
+    assert v.in_rupture.tolist() == [True, False, True]
+    assert v.min_window.tolist() == [10, 10, 10]
+    assert v.ruptura_qtd.tolist() == [5, 0, 30]
+    assert v.available_day.tolist() == [10, 0, NO_DAY]  # 40 never: sem previsão
+
+
+def test_negative_projection_counts_as_zero_for_the_missing_quantity() -> None:
+    v = verdicts_for([3], [-5.0] * 28)
+    assert v.in_rupture.tolist() == [True] and v.ruptura_qtd.tolist() == [3]
+
+
+def test_production_inside_d7_is_not_added_on_top_of_the_d7_minimum() -> None:
+    # stock 10, +10 on day 2, -15 on day 5: P = 10 10 20 20 20 5 5 ... ; min(P[0..7]) = 5.
+    # The seed added the production (10) to that minimum and called 8 units available.
+    projection = Projection.build(
+        H28, {"A": 10}, [Movement("A", day(2), 10)], [Movement("A", day(5), 15)]
+    )
+    v = judge_independent([line("1", "A", 8)], projection)
+    assert v.in_rupture.tolist() == [True]
+    assert v.ruptura_qtd.tolist() == [3]
+    assert v.available_day.tolist() == [NO_DAY]
+
+
+def test_availability_needs_the_whole_window_to_hold_the_quantity() -> None:
+    # Stock arrives on day 3 but a planned outflow takes it back on day 6, for good on day 20.
+    projected = [0, 0, 0, 10, 10, 10, 2, 2, 2, 2, 2, 2, 2, 2, 2, 10, 10, 10, 10, 10] + [10] * 8
+    v = verdicts_for([5], projected)
+    assert v.available_day.tolist() == [15]
+
+
+def test_a_product_without_stock_or_movements_is_in_full_rupture() -> None:
+    projection = Projection.build(H28, {}, [], [])
+    v = judge_independent([line("1", "GHOST", 4)], projection)
+    assert (v.in_rupture[0], v.ruptura_qtd[0], v.available_day[0]) == (True, 4, NO_DAY)
+
+
+@pytest.mark.parametrize(
+    ("items", "percent", "expected"),
+    [
+        (4, 10.1, Criticidade.CRITICA),
+        (4, 10.0, Criticidade.ALTA),
+        (0, 10.5, Criticidade.ALTA),
+        (3, 10.0, Criticidade.MEDIA),
+        (2, 0.0, Criticidade.MEDIA),
+        (1, 5.1, Criticidade.MEDIA),
+        (1, 5.0, Criticidade.BAIXA),
+        (0, 0.0, Criticidade.BAIXA),
+    ],
+)
+def test_criticidade_thresholds(items: int, percent: float, expected: Criticidade) -> None:
+    assert criticidade(items, percent) is expected
+
+
+def test_orders_compete_in_priority_order_when_allocated() -> None:
+    # Stock 10 flat; production +10 on day 5. B and C ship on day 1 (B first by number), A day 2.
+    projection = Projection.build(H28, {"P": 10}, [Movement("P", day(5), 10)], [])
+    lines = [
+        line("100001", "P", 6, ship=2),
+        line("100002", "P", 6, ship=1),
+        line("100003", "P", 3, ship=1),
+    ]
+    independent = judge_independent(lines, projection)
+    assert independent.in_rupture.tolist() == [False, False, False]
+
+    allocated = allocate(lines, projection)
+    # B takes 6 (4 left), C takes 3 (1 left), A sees 1 until day 5, when 11 are there.
+    assert allocated.in_rupture.tolist() == [True, False, False]
+    assert allocated.ruptura_qtd.tolist() == [5, 0, 0]
+    assert allocated.available_day.tolist() == [5, 0, 0]
+
+
+def test_an_undated_line_comes_last_and_a_reservation_holds_from_its_day_on() -> None:
+    projection = Projection.build(H28, {"P": 4}, [Movement("P", day(3), 6)], [])
+    lines = [line("1", "P", 4, ship=None), line("2", "P", 8, ship=5)]
+    allocated = allocate(lines, projection)
+    # "2" comes first: 8 is there from day 3 on, reserved from day 3: 4 left until day 3, 2 after.
+    assert allocated.available_day.tolist() == [NO_DAY, 3]
+    assert allocated.ruptura_qtd.tolist() == [2, 4]
+
+
+def test_an_order_report_weighs_by_value_and_dates_by_its_latest_item() -> None:
+    projection = Projection.build(H28, {"A": 5, "B": 100}, [Movement("A", day(9), 100)], [])
+    lines = [line("7", "A", 10, preco=2), line("7", "B", 1, preco=80)]
+    verdicts = judge_independent(lines, projection)
+    report = report_orders(group_by_order(lines), lines, verdicts, H28, "independent")["7"]
+    assert (report.valor_total, report.valor_ruptura) == (100, 10)
+    assert (report.percentual_disponibilidade, report.percentual_ruptura) == (90, 10)
+    assert (report.qtd_itens_ruptura, report.qtd_itens_disponiveis) == (1, 1)
+    assert report.criticidade is Criticidade.MEDIA
+    assert report.data_disponibilidade_total == day(9)
+    assert report.coberto_pelo_estoque is False and report.sem_previsao is False
+
+
+def test_an_order_with_an_item_never_available_has_no_total_date() -> None:
+    projection = Projection.build(H28, {"A": 5}, [], [])
+    lines = [line("8", "A", 1), line("8", "A", 50)]
+    report = report_orders(
+        group_by_order(lines), lines, judge_independent(lines, projection), H28, "independent"
+    )["8"]
+    assert report.data_disponibilidade_total is None and report.sem_previsao is True
+
+
+def test_an_order_without_rupture_is_available_on_the_reference_date() -> None:
+    projection = Projection.build(H28, {"A": 50}, [], [])
+    lines = [line("9", "A", 5, preco=0)]
+    report = report_orders(
+        group_by_order(lines), lines, judge_independent(lines, projection), H28, "independent"
+    )["9"]
+    assert report.data_disponibilidade_total == START
+    assert report.criticidade is Criticidade.BAIXA and report.percentual_disponibilidade == 100

@@ -1,0 +1,127 @@
+"""Analysing sessions against a real database (SQLite and PostgreSQL)."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+
+import pytest
+from sqlalchemy import Engine, event
+
+from esteira_core.jobs import RupturaMode
+from esteira_ruptura import data
+from esteira_ruptura.demo import CarteiraNotEmptyError, DemoSpec, seed_demo
+from esteira_ruptura.models import OrderNotFound, OrderReport
+from esteira_ruptura.projection import Horizon
+from esteira_ruptura.service import SessionAnalysis, SessionCache
+
+pytestmark = pytest.mark.integration
+REFERENCE = date(2026, 3, 2)
+SPEC = DemoSpec(orders=90, products=40, seed=3, reference_date=REFERENCE)
+
+
+@contextmanager
+def count_queries(engine: Engine) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def carteira(migrated_engine: Engine) -> Engine:
+    seed_demo(migrated_engine, SPEC)
+    return migrated_engine
+
+
+def _orders(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return data.active_order_numbers(connection)
+
+
+def test_batches_use_a_bounded_number_of_queries_and_share_the_projection(carteira) -> None:
+    orders = _orders(carteira)
+    analysis = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT)
+    per_batch = []
+    for start in range(0, len(orders), 20):
+        with count_queries(carteira) as statements:
+            results = analysis.analyse(orders[start : start + 20])
+        per_batch.append(len(statements))
+        assert all(isinstance(r, OrderReport) for r in results)
+    assert max(per_batch) <= 4  # the lines, then stock, production, outflows of new products
+    assert per_batch[-1] < per_batch[0]  # later batches reuse the projection already loaded
+
+
+def test_an_order_is_judged_the_same_alone_or_in_a_batch(carteira) -> None:
+    orders = _orders(carteira)[:20]
+    batch = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(orders)
+    for order, in_batch in zip(orders, batch, strict=True):
+        alone = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(
+            [order]
+        )
+        assert alone == [in_batch]
+
+
+def test_the_demo_carteira_has_ruptures_and_orders_without_a_date(carteira) -> None:
+    results = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(
+        _orders(carteira)
+    )
+    reports = [r for r in results if isinstance(r, OrderReport)]
+    assert len(reports) == SPEC.orders
+    assert any(r.qtd_itens_ruptura for r in reports)
+    assert any(r.coberto_pelo_estoque for r in reports)
+    assert any(r.sem_previsao for r in reports)
+    assert len({r.criticidade for r in reports}) >= 3
+
+
+def test_unknown_orders_are_reported_in_place(carteira) -> None:
+    known = _orders(carteira)[0]
+    results = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(
+        ["NOPE", known]
+    )
+    assert isinstance(results[0], OrderNotFound) and results[0].num_pedido == "NOPE"
+    assert isinstance(results[1], OrderReport) and results[1].num_pedido == known
+
+
+def test_allocated_mode_loads_the_carteira_once_and_never_covers_more(carteira) -> None:
+    orders = _orders(carteira)
+    allocated = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.ALLOCATED)
+    first = allocated.analyse(orders[:20])
+    with count_queries(carteira) as statements:
+        rest = allocated.analyse(orders[20:])
+    assert statements == []
+    independent = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(
+        orders
+    )
+    covered_allocated = sum(
+        r.coberto_pelo_estoque for r in first + rest if isinstance(r, OrderReport)
+    )
+    covered_independent = sum(
+        r.coberto_pelo_estoque for r in independent if isinstance(r, OrderReport)
+    )
+    assert covered_allocated < covered_independent
+
+
+def test_the_cache_keeps_one_analysis_per_session(carteira) -> None:
+    cache = SessionCache(capacity=2)
+    horizon = Horizon(REFERENCE)
+    first = cache.get("s1", carteira, horizon, RupturaMode.INDEPENDENT)
+    assert cache.get("s1", carteira, horizon, RupturaMode.INDEPENDENT) is first
+    cache.get("s2", carteira, horizon, RupturaMode.INDEPENDENT)
+    cache.get("s3", carteira, horizon, RupturaMode.INDEPENDENT)
+    assert cache.get("s1", carteira, horizon, RupturaMode.INDEPENDENT) is not first  # evicted
+
+
+def test_seeding_is_deterministic_and_refuses_to_overwrite(migrated_engine) -> None:
+    counts = seed_demo(migrated_engine, SPEC)
+    with pytest.raises(CarteiraNotEmptyError):
+        seed_demo(migrated_engine, SPEC)
+    assert seed_demo(migrated_engine, SPEC, replace=True) == counts
+    with migrated_engine.connect() as connection:
+        lines = data.load_lines(connection, None)
+    assert len(lines) == counts["carteira_itens"]

@@ -1,0 +1,81 @@
+"""The session store on a real redis-server: idempotent batch writes, offsets, events."""
+
+import asyncio
+import json
+from datetime import date
+
+import pytest
+
+from esteira_core.jobs import RupturaMode
+from esteira_core.redis import create_redis
+from esteira_core.settings import CoreSettings
+from esteira_ruptura import sessions
+
+pytestmark = pytest.mark.integration
+SID = "0123456789abcdef0123456789abcdef"
+
+
+async def _create(redis, total: int) -> None:
+    await sessions.create(
+        redis,
+        session_id=SID,
+        owner="t",
+        total=total,
+        batches=2,
+        mode=RupturaMode.INDEPENDENT,
+        path="queue",
+        reference_date=date(2026, 3, 2),
+        horizon_days=28,
+        window_days=7,
+    )
+
+
+def test_a_batch_is_written_once_however_often_it_is_delivered(redis_url: str) -> None:
+    async def scenario():
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        await _create(redis, total=3)
+        pubsub = redis.pubsub()
+        await pubsub.subscribe(f"esteira:ruptura:session:{SID}:events")
+        first = await sessions.record_batch(redis, SID, 0, ['{"n": 1}', '{"n": 2}'])
+        again = await sessions.record_batch(redis, SID, 0, ['{"n": 1}', '{"n": 2}'])
+        pending_before = await sessions.batch_pending(redis, SID, 1)
+        last = await sessions.record_batch(redis, SID, 1, ['{"n": 3}'])
+        pending_after = await sessions.batch_pending(redis, SID, 1)
+        info, tail = await sessions.results_since(redis, SID, 1)
+        events = []
+        while len(events) < 2:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+            if message:
+                events.append(json.loads(message["data"]))
+        await pubsub.aclose()
+        await redis.aclose()
+        return first, again, pending_before, last, pending_after, info, tail, events
+
+    first, again, pending_before, last, pending_after, info, tail, events = asyncio.run(scenario())
+    assert (first, again, last) == (2, sessions.DUPLICATE_BATCH, 3)
+    assert (pending_before, pending_after) == (True, False)
+    assert info.done and info.status == "done" and info.percent == 100.0
+    assert tail == [{"n": 2}, {"n": 3}]
+    assert events == [
+        {"batch": 0, "processed": 2, "total": 3, "done": False},
+        {"batch": 1, "processed": 3, "total": 3, "done": True},
+    ]
+
+
+def test_nothing_is_written_for_a_deleted_session(redis_url: str) -> None:
+    async def scenario():
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        await _create(redis, total=1)
+        deleted = await sessions.delete(redis, SID)
+        written = await sessions.record_batch(redis, SID, 0, ['{"n": 1}'])
+        leftovers = await redis.exists(f"esteira:ruptura:session:{SID}:results")
+        found = await sessions.info(redis, SID)
+        await redis.aclose()
+        return deleted, written, leftovers, found
+
+    assert asyncio.run(scenario()) == (True, sessions.SESSION_GONE, 0, None)
+
+
+def test_batches_of_twenty() -> None:
+    batches = sessions.batches_of([str(i) for i in range(45)], 20)
+    assert [len(b) for b in batches] == [20, 20, 5]

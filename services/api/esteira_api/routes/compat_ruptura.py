@@ -1,0 +1,111 @@
+"""The seed's ruptura routes, kept so existing front ends (the worker add-on and the synchronous
+per-order button) switch by changing a base URL. Thin adapters over esteira_api.ruptura.
+
+The seed named these routes and fields (offset_novo, completo, progresso, workers) but never
+wrote their bodies down; the shapes here keep those names and the v1 result objects.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field, field_validator
+
+from esteira_api import ruptura
+from esteira_api.deps import DbDep, RedisDep, SettingsDep
+from esteira_api.routes.ruptura import ANONYMOUS, OrderNumber, OrderNumberPath, SessionId
+from esteira_core.jobs import RupturaMode
+
+router = APIRouter(prefix="/api/ruptura", tags=["compat: ruptura"])
+
+
+class IniciarRequest(BaseModel):
+    pedidos: list[OrderNumber] = Field(description="Order numbers (numbers are accepted too).")
+    modo: RupturaMode = RupturaMode.INDEPENDENT
+
+    @field_validator("pedidos", mode="before")
+    @classmethod
+    def _numbers_as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [
+                str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+                for item in value
+            ]
+        return value
+
+
+class LimparRequest(BaseModel):
+    session_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+
+def _progress(processed: int, total: int) -> dict[str, Any]:
+    percent = round(100.0 * processed / total, 1) if total else 100.0
+    return {"processados": processed, "total": total, "percentual": percent}
+
+
+@router.post("/worker/iniciar-processamento")
+async def iniciar_processamento(
+    body: IniciarRequest, redis: RedisDep, db: DbDep, settings: SettingsDep
+) -> dict[str, Any]:
+    started = await ruptura.start_session(
+        redis,
+        db,
+        settings,
+        order_numbers=body.pedidos,
+        mode=body.modo,
+        reference_date=None,
+        owner=ANONYMOUS,
+    )
+    return {
+        "success": True,
+        "session_id": started.session_id,
+        "total_pedidos": started.total,
+        "total_lotes": started.batches,
+        "workers": await ruptura.workers_online(redis, settings),
+        "mensagem": f"{started.total} pedidos enviados para processamento em "
+        f"{started.batches} lotes",
+    }
+
+
+@router.get("/worker/buscar-resultados/{session_id}")
+async def buscar_resultados(
+    session_id: SessionId,
+    redis: RedisDep,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> dict[str, Any]:
+    info, results = await ruptura.results_since(redis, session_id, offset)
+    return {
+        "success": True,
+        "resultados": results,
+        "offset_novo": offset + len(results),
+        "completo": info.done,
+        "progresso": _progress(info.processed, info.total),
+    }
+
+
+@router.get("/worker/status/{session_id}")
+async def status(session_id: SessionId, redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
+    info = await ruptura.session_info(redis, session_id)
+    return {
+        "success": True,
+        "session_id": session_id,
+        "status": info.status,
+        "completo": info.done,
+        "progresso": _progress(info.processed, info.total),
+        "workers": await ruptura.workers_online(redis, settings),
+    }
+
+
+@router.post("/worker/limpar-cache")
+async def limpar_cache(body: LimparRequest, redis: RedisDep) -> dict[str, Any]:
+    await ruptura.delete_session(redis, body.session_id)
+    return {"success": True, "mensagem": f"Cache da sessão {body.session_id} removido"}
+
+
+@router.get("/analisar-pedido/{num_pedido}")
+async def analisar_pedido(
+    num_pedido: OrderNumberPath, redis: RedisDep, db: DbDep, settings: SettingsDep
+) -> dict[str, Any]:
+    report = await ruptura.analyse_order(redis, db, settings, num_pedido, RupturaMode.INDEPENDENT)
+    return {"success": True, **report.model_dump(mode="json")}

@@ -1,0 +1,180 @@
+"""Ruptura API v1: sessions analysed by the ruptura workers, and one order analysed at once."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, StringConstraints, model_validator
+
+from esteira_api import ruptura
+from esteira_api.deps import DbDep, RedisDep, SettingsDep
+from esteira_core.jobs import RupturaMode
+from esteira_ruptura.models import ORDER_NUMBER_MAX_LENGTH, ORDER_NUMBER_PATTERN, OrderReport
+
+router = APIRouter(prefix="/api/v1/ruptura", tags=["ruptura"])
+
+OrderNumber = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=ORDER_NUMBER_MAX_LENGTH,
+        pattern=ORDER_NUMBER_PATTERN,
+    ),
+]
+OrderNumberPath = Annotated[
+    str, Path(min_length=1, max_length=ORDER_NUMBER_MAX_LENGTH, pattern=ORDER_NUMBER_PATTERN)
+]
+SessionId = Annotated[
+    str, Path(pattern=r"^[0-9a-f]{32}$", description="The id a session was started with.")
+]
+ANONYMOUS = "anonymous"
+
+
+class SessionRequest(BaseModel):
+    pedidos: list[OrderNumber] | None = Field(
+        None, description="Order numbers to analyse (duplicates are analysed once)."
+    )
+    all: bool = Field(False, description="Analyse every active order of the carteira instead.")
+    mode: RupturaMode = RupturaMode.INDEPENDENT
+    reference_date: date | None = Field(
+        None, description="Day 0 of the projection (default: today in ESTEIRA_TIMEZONE)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SessionRequest:
+        if self.all == (self.pedidos is not None):
+            raise ValueError("send either pedidos (a list) or all: true")
+        return self
+
+
+class SessionStartedBody(BaseModel):
+    session_id: str
+    total: int
+    batches: int
+    mode: RupturaMode
+    reference_date: date
+    status_url: str
+    results_url: str
+    events_url: str
+
+
+class SessionStatusBody(BaseModel):
+    session_id: str
+    status: str
+    mode: RupturaMode
+    total: int
+    processed: int
+    percent: float
+    done: bool
+    batches: int
+    reference_date: date
+    workers_online: int
+
+
+class ResultsBody(BaseModel):
+    session_id: str
+    offset: int
+    next_offset: int
+    processed: int
+    total: int
+    done: bool
+    results: list[dict[str, Any]]
+
+
+@router.post("/sessions", status_code=202, summary="Start analysing orders")
+async def start_session(
+    body: SessionRequest, redis: RedisDep, db: DbDep, settings: SettingsDep
+) -> SessionStartedBody:
+    started = await ruptura.start_session(
+        redis,
+        db,
+        settings,
+        order_numbers=body.pedidos,
+        mode=body.mode,
+        reference_date=body.reference_date,
+        owner=ANONYMOUS,
+    )
+    base = f"/api/v1/ruptura/sessions/{started.session_id}"
+    return SessionStartedBody(
+        session_id=started.session_id,
+        total=started.total,
+        batches=started.batches,
+        mode=started.mode,
+        reference_date=started.reference_date,
+        status_url=base,
+        results_url=f"{base}/results?offset=0",
+        events_url=f"{base}/events",
+    )
+
+
+@router.get("/sessions/{session_id}", summary="A session's status and progress")
+async def session_status(
+    session_id: SessionId, redis: RedisDep, settings: SettingsDep
+) -> SessionStatusBody:
+    info = await ruptura.session_info(redis, session_id)
+    return SessionStatusBody(
+        session_id=session_id,
+        status=info.status,
+        mode=info.mode,
+        total=info.total,
+        processed=info.processed,
+        percent=info.percent,
+        done=info.done,
+        batches=info.batches,
+        reference_date=info.reference_date,
+        workers_online=await ruptura.workers_online(redis, settings),
+    )
+
+
+@router.get("/sessions/{session_id}/results", summary="Results stored since an offset")
+async def session_results(
+    session_id: SessionId,
+    redis: RedisDep,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> ResultsBody:
+    info, results = await ruptura.results_since(redis, session_id, offset)
+    return ResultsBody(
+        session_id=session_id,
+        offset=offset,
+        next_offset=offset + len(results),
+        processed=info.processed,
+        total=info.total,
+        done=info.done,
+        results=results,
+    )
+
+
+@router.get(
+    "/sessions/{session_id}/events",
+    summary="Progress as server-sent events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def session_events(session_id: SessionId, redis: RedisDep) -> StreamingResponse:
+    await ruptura.session_info(redis, session_id)  # a 404 before the stream starts
+    return StreamingResponse(
+        ruptura.session_events(redis, session_id),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.delete("/sessions/{session_id}", status_code=204, summary="Drop a session's data")
+async def delete_session(session_id: SessionId, redis: RedisDep) -> Response:
+    await ruptura.delete_session(redis, session_id)
+    return Response(status_code=204)
+
+
+@router.get("/orders/{num_pedido}", summary="One order analysed now (cached briefly)")
+async def analyse_order(
+    num_pedido: OrderNumberPath,
+    redis: RedisDep,
+    db: DbDep,
+    settings: SettingsDep,
+    mode: RupturaMode = RupturaMode.INDEPENDENT,
+) -> OrderReport:
+    return await ruptura.analyse_order(redis, db, settings, num_pedido, mode)

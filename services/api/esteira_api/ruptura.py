@@ -1,0 +1,211 @@
+"""The gateway's side of ruptura: starting sessions, reading them, analysing one order.
+
+Routes (v1 and the seeds' compatibility routes) are thin adapters over these functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+from sqlalchemy import Engine
+
+from esteira_api.errors import ApiError
+from esteira_api.settings import ApiSettings
+from esteira_core import heartbeats, jobs, keys, metrics
+from esteira_ruptura import data, sessions
+from esteira_ruptura.models import OrderNotFound, OrderReport
+from esteira_ruptura.projection import Horizon
+from esteira_ruptura.service import SessionAnalysis
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    session_id: str
+    total: int
+    batches: int
+    mode: jobs.RupturaMode
+    reference_date: date
+
+
+def dedupe(order_numbers: Sequence[str]) -> list[str]:
+    """Each order once, in the order first given."""
+    return list(dict.fromkeys(order_numbers))
+
+
+async def start_session(
+    redis: ArqRedis,
+    db: Engine,
+    settings: ApiSettings,
+    *,
+    order_numbers: Sequence[str] | None,
+    mode: jobs.RupturaMode,
+    reference_date: date | None,
+    owner: str,
+) -> SessionStarted:
+    """Validates the request, records the session and puts its batches on the ruptura queue."""
+    if order_numbers is None:
+        wanted = await asyncio.to_thread(_active_orders, db)
+        if not wanted:
+            raise ApiError(400, "no_active_orders", "The carteira has no active orders.")
+    else:
+        if not order_numbers:
+            raise ApiError(400, "empty_order_list", "Send at least one order number in pedidos.")
+        wanted = dedupe(order_numbers)
+    if len(wanted) > settings.ruptura_max_orders:
+        raise ApiError(
+            413,
+            "too_many_orders",
+            f"{len(wanted)} orders exceed the limit of {settings.ruptura_max_orders} per session.",
+        )
+    session_id = uuid.uuid4().hex
+    reference = reference_date or settings.today()
+    batches = sessions.batches_of(wanted, jobs.RUPTURA_BATCH_SIZE)
+    await sessions.create(
+        redis,
+        session_id=session_id,
+        owner=owner,
+        total=len(wanted),
+        batches=len(batches),
+        mode=mode,
+        path="queue",
+        reference_date=reference,
+        horizon_days=settings.ruptura_horizon_days,
+        window_days=settings.ruptura_window_days,
+    )
+    payloads = [
+        (
+            f"ruptura-{session_id}-{index}",
+            jobs.RupturaBatchPayload(
+                session_id=session_id,
+                batch_index=index,
+                pedidos=batch,
+                mode=mode,
+                reference_date=reference,
+                horizon_days=settings.ruptura_horizon_days,
+                window_days=settings.ruptura_window_days,
+            ),
+        )
+        for index, batch in enumerate(batches)
+    ]
+    await jobs.enqueue_many(redis, jobs.Pool.RUPTURA, jobs.RUPTURA_ANALYSE_BATCH, payloads)
+    metrics.JOBS_ENQUEUED.labels(jobs.RUPTURA_QUEUE).inc(len(payloads))
+    logger.info(
+        "ruptura session started",
+        extra={"session_id": session_id, "orders": len(wanted), "batches": len(batches)},
+    )
+    return SessionStarted(session_id, len(wanted), len(batches), mode, reference)
+
+
+def _active_orders(db: Engine) -> list[str]:
+    with db.connect() as connection:
+        return data.active_order_numbers(connection)
+
+
+def _not_found(session_id: str) -> ApiError:
+    return ApiError(404, "session_not_found", f"Session {session_id} does not exist or expired.")
+
+
+async def session_info(redis: ArqRedis, session_id: str) -> sessions.SessionInfo:
+    found = await sessions.info(redis, session_id)
+    if found is None:
+        raise _not_found(session_id)
+    return found
+
+
+async def results_since(
+    redis: ArqRedis, session_id: str, offset: int
+) -> tuple[sessions.SessionInfo, list[dict[str, Any]]]:
+    found = await sessions.results_since(redis, session_id, offset)
+    if found is None:
+        raise _not_found(session_id)
+    return found
+
+
+async def delete_session(redis: ArqRedis, session_id: str) -> None:
+    if not await sessions.delete(redis, session_id):
+        raise _not_found(session_id)
+
+
+async def workers_online(redis: ArqRedis, settings: ApiSettings) -> int:
+    return await heartbeats.workers_online(
+        redis, jobs.Pool.RUPTURA.value, settings.heartbeat_interval_seconds
+    )
+
+
+def _progress_event(info: sessions.SessionInfo) -> str:
+    body = {"processed": info.processed, "total": info.total, "done": info.done}
+    return f"event: progress\ndata: {json.dumps(body)}\n\n"
+
+
+async def session_events(
+    redis: ArqRedis, session_id: str, keepalive_seconds: float = 15
+) -> AsyncIterator[str]:
+    """Server-sent events: the progress now, then one event per batch until the session is done.
+    Subscribing comes first, so no batch finished in between is missed."""
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.ruptura_session_events(session_id))
+    try:
+        info = await session_info(redis, session_id)
+        yield _progress_event(info)
+        while not info.done:
+            message = await pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=keepalive_seconds
+            )
+            if message is None:
+                found = await sessions.info(redis, session_id)
+                if found is None:
+                    yield 'event: gone\ndata: {"reason": "session deleted or expired"}\n\n'
+                    return
+                info = found
+                yield ": keepalive\n\n" if not info.done else _progress_event(info)
+                continue
+            event = json.loads(message["data"])
+            yield f"event: progress\ndata: {json.dumps(event)}\n\n"
+            if event.get("done"):
+                return
+    finally:
+        await pubsub.unsubscribe()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def analyse_order(
+    redis: ArqRedis,
+    db: Engine,
+    settings: ApiSettings,
+    num_pedido: str,
+    mode: jobs.RupturaMode,
+) -> OrderReport:
+    """One order, analysed in this process, cached briefly in Redis (skipped if Redis is down)."""
+    cache_key = keys.ruptura_order_cache(num_pedido, mode.value)
+    if settings.ruptura_order_cache_seconds:
+        try:
+            cached = await redis.get(cache_key)
+        except (RedisError, OSError):
+            cached = None
+        if cached:
+            return OrderReport.model_validate_json(cached)
+    horizon = Horizon(settings.today(), settings.ruptura_horizon_days, settings.ruptura_window_days)
+    analysis = SessionAnalysis(db, horizon, mode)
+    (result,) = await asyncio.to_thread(analysis.analyse, [num_pedido])
+    metrics.ORDERS_ANALYSED.labels(mode.value, "sync").inc()
+    if isinstance(result, OrderNotFound):
+        raise ApiError(404, "order_not_found", f"Order {num_pedido} is not an active order.")
+    if settings.ruptura_order_cache_seconds:
+        try:
+            await redis.set(
+                cache_key, result.model_dump_json(), ex=settings.ruptura_order_cache_seconds
+            )
+        except (RedisError, OSError):
+            logger.warning("order cache unavailable", extra={"num_pedido": num_pedido})
+    return result

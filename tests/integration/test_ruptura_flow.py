@@ -1,0 +1,219 @@
+"""Ruptura end to end: the gateway, a real ruptura worker process and a real redis-server, on a
+seeded SQLite and a seeded PostgreSQL."""
+
+import json
+import time
+from datetime import date
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from esteira_api.main import create_app
+from esteira_api.settings import ApiSettings
+from esteira_core.jobs import RupturaMode
+from esteira_core.processes import free_port
+from esteira_ruptura import data
+from esteira_ruptura.demo import DemoSpec, seed_demo
+from esteira_ruptura.projection import Horizon
+from esteira_ruptura.service import SessionAnalysis
+
+pytestmark = pytest.mark.integration
+REFERENCE = date(2026, 3, 2)
+
+
+@pytest.fixture
+def stack(migrated_engine: Engine, redis_url: str, esteira_processes):
+    """A seeded database, one ruptura worker and a gateway client."""
+    seed_demo(migrated_engine, DemoSpec(orders=70, products=30, seed=11, reference_date=REFERENCE))
+    database_url = migrated_engine.url.render_as_string(hide_password=False)
+    port = free_port()
+    esteira_processes(
+        "ruptura-worker",
+        ["worker", "ruptura"],
+        {
+            "ESTEIRA_REDIS_URL": redis_url,
+            "ESTEIRA_DATABASE_URL": database_url,
+            "ESTEIRA_METRICS_PORT": str(port),
+        },
+        port=port,
+    )
+    settings = ApiSettings(redis_url=redis_url, database_url=database_url, ruptura_max_orders=100)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client, migrated_engine
+
+
+def _orders(engine: Engine) -> list[str]:
+    with engine.connect() as connection:
+        return data.active_order_numbers(connection)
+
+
+def _follow(client: TestClient, results_url: str, timeout: float = 60) -> list[dict]:
+    """Polls by offset, as a browser would, until the session is done."""
+    collected: list[dict] = []
+    offset = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        body = client.get(results_url.split("?")[0], params={"offset": offset}).json()
+        assert body["offset"] == offset
+        collected += body["results"]
+        offset = body["next_offset"]
+        assert offset == len(collected)
+        if body["done"]:
+            return collected
+        assert time.monotonic() < deadline, "the session did not finish"
+        time.sleep(0.1)
+
+
+def test_a_session_returns_every_order_once_with_the_engines_verdict(stack) -> None:
+    client, engine = stack
+    orders = _orders(engine)[:45]
+    response = client.post(
+        "/api/v1/ruptura/sessions",
+        json={"pedidos": orders + orders[:5], "reference_date": str(REFERENCE)},
+    )
+    assert response.status_code == 202
+    started = response.json()
+    assert (started["total"], started["batches"]) == (45, 3)
+
+    results = _follow(client, started["results_url"])
+    assert sorted(r["num_pedido"] for r in results) == sorted(orders)
+    expected = SessionAnalysis(engine, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(orders)
+    by_order = {r["num_pedido"]: r for r in results}
+    for report in expected:
+        assert by_order[report.num_pedido] == report.model_dump(mode="json")
+
+    status = client.get(started["status_url"]).json()
+    assert (status["status"], status["processed"], status["percent"]) == ("done", 45, 100.0)
+    assert status["workers_online"] == 1
+
+    with client.stream("GET", started["events_url"]) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in stream.iter_lines() if line.startswith("data:")]
+    assert lines == ['data: {"processed": 45, "total": 45, "done": true}']
+
+
+def test_events_follow_a_running_session_batch_by_batch(stack) -> None:
+    client, engine = stack
+    started = client.post(
+        "/api/v1/ruptura/sessions", json={"all": True, "reference_date": str(REFERENCE)}
+    ).json()
+    assert started["total"] == len(_orders(engine)) == 70
+    with client.stream("GET", started["events_url"]) as stream:
+        events = [json.loads(line[5:]) for line in stream.iter_lines() if line.startswith("data:")]
+    assert events[-1]["done"] is True and events[-1]["processed"] == 70
+    assert [e["processed"] for e in events] == sorted(e["processed"] for e in events)
+
+
+def test_allocated_sessions_cover_no_more_orders_than_independent_ones(stack) -> None:
+    client, engine = stack
+    orders = _orders(engine)
+    covered = {}
+    for mode in ("independent", "allocated"):
+        started = client.post(
+            "/api/v1/ruptura/sessions",
+            json={"pedidos": orders, "mode": mode, "reference_date": str(REFERENCE)},
+        ).json()
+        results = _follow(client, started["results_url"])
+        assert {r["mode"] for r in results} == {mode}
+        covered[mode] = sum(r["coberto_pelo_estoque"] for r in results)
+    assert covered["allocated"] < covered["independent"]
+
+
+def test_bad_input_gets_clear_errors(stack) -> None:
+    client, engine = stack
+    url = "/api/v1/ruptura/sessions"
+
+    def error(response, status: int) -> dict:
+        assert response.status_code == status, response.text
+        return response.json()["error"]
+
+    assert error(client.post(url, json={"pedidos": []}), 400)["code"] == "empty_order_list"
+    many = [str(n) for n in range(101)]
+    assert error(client.post(url, json={"pedidos": many}), 413)["code"] == "too_many_orders"
+    assert error(
+        client.post(url, content=b"{not json", headers={"content-type": "application/json"}), 422
+    )
+    assert error(client.post(url, json={"pedidos": ["ok", "drop table;"]}), 422)
+    assert error(client.post(url, json={}), 422)["message"].endswith(
+        "send either pedidos (a list) or all: true"
+    )
+    assert error(client.post(url, json={"pedidos": ["1"], "mode": "magic"}), 422)
+    assert error(client.get(f"{url}/{'a' * 32}"), 404)["code"] == "session_not_found"
+    assert error(client.get(f"{url}/not-an-id"), 422)
+    assert error(client.get(f"{url}/{'a' * 32}/results", params={"offset": -1}), 422)
+
+    started = client.post(
+        url, json={"pedidos": ["NAO-EXISTE", _orders(engine)[0]], "reference_date": str(REFERENCE)}
+    ).json()
+    results = _follow(client, started["results_url"])
+    missing = [r for r in results if r["num_pedido"] == "NAO-EXISTE"]
+    assert missing and missing[0]["status"] == "nao_encontrado"
+
+
+def test_deleting_a_session_drops_it(stack) -> None:
+    client, engine = stack
+    started = client.post("/api/v1/ruptura/sessions", json={"pedidos": _orders(engine)[:3]}).json()
+    _follow(client, started["results_url"])
+    assert client.delete(started["status_url"]).status_code == 204
+    assert client.get(started["status_url"]).status_code == 404
+    assert client.delete(started["status_url"]).status_code == 404
+
+
+def test_one_order_is_analysed_at_once_and_cached(stack, redis_server) -> None:
+    client, engine = stack
+    order = _orders(engine)[0]
+    first = client.get(f"/api/v1/ruptura/orders/{order}")
+    assert first.status_code == 200 and first.json()["num_pedido"] == order
+    ttl = redis_server.client().ttl(f"esteira:ruptura:order:independent:{order}")
+    assert 0 < ttl <= 15
+    assert client.get(f"/api/v1/ruptura/orders/{order}").json() == first.json()
+    missing = client.get("/api/v1/ruptura/orders/NAO-EXISTE")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "order_not_found"
+
+
+def test_the_seeds_routes_keep_their_shapes(stack) -> None:
+    client, engine = stack
+    orders = _orders(engine)[:25]
+    started = client.post(
+        "/api/ruptura/worker/iniciar-processamento", json={"pedidos": [int(o) for o in orders]}
+    )
+    assert started.status_code == 200
+    body = started.json()
+    assert body["success"] is True and body["total_pedidos"] == 25 and body["total_lotes"] == 2
+    assert body["workers"] == 1
+    session_id = body["session_id"]
+
+    offset, seen = 0, []
+    deadline = time.monotonic() + 60
+    while True:
+        page = client.get(
+            f"/api/ruptura/worker/buscar-resultados/{session_id}", params={"offset": offset}
+        ).json()
+        assert set(page) == {"success", "resultados", "offset_novo", "completo", "progresso"}
+        seen += page["resultados"]
+        offset = page["offset_novo"]
+        if page["completo"]:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert sorted(r["num_pedido"] for r in seen) == sorted(orders)
+    assert page["progresso"] == {"processados": 25, "total": 25, "percentual": 100.0}
+
+    status = client.get(f"/api/ruptura/worker/status/{session_id}").json()
+    assert status["success"] and status["completo"] and status["status"] == "done"
+
+    single = client.get(f"/api/ruptura/analisar-pedido/{orders[0]}").json()
+    assert single["success"] is True and single["num_pedido"] == orders[0]
+    assert {
+        "percentual_disponibilidade",
+        "criticidade",
+        "data_disponibilidade_total",
+        "itens",
+    } <= set(single)
+
+    cleared = client.post("/api/ruptura/worker/limpar-cache", json={"session_id": session_id})
+    assert cleared.json()["success"] is True
+    gone = client.get(f"/api/ruptura/worker/status/{session_id}")
+    assert gone.status_code == 404
+    assert gone.json()["success"] is False and gone.json()["error"]["code"] == "session_not_found"
