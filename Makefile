@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 RUN = $(UV) run --frozen --python python3
 
-.PHONY: setup run test lint format bench
+.PHONY: setup run test lint format bench bench-ruptura
 
 setup:
 	@scripts/setup.sh
@@ -30,3 +30,6 @@ format: setup
 
 bench: setup ## every benchmark; each prints a table and one summary line
 	$(RUN) python -m bench
+
+bench-ruptura: setup
+	$(RUN) python -m bench ruptura

@@ -81,7 +81,7 @@ def test_a_session_returns_every_order_once_with_the_engines_verdict(stack) -> N
     expected = SessionAnalysis(engine, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(orders)
     by_order = {r["num_pedido"]: r for r in results}
     for report in expected:
-        assert by_order[report.num_pedido] == report.model_dump(mode="json")
+        assert by_order[report["num_pedido"]] == report
 
     status = client.get(started["status_url"]).json()
     assert (status["status"], status["processed"], status["percent"]) == ("done", 45, 100.0)

@@ -117,12 +117,17 @@ def run(
     *,
     default_metrics_port: int,
     settings: WorkerPoolSettings | None = None,
+    context: dict[str, Any] | None = None,
 ) -> None:
-    """Runs one worker process of `pool` until SIGTERM/SIGINT (after job_completion_wait)."""
+    """Runs one worker process of `pool` until SIGTERM/SIGINT (after job_completion_wait).
+
+    `context` holds what the pool's jobs share for the life of the process (arq hands each job a
+    copy of the worker's ctx, so state set by a job itself would not outlive the job)."""
     settings = settings or WorkerPoolSettings()
     configure_logging(settings.log_level, settings.log_format)
     max_jobs = settings.worker_concurrency or worker_settings.max_jobs  # type: ignore[attr-defined]
     ctx: Ctx = {
+        **(context or {}),
         "settings": settings,
         "pool": pool,
         "max_jobs": max_jobs,

@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from esteira_ruptura.models import Criticidade, ItemReport, OrderLine, OrderReport
+from esteira_ruptura.models import Criticidade, OrderLine
 from esteira_ruptura.projection import FloatArray, Horizon, IntArray, Projection, forward_window_min
 
 NO_DAY = -1
@@ -33,20 +34,29 @@ class LineVerdicts:
     available_day: IntArray  # NO_DAY: sem previsão
 
 
-def judge(quantities: FloatArray, projected: FloatArray, window: int) -> LineVerdicts:
-    """Vectorized rules for lines (rows of `projected` aligned with `quantities`)."""
-    min_window = projected[:, : window + 1].min(axis=1)
+def _verdicts(quantities: FloatArray, min_window: FloatArray, ahead: FloatArray) -> LineVerdicts:
+    """The rules, for lines aligned with `min_window` (min P[0..W]) and `ahead` (each day's
+    forward window minimum)."""
     in_rupture = quantities > min_window
     ruptura_qtd = np.where(in_rupture, quantities - np.maximum(min_window, 0.0), 0.0)
-    feasible = forward_window_min(projected, window) >= quantities[:, None]
+    feasible = ahead >= quantities[:, None]
     available_day = np.where(feasible.any(axis=1), feasible.argmax(axis=1), NO_DAY)
     return LineVerdicts(min_window, in_rupture, ruptura_qtd, available_day.astype(np.int64))
 
 
+def judge(quantities: FloatArray, projected: FloatArray, window: int) -> LineVerdicts:
+    """Vectorized rules for lines (rows of `projected` aligned with `quantities`)."""
+    return _verdicts(
+        quantities, projected[:, : window + 1].min(axis=1), forward_window_min(projected, window)
+    )
+
+
 def judge_independent(lines: Sequence[OrderLine], projection: Projection) -> LineVerdicts:
-    quantities = np.fromiter((line.qtd_saldo for line in lines), dtype=np.float64, count=len(lines))
-    rows = projection.projected[projection.rows_for(line.cod_produto for line in lines)]
-    return judge(quantities, rows, projection.horizon.window)
+    """Every line against its product's projection; the window minima are computed once per
+    product, not once per line."""
+    quantities = np.fromiter((line[3] for line in lines), dtype=np.float64, count=len(lines))
+    rows = projection.rows_for(line[1] for line in lines)  # cod_produto (indexing is fastest)
+    return _verdicts(quantities, projection.head_min[rows], projection.ahead_min[rows])
 
 
 def priority_key(line: OrderLine) -> tuple[date, str, str]:
@@ -93,7 +103,7 @@ def group_by_order(lines: Sequence[OrderLine]) -> dict[str, list[int]]:
     """Indexes of each order's lines, in line order."""
     groups: dict[str, list[int]] = {}
     for index, line in enumerate(lines):
-        groups.setdefault(line.num_pedido, []).append(index)
+        groups.setdefault(line[0], []).append(index)  # num_pedido
     return groups
 
 
@@ -103,61 +113,83 @@ def report_orders(
     verdicts: LineVerdicts,
     horizon: Horizon,
     mode: str,
-) -> dict[str, OrderReport]:
-    """One report per order of `groups` (order number -> indexes of its judged lines)."""
-    reports: dict[str, OrderReport] = {}
+) -> dict[str, dict[str, Any]]:
+    """One report per order of `groups` (order number -> indexes of its judged lines), as the
+    JSON-ready dicts clients receive; `OrderReport` is their schema.
+
+    Plain dicts, not models: a 20,000-order session builds some 160,000 item reports, and
+    validating each would cost more than the analysis itself.
+    """
+    day_text = [horizon.day(day).isoformat() for day in range(horizon.days)]
+    # Only the lines reported are converted: `verdicts` may cover the whole carteira.
+    chosen = np.fromiter(
+        (index for indexes in groups.values() for index in indexes), dtype=np.int64
+    )
+    min_window = np.round(verdicts.min_window[chosen], 3).tolist()
+    missing = np.round(verdicts.ruptura_qtd[chosen], 3).tolist()
+    in_rupture = verdicts.in_rupture[chosen].tolist()
+    available_day = verdicts.available_day[chosen].tolist()
+    reports: dict[str, dict[str, Any]] = {}
+    position = 0
     for num_pedido, indexes in groups.items():
-        items = [_item(lines[i], verdicts, i, horizon) for i in indexes]
-        reports[num_pedido] = _order(num_pedido, [lines[i] for i in indexes], items, mode)
+        items: list[dict[str, Any]] = []
+        total = value_in_rupture = 0.0
+        items_in_rupture = 0
+        latest_day = 0
+        sem_previsao = False
+        first_ship: date | None = None
+        for index in indexes:
+            # Unpacking is the fastest way to read a row's fields, for any named tuple.
+            _, cod_produto, nome_produto, qtd_saldo, preco, ship, _, _ = lines[index]
+            k = position
+            position += 1
+            day = available_day[k]
+            valor = qtd_saldo * preco
+            total += valor
+            value_in_rupture += missing[k] * preco
+            items_in_rupture += in_rupture[k]
+            if day == NO_DAY:
+                sem_previsao = True
+            elif day > latest_day:
+                latest_day = day
+            if ship is not None and (first_ship is None or ship < first_ship):
+                first_ship = ship
+            items.append(
+                {
+                    "cod_produto": cod_produto,
+                    "nome_produto": nome_produto,
+                    "qtd_saldo": qtd_saldo,
+                    "preco": preco,
+                    "valor": round(valor, 2),
+                    "menor_estoque_d7": min_window[k],
+                    "ruptura": in_rupture[k],
+                    "ruptura_qtd": missing[k],
+                    "data_disponibilidade": None if day == NO_DAY else day_text[day],
+                }
+            )
+        if total > 0:
+            percent_in_rupture = 100.0 * value_in_rupture / total
+        else:  # lines without a price: weigh them equally
+            percent_in_rupture = 100.0 * items_in_rupture / len(indexes)
+        first = lines[indexes[0]]
+        reports[num_pedido] = {
+            "num_pedido": num_pedido,
+            "status": "analisado",
+            "mode": mode,
+            "cliente": first.cliente,
+            "cnpj": first.cnpj,
+            "data_expedicao": None if first_ship is None else first_ship.isoformat(),
+            "qtd_itens": len(indexes),
+            "qtd_itens_ruptura": items_in_rupture,
+            "qtd_itens_disponiveis": len(indexes) - items_in_rupture,
+            "valor_total": round(total, 2),
+            "valor_ruptura": round(value_in_rupture, 2),
+            "percentual_disponibilidade": round(100.0 - percent_in_rupture, 2),
+            "percentual_ruptura": round(percent_in_rupture, 2),
+            "data_disponibilidade_total": None if sem_previsao else day_text[latest_day],
+            "sem_previsao": sem_previsao,
+            "coberto_pelo_estoque": items_in_rupture == 0,
+            "criticidade": criticidade(items_in_rupture, percent_in_rupture).value,
+            "itens": items,
+        }
     return reports
-
-
-def _item(line: OrderLine, verdicts: LineVerdicts, index: int, horizon: Horizon) -> ItemReport:
-    day = int(verdicts.available_day[index])
-    return ItemReport(
-        cod_produto=line.cod_produto,
-        nome_produto=line.nome_produto,
-        qtd_saldo=line.qtd_saldo,
-        preco=line.preco,
-        valor=round(line.qtd_saldo * line.preco, 2),
-        menor_estoque_d7=round(float(verdicts.min_window[index]), 3),
-        ruptura=bool(verdicts.in_rupture[index]),
-        ruptura_qtd=round(float(verdicts.ruptura_qtd[index]), 3),
-        data_disponibilidade=None if day == NO_DAY else horizon.day(day),
-    )
-
-
-def _order(
-    num_pedido: str, lines: list[OrderLine], items: list[ItemReport], mode: str
-) -> OrderReport:
-    total = sum(item.qtd_saldo * item.preco for item in items)
-    in_rupture = [item for item in items if item.ruptura]
-    value_in_rupture = sum(item.ruptura_qtd * item.preco for item in items)
-    if total > 0:
-        percent_in_rupture = 100.0 * value_in_rupture / total
-    else:  # lines without a price: weigh them equally
-        percent_in_rupture = 100.0 * len(in_rupture) / len(items)
-    dates = [item.data_disponibilidade for item in items]
-    sem_previsao = any(when is None for when in dates)
-    first = lines[0]
-    return OrderReport(
-        num_pedido=num_pedido,
-        mode=mode,
-        cliente=first.cliente,
-        cnpj=first.cnpj,
-        data_expedicao=min(
-            (line.data_expedicao for line in lines if line.data_expedicao), default=None
-        ),
-        qtd_itens=len(items),
-        qtd_itens_ruptura=len(in_rupture),
-        qtd_itens_disponiveis=len(items) - len(in_rupture),
-        valor_total=round(total, 2),
-        valor_ruptura=round(value_in_rupture, 2),
-        percentual_disponibilidade=round(100.0 - percent_in_rupture, 2),
-        percentual_ruptura=round(percent_in_rupture, 2),
-        data_disponibilidade_total=None if sem_previsao else max(d for d in dates if d is not None),
-        sem_previsao=sem_previsao,
-        coberto_pelo_estoque=not in_rupture,
-        criticidade=criticidade(len(in_rupture), percent_in_rupture),
-        itens=items,
-    )

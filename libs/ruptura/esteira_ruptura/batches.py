@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
@@ -25,8 +26,13 @@ async def process_batch(
     sessions.SESSION_GONE / sessions.DUPLICATE_BATCH when there was nothing to do."""
     if not await sessions.batch_pending(redis, batch.session_id, batch.batch_index):
         return sessions.DUPLICATE_BATCH
-    analysis = cache.get(batch.session_id, engine, horizon_of(batch), batch.mode)
-    results = await asyncio.to_thread(analysis.analyse, batch.pedidos)
-    return await sessions.record_batch(
-        redis, batch.session_id, batch.batch_index, [r.model_dump_json() for r in results]
+    analysis = cache.get(
+        batch.session_id,
+        engine,
+        horizon_of(batch),
+        batch.mode,
+        whole_carteira=batch.whole_carteira,
     )
+    results = await asyncio.to_thread(analysis.analyse, batch.pedidos)
+    encoded = [orjson.dumps(result) for result in results]
+    return await sessions.record_batch(redis, batch.session_id, batch.batch_index, encoded)

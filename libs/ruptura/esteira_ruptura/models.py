@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 # An order number: letters, digits and . / - _ (no spaces, quotes or control characters).
 ORDER_NUMBER_PATTERN = r"^[\w./-]+$"
@@ -20,10 +20,8 @@ class Criticidade(StrEnum):
     BAIXA = "BAIXA"
 
 
-class OrderLine(BaseModel):
-    """One open line of the carteira, as stored."""
-
-    model_config = ConfigDict(frozen=True)
+class OrderLine(NamedTuple):
+    """One open line of the carteira, as stored (a tuple: sessions read hundreds of thousands)."""
 
     num_pedido: str
     cod_produto: str
@@ -36,6 +34,8 @@ class OrderLine(BaseModel):
 
 
 class ItemReport(BaseModel):
+    """The schema of one line's verdict (reports are built as dicts; see analysis.py)."""
+
     cod_produto: str
     nome_produto: str
     qtd_saldo: float
@@ -48,6 +48,8 @@ class ItemReport(BaseModel):
 
 
 class OrderReport(BaseModel):
+    """The schema of one order's report, as stored in a session and returned by the API."""
+
     num_pedido: str
     status: Literal["analisado"] = "analisado"
     mode: str
@@ -72,6 +74,3 @@ class OrderNotFound(BaseModel):
     num_pedido: str
     status: Literal["nao_encontrado"] = "nao_encontrado"
     erro: str = "pedido não encontrado entre os pedidos ativos da carteira"
-
-
-OrderResult = OrderReport | OrderNotFound

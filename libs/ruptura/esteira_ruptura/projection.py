@@ -55,6 +55,9 @@ class Projection:
         self.row = {code: index for index, code in enumerate(codes)}
         # One extra all-zero row stands for products with no stock and no movements.
         self.projected = np.vstack([projected, np.zeros((1, horizon.days))])
+        # Per product: min(P[0..W]), and for each day d min(P[d..min(d+W, H-1)]).
+        self.head_min: FloatArray = self.projected[:, : horizon.window + 1].min(axis=1)
+        self.ahead_min: FloatArray = forward_window_min(self.projected, horizon.window)
 
     @classmethod
     def build(

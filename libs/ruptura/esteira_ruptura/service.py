@@ -8,6 +8,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -20,21 +22,41 @@ from esteira_ruptura.analysis import (
     judge_independent,
     report_orders,
 )
-from esteira_ruptura.models import OrderLine, OrderNotFound, OrderResult
+from esteira_ruptura.models import OrderLine, OrderNotFound
 from esteira_ruptura.projection import Horizon, Projection
 
 
-class SessionAnalysis:
-    """Everything needed to analyse any batch of one session, loaded at most once."""
+@dataclass(frozen=True)
+class JudgedCarteira:
+    """Every active line of the carteira, judged at once, with each order's line indexes."""
 
-    def __init__(self, engine: Engine, horizon: Horizon, mode: RupturaMode) -> None:
+    lines: list[OrderLine]
+    verdicts: LineVerdicts
+    by_order: dict[str, list[int]]
+
+
+class SessionAnalysis:
+    """Everything needed to analyse any batch of one session, loaded at most once.
+
+    Two ways, one answer (an order's verdict does not depend on the batch it comes in):
+    - `whole_carteira` (big sessions, and always in allocated mode, where every line competes):
+      the first call loads every active line and the projection of every product in four
+      queries and judges them all at once; each batch then only builds its reports.
+    - otherwise (a few orders): each call loads its orders' lines, and the projection of the
+      products not loaded yet; later calls reuse what earlier ones loaded.
+    """
+
+    def __init__(
+        self, engine: Engine, horizon: Horizon, mode: RupturaMode, *, whole_carteira: bool = False
+    ) -> None:
         self.engine = engine
         self.horizon = horizon
         self.mode = mode
+        self.whole_carteira = whole_carteira or mode is RupturaMode.ALLOCATED
         self._lock = threading.Lock()
         self._projection: Projection | None = None
         self._loaded_products: set[str] = set()
-        self._allocation: tuple[list[OrderLine], LineVerdicts, dict[str, list[int]]] | None = None
+        self._judged: JudgedCarteira | None = None
 
     def _projection_for(self, products: set[str]) -> Projection:
         missing = sorted(products - self._loaded_products)
@@ -47,20 +69,25 @@ class SessionAnalysis:
             self._loaded_products.update(missing)
         return self._projection
 
-    def _allocated(self) -> tuple[list[OrderLine], LineVerdicts, dict[str, list[int]]]:
-        if self._allocation is None:
+    def _judged_carteira(self) -> JudgedCarteira:
+        if self._judged is None:
             with self.engine.connect() as connection:
                 lines = data.load_lines(connection, None)
                 projection = data.load_projection(connection, self.horizon, None)
-            self._allocation = (lines, allocate(lines, projection), group_by_order(lines))
-        return self._allocation
+            judge_lines = allocate if self.mode is RupturaMode.ALLOCATED else judge_independent
+            self._judged = JudgedCarteira(
+                lines, judge_lines(lines, projection), group_by_order(lines)
+            )
+        return self._judged
 
-    def analyse(self, order_numbers: Sequence[str]) -> list[OrderResult]:
-        """One result per order number, in the order given; unknown orders are reported."""
+    def analyse(self, order_numbers: Sequence[str]) -> list[dict[str, Any]]:
+        """One result per order number, in the order given (an OrderReport or, for an unknown
+        order, an OrderNotFound, as JSON-ready dicts)."""
         with self._lock:
-            if self.mode is RupturaMode.ALLOCATED:
-                lines, verdicts, by_order = self._allocated()
-                groups = {n: by_order[n] for n in order_numbers if n in by_order}
+            if self.whole_carteira:
+                judged = self._judged_carteira()
+                lines, verdicts = judged.lines, judged.verdicts
+                groups = {n: judged.by_order[n] for n in order_numbers if n in judged.by_order}
             else:
                 with self.engine.connect() as connection:
                     lines = data.load_lines(connection, order_numbers)
@@ -68,26 +95,36 @@ class SessionAnalysis:
                 verdicts = judge_independent(lines, projection)
                 groups = group_by_order(lines)
         reports = report_orders(groups, lines, verdicts, self.horizon, self.mode.value)
-        return [reports.get(number) or OrderNotFound(num_pedido=number) for number in order_numbers]
+        return [
+            reports.get(number) or OrderNotFound(num_pedido=number).model_dump()
+            for number in order_numbers
+        ]
 
 
 class SessionCache:
     """The `SessionAnalysis` of recent sessions, per process (least recently used evicted)."""
 
-    def __init__(self, capacity: int = 16, ttl_seconds: float = 600) -> None:
+    def __init__(self, capacity: int = 4, ttl_seconds: float = 600) -> None:
         self.capacity = capacity
         self.ttl_seconds = ttl_seconds
         self._entries: OrderedDict[str, tuple[float, SessionAnalysis]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(
-        self, session_id: str, engine: Engine, horizon: Horizon, mode: RupturaMode
+        self,
+        session_id: str,
+        engine: Engine,
+        horizon: Horizon,
+        mode: RupturaMode,
+        *,
+        whole_carteira: bool,
     ) -> SessionAnalysis:
         now = time.monotonic()
         with self._lock:
             entry = self._entries.get(session_id)
             if entry is None or now - entry[0] > self.ttl_seconds:
-                entry = (now, SessionAnalysis(engine, horizon, mode))
+                analysis = SessionAnalysis(engine, horizon, mode, whole_carteira=whole_carteira)
+                entry = (now, analysis)
                 self._entries[session_id] = entry
             self._entries.move_to_end(session_id)
             while len(self._entries) > self.capacity:

@@ -7,12 +7,10 @@ finds its index already in the set and writes nothing.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from redis.asyncio import Redis
 
@@ -110,7 +108,7 @@ async def record_batch(
     redis: Redis,
     session_id: str,
     batch_index: int,
-    results: Sequence[str],
+    results: Sequence[bytes],
     ttl: int = keys.RUPTURA_SESSION_TTL_SECONDS,
 ) -> int:
     """Appends one batch's results; returns the results now stored, or SESSION_GONE /
@@ -125,7 +123,7 @@ async def record_batch(
         str(batch_index),
         str(ttl),
         str(time.time()),
-        *results,
+        *results,  # type: ignore[arg-type]  # redis-py sends bytes as they are
     )
     return written
 
@@ -158,17 +156,19 @@ async def info(redis: Redis, session_id: str) -> SessionInfo | None:
 
 
 async def results_since(
-    redis: Redis, session_id: str, offset: int
-) -> tuple[SessionInfo, list[dict[str, Any]]] | None:
-    """The session and the results stored at index `offset` and after (None: no session)."""
+    redis: Redis, session_id: str, offset: int, limit: int
+) -> tuple[SessionInfo, list[bytes]] | None:
+    """The session and at most `limit` results stored from index `offset` on, as the JSON bytes
+    stored (None: no session). They are passed through undecoded: a 20,000-order session is tens
+    of megabytes, and decoding it only to encode it again would cost the gateway most of its CPU."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.ruptura_session(session_id))
-        pipe.lrange(keys.ruptura_session_results(session_id), offset, -1)
+        pipe.lrange(keys.ruptura_session_results(session_id), offset, offset + limit - 1)
         pipe.llen(keys.ruptura_session_results(session_id))
         fields, raw, processed = await pipe.execute()
     if not fields:
         return None
-    return _info(session_id, fields, processed), [json.loads(item) for item in raw]
+    return _info(session_id, fields, processed), raw
 
 
 async def delete(redis: Redis, session_id: str) -> bool:

@@ -14,7 +14,7 @@ from esteira_ruptura.analysis import (
     judge_independent,
     report_orders,
 )
-from esteira_ruptura.models import Criticidade, OrderLine
+from esteira_ruptura.models import Criticidade, OrderLine, OrderReport
 from esteira_ruptura.projection import Horizon, Movement, Projection
 
 START = date(2026, 3, 2)
@@ -131,11 +131,17 @@ def test_an_undated_line_comes_last_and_a_reservation_holds_from_its_day_on() ->
     assert allocated.ruptura_qtd.tolist() == [2, 4]
 
 
+def _report(lines, verdicts) -> dict[str, OrderReport]:
+    """Reports validated against their published schema."""
+    reports = report_orders(group_by_order(lines), lines, verdicts, H28, "independent")
+    return {number: OrderReport.model_validate(body) for number, body in reports.items()}
+
+
 def test_an_order_report_weighs_by_value_and_dates_by_its_latest_item() -> None:
     projection = Projection.build(H28, {"A": 5, "B": 100}, [Movement("A", day(9), 100)], [])
     lines = [line("7", "A", 10, preco=2), line("7", "B", 1, preco=80)]
     verdicts = judge_independent(lines, projection)
-    report = report_orders(group_by_order(lines), lines, verdicts, H28, "independent")["7"]
+    report = _report(lines, verdicts)["7"]
     assert (report.valor_total, report.valor_ruptura) == (100, 10)
     assert (report.percentual_disponibilidade, report.percentual_ruptura) == (90, 10)
     assert (report.qtd_itens_ruptura, report.qtd_itens_disponiveis) == (1, 1)
@@ -147,17 +153,13 @@ def test_an_order_report_weighs_by_value_and_dates_by_its_latest_item() -> None:
 def test_an_order_with_an_item_never_available_has_no_total_date() -> None:
     projection = Projection.build(H28, {"A": 5}, [], [])
     lines = [line("8", "A", 1), line("8", "A", 50)]
-    report = report_orders(
-        group_by_order(lines), lines, judge_independent(lines, projection), H28, "independent"
-    )["8"]
+    report = _report(lines, judge_independent(lines, projection))["8"]
     assert report.data_disponibilidade_total is None and report.sem_previsao is True
 
 
 def test_an_order_without_rupture_is_available_on_the_reference_date() -> None:
     projection = Projection.build(H28, {"A": 50}, [], [])
     lines = [line("9", "A", 5, preco=0)]
-    report = report_orders(
-        group_by_order(lines), lines, judge_independent(lines, projection), H28, "independent"
-    )["9"]
+    report = _report(lines, judge_independent(lines, projection))["9"]
     assert report.data_disponibilidade_total == START
     assert report.criticidade is Criticidade.BAIXA and report.percentual_disponibilidade == 100

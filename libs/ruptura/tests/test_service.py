@@ -52,7 +52,7 @@ def test_batches_use_a_bounded_number_of_queries_and_share_the_projection(cartei
         with count_queries(carteira) as statements:
             results = analysis.analyse(orders[start : start + 20])
         per_batch.append(len(statements))
-        assert all(isinstance(r, OrderReport) for r in results)
+        assert all(OrderReport.model_validate(r) for r in results)
     assert max(per_batch) <= 4  # the lines, then stock, production, outflows of new products
     assert per_batch[-1] < per_batch[0]  # later batches reuse the projection already loaded
 
@@ -71,7 +71,7 @@ def test_the_demo_carteira_has_ruptures_and_orders_without_a_date(carteira) -> N
     results = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(
         _orders(carteira)
     )
-    reports = [r for r in results if isinstance(r, OrderReport)]
+    reports = [OrderReport.model_validate(r) for r in results if r["status"] == "analisado"]
     assert len(reports) == SPEC.orders
     assert any(r.qtd_itens_ruptura for r in reports)
     assert any(r.coberto_pelo_estoque for r in reports)
@@ -84,8 +84,21 @@ def test_unknown_orders_are_reported_in_place(carteira) -> None:
     results = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(
         ["NOPE", known]
     )
-    assert isinstance(results[0], OrderNotFound) and results[0].num_pedido == "NOPE"
-    assert isinstance(results[1], OrderReport) and results[1].num_pedido == known
+    assert OrderNotFound.model_validate(results[0]).num_pedido == "NOPE"
+    assert OrderReport.model_validate(results[1]).num_pedido == known
+
+
+def test_both_ways_of_loading_give_the_same_answer(carteira) -> None:
+    orders = _orders(carteira)
+    whole = SessionAnalysis(
+        carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT, whole_carteira=True
+    )
+    first = whole.analyse(orders[:20])
+    with count_queries(carteira) as statements:
+        rest = whole.analyse(orders[20:])
+    assert statements == []
+    per_batch = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT)
+    assert first + rest == per_batch.analyse(orders[:20]) + per_batch.analyse(orders[20:])
 
 
 def test_allocated_mode_loads_the_carteira_once_and_never_covers_more(carteira) -> None:
@@ -98,23 +111,24 @@ def test_allocated_mode_loads_the_carteira_once_and_never_covers_more(carteira) 
     independent = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(
         orders
     )
-    covered_allocated = sum(
-        r.coberto_pelo_estoque for r in first + rest if isinstance(r, OrderReport)
-    )
-    covered_independent = sum(
-        r.coberto_pelo_estoque for r in independent if isinstance(r, OrderReport)
-    )
+    covered_allocated = sum(r["coberto_pelo_estoque"] for r in first + rest)
+    covered_independent = sum(r["coberto_pelo_estoque"] for r in independent)
     assert covered_allocated < covered_independent
 
 
 def test_the_cache_keeps_one_analysis_per_session(carteira) -> None:
     cache = SessionCache(capacity=2)
-    horizon = Horizon(REFERENCE)
-    first = cache.get("s1", carteira, horizon, RupturaMode.INDEPENDENT)
-    assert cache.get("s1", carteira, horizon, RupturaMode.INDEPENDENT) is first
-    cache.get("s2", carteira, horizon, RupturaMode.INDEPENDENT)
-    cache.get("s3", carteira, horizon, RupturaMode.INDEPENDENT)
-    assert cache.get("s1", carteira, horizon, RupturaMode.INDEPENDENT) is not first  # evicted
+
+    def get(session_id: str):
+        return cache.get(
+            session_id, carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT, whole_carteira=False
+        )
+
+    first = get("s1")
+    assert get("s1") is first
+    get("s2")
+    get("s3")
+    assert get("s1") is not first  # evicted
 
 
 def test_seeding_is_deterministic_and_refuses_to_overwrite(migrated_engine) -> None:

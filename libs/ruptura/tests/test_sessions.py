@@ -36,12 +36,13 @@ def test_a_batch_is_written_once_however_often_it_is_delivered(redis_url: str) -
         await _create(redis, total=3)
         pubsub = redis.pubsub()
         await pubsub.subscribe(f"esteira:ruptura:session:{SID}:events")
-        first = await sessions.record_batch(redis, SID, 0, ['{"n": 1}', '{"n": 2}'])
-        again = await sessions.record_batch(redis, SID, 0, ['{"n": 1}', '{"n": 2}'])
+        first = await sessions.record_batch(redis, SID, 0, [b'{"n": 1}', b'{"n": 2}'])
+        again = await sessions.record_batch(redis, SID, 0, [b'{"n": 1}', b'{"n": 2}'])
         pending_before = await sessions.batch_pending(redis, SID, 1)
-        last = await sessions.record_batch(redis, SID, 1, ['{"n": 3}'])
+        last = await sessions.record_batch(redis, SID, 1, [b'{"n": 3}'])
         pending_after = await sessions.batch_pending(redis, SID, 1)
-        info, tail = await sessions.results_since(redis, SID, 1)
+        info, tail = await sessions.results_since(redis, SID, 1, 100)
+        _, limited = await sessions.results_since(redis, SID, 0, 1)
         events = []
         while len(events) < 2:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
@@ -49,13 +50,16 @@ def test_a_batch_is_written_once_however_often_it_is_delivered(redis_url: str) -
                 events.append(json.loads(message["data"]))
         await pubsub.aclose()
         await redis.aclose()
-        return first, again, pending_before, last, pending_after, info, tail, events
+        return first, again, pending_before, last, pending_after, info, tail, limited, events
 
-    first, again, pending_before, last, pending_after, info, tail, events = asyncio.run(scenario())
+    first, again, pending_before, last, pending_after, info, tail, limited, events = asyncio.run(
+        scenario()
+    )
     assert (first, again, last) == (2, sessions.DUPLICATE_BATCH, 3)
     assert (pending_before, pending_after) == (True, False)
     assert info.done and info.status == "done" and info.percent == 100.0
-    assert tail == [{"n": 2}, {"n": 3}]
+    assert [json.loads(item) for item in tail] == [{"n": 2}, {"n": 3}]
+    assert limited == [b'{"n": 1}']
     assert events == [
         {"batch": 0, "processed": 2, "total": 3, "done": False},
         {"batch": 1, "processed": 3, "total": 3, "done": True},
@@ -67,7 +71,7 @@ def test_nothing_is_written_for_a_deleted_session(redis_url: str) -> None:
         redis = create_redis(CoreSettings(redis_url=redis_url))
         await _create(redis, total=1)
         deleted = await sessions.delete(redis, SID)
-        written = await sessions.record_batch(redis, SID, 0, ['{"n": 1}'])
+        written = await sessions.record_batch(redis, SID, 0, [b'{"n": 1}'])
         leftovers = await redis.exists(f"esteira:ruptura:session:{SID}:results")
         found = await sessions.info(redis, SID)
         await redis.aclose()

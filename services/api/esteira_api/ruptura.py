@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
@@ -22,7 +21,7 @@ from esteira_api.errors import ApiError
 from esteira_api.settings import ApiSettings
 from esteira_core import heartbeats, jobs, keys, metrics
 from esteira_ruptura import data, sessions
-from esteira_ruptura.models import OrderNotFound, OrderReport
+from esteira_ruptura.models import OrderReport
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis
 
@@ -94,6 +93,7 @@ async def start_session(
                 reference_date=reference,
                 horizon_days=settings.ruptura_horizon_days,
                 window_days=settings.ruptura_window_days,
+                session_orders=len(wanted),
             ),
         )
         for index, batch in enumerate(batches)
@@ -124,9 +124,9 @@ async def session_info(redis: ArqRedis, session_id: str) -> sessions.SessionInfo
 
 
 async def results_since(
-    redis: ArqRedis, session_id: str, offset: int
-) -> tuple[sessions.SessionInfo, list[dict[str, Any]]]:
-    found = await sessions.results_since(redis, session_id, offset)
+    redis: ArqRedis, session_id: str, offset: int, limit: int
+) -> tuple[sessions.SessionInfo, list[bytes]]:
+    found = await sessions.results_since(redis, session_id, offset, limit)
     if found is None:
         raise _not_found(session_id)
     return found
@@ -199,13 +199,14 @@ async def analyse_order(
     analysis = SessionAnalysis(db, horizon, mode)
     (result,) = await asyncio.to_thread(analysis.analyse, [num_pedido])
     metrics.ORDERS_ANALYSED.labels(mode.value, "sync").inc()
-    if isinstance(result, OrderNotFound):
+    if result["status"] != "analisado":
         raise ApiError(404, "order_not_found", f"Order {num_pedido} is not an active order.")
+    report = OrderReport.model_validate(result)
     if settings.ruptura_order_cache_seconds:
         try:
             await redis.set(
-                cache_key, result.model_dump_json(), ex=settings.ruptura_order_cache_seconds
+                cache_key, report.model_dump_json(), ex=settings.ruptura_order_cache_seconds
             )
         except (RedisError, OSError):
             logger.warning("order cache unavailable", extra={"num_pedido": num_pedido})
-    return result
+    return report

@@ -7,14 +7,22 @@ wrote their bodies down; the shapes here keep those names and the v1 result obje
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, field_validator
 
 from esteira_api import ruptura
 from esteira_api.deps import DbDep, RedisDep, SettingsDep
-from esteira_api.routes.ruptura import ANONYMOUS, OrderNumber, OrderNumberPath, SessionId
+from esteira_api.responses import json_with_documents
+from esteira_api.routes.ruptura import (
+    ANONYMOUS,
+    Limit,
+    Offset,
+    OrderNumber,
+    OrderNumberPath,
+    SessionId,
+)
 from esteira_core.jobs import RupturaMode
 
 router = APIRouter(prefix="/api/ruptura", tags=["compat: ruptura"])
@@ -70,18 +78,17 @@ async def iniciar_processamento(
 
 @router.get("/worker/buscar-resultados/{session_id}")
 async def buscar_resultados(
-    session_id: SessionId,
-    redis: RedisDep,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> dict[str, Any]:
-    info, results = await ruptura.results_since(redis, session_id, offset)
-    return {
+    session_id: SessionId, redis: RedisDep, offset: Offset = 0, limit: Limit = 2000
+) -> Response:
+    info, results = await ruptura.results_since(redis, session_id, offset, limit)
+    offset_novo = offset + len(results)
+    envelope = {
         "success": True,
-        "resultados": results,
-        "offset_novo": offset + len(results),
-        "completo": info.done,
+        "offset_novo": offset_novo,
+        "completo": info.done and offset_novo >= info.total,
         "progresso": _progress(info.processed, info.total),
     }
+    return json_with_documents(envelope, "resultados", results)
 
 
 @router.get("/worker/status/{session_id}")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from esteira_api import ruptura
 from esteira_api.deps import DbDep, RedisDep, SettingsDep
+from esteira_api.responses import json_with_documents
 from esteira_core.jobs import RupturaMode
 from esteira_ruptura.models import ORDER_NUMBER_MAX_LENGTH, ORDER_NUMBER_PATTERN, OrderReport
 
@@ -130,22 +131,30 @@ async def session_status(
     )
 
 
-@router.get("/sessions/{session_id}/results", summary="Results stored since an offset")
+Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Results already read.")]
+Limit = Annotated[int, Query(ge=1, le=5000, description="Most results in one answer.")]
+
+
+@router.get(
+    "/sessions/{session_id}/results",
+    summary="Results stored since an offset",
+    response_model=ResultsBody,
+    description="`done` is true once the session is finished and every result has been read.",
+)
 async def session_results(
-    session_id: SessionId,
-    redis: RedisDep,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-) -> ResultsBody:
-    info, results = await ruptura.results_since(redis, session_id, offset)
-    return ResultsBody(
-        session_id=session_id,
-        offset=offset,
-        next_offset=offset + len(results),
-        processed=info.processed,
-        total=info.total,
-        done=info.done,
-        results=results,
-    )
+    session_id: SessionId, redis: RedisDep, offset: Offset = 0, limit: Limit = 2000
+) -> Response:
+    info, results = await ruptura.results_since(redis, session_id, offset, limit)
+    next_offset = offset + len(results)
+    envelope = {
+        "session_id": session_id,
+        "offset": offset,
+        "next_offset": next_offset,
+        "processed": info.processed,
+        "total": info.total,
+        "done": info.done and next_offset >= info.total,
+    }
+    return json_with_documents(envelope, "results", results)
 
 
 @router.get(

@@ -1,0 +1,189 @@
+"""`make bench-ruptura`: the analysis engine against the seeds' per-order way on one generated
+carteira, then a 20,000-order session through the gateway and two worker processes.
+
+Everything runs twice, on PostgreSQL (what a cluster runs) and on SQLite (the local default),
+each started here. Per database:
+- the baseline analyses a 1,000-order sample one order at a time with its own queries, and
+  must agree with the engine line by line on that sample;
+- the engine analyses all 20,000 orders as a session's batches do (the carteira judged once,
+  then 1,000 batches of 20 reports);
+- the session runs real processes (redis-server, `esteira api`, two `esteira worker ruptura`)
+  and is timed from the POST to the last result read by offset, as a browser reads it.
+The speedup compares time per order. The summary line reports PostgreSQL.
+"""
+
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+from bench.ruptura_baseline import analyse_order
+from esteira_core.db import create_db_engine
+from esteira_core.db.migrate import upgrade
+from esteira_core.jobs import RUPTURA_BATCH_SIZE, RupturaMode
+from esteira_core.processes import free_port
+from esteira_ruptura import data, sessions
+from esteira_ruptura.demo import DemoSpec, seed_demo
+from esteira_ruptura.models import OrderReport
+from esteira_ruptura.projection import Horizon
+from esteira_ruptura.service import SessionAnalysis
+from esteira_testing.components import EsteiraProcess, PostgresServer, RedisServer
+
+REFERENCE = date(2026, 3, 2)
+SESSION_ORDERS = 20_000
+SAMPLE_ORDERS = 1_000
+WORKERS = 2
+
+
+@dataclass
+class Figures:
+    database: str
+    lines: int
+    baseline_ms_per_order: float
+    engine_seconds: float
+    engine_ms_per_order: float
+    session_seconds: float
+    session_orders: int
+    agree: bool
+
+    @property
+    def speedup(self) -> float:
+        return self.baseline_ms_per_order / self.engine_ms_per_order
+
+
+def _same_verdicts(engine_results: list[dict], baseline_results: list) -> bool:
+    for result, (num_pedido, verdicts) in zip(engine_results, baseline_results, strict=True):
+        report = OrderReport.model_validate(result)
+        assert report.num_pedido == num_pedido
+        mine = [
+            (
+                item.ruptura,
+                round(item.ruptura_qtd, 3),
+                None
+                if item.data_disponibilidade is None
+                else (item.data_disponibilidade - REFERENCE).days,
+            )
+            for item in report.itens
+        ]
+        if mine != [(r, round(q, 3), d) for r, q, d in verdicts]:
+            return False
+    return True
+
+
+def _session(database_url: str, workdir: Path) -> tuple[float, int]:
+    redis = RedisServer().start()
+    processes: list[EsteiraProcess] = []
+    try:
+        env = {
+            "ESTEIRA_REDIS_URL": redis.url,
+            "ESTEIRA_DATABASE_URL": database_url,
+            "ESTEIRA_LOG_LEVEL": "WARNING",
+        }
+        for index in range(WORKERS):
+            port = free_port()
+            worker_env = {**env, "ESTEIRA_METRICS_PORT": str(port)}
+            worker = EsteiraProcess(f"worker-{index}", ["worker", "ruptura"], worker_env, workdir)
+            processes.append(worker.start(port))
+        api_port = free_port()
+        api = EsteiraProcess("api", ["api", "--port", str(api_port)], env, workdir)
+        processes.append(api.start(api_port))
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client:
+            started = time.perf_counter()
+            session = client.post(
+                "/api/v1/ruptura/sessions", json={"all": True, "reference_date": str(REFERENCE)}
+            ).json()
+            url = f"/api/v1/ruptura/sessions/{session['session_id']}/results"
+            offset = 0
+            while True:
+                page = client.get(url, params={"offset": offset}).json()
+                offset = page["next_offset"]
+                if page["done"]:
+                    break
+                time.sleep(0.05)
+            return time.perf_counter() - started, offset
+    finally:
+        for process in processes:
+            process.stop()
+        redis.close()
+
+
+def _measure(database: str, database_url: str, workdir: Path) -> Figures:
+    engine = create_db_engine(database_url)
+    upgrade(engine.url)
+    counts = seed_demo(
+        engine, DemoSpec(orders=SESSION_ORDERS, products=2_000, seed=1, reference_date=REFERENCE)
+    )
+    with engine.connect() as connection:
+        orders = data.active_order_numbers(connection)
+    sample = orders[:: len(orders) // SAMPLE_ORDERS][:SAMPLE_ORDERS]
+
+    started = time.perf_counter()
+    baseline = [analyse_order(engine, order, REFERENCE) for order in sample]
+    baseline_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    analysis = SessionAnalysis(
+        engine, Horizon(REFERENCE), RupturaMode.INDEPENDENT, whole_carteira=True
+    )
+    results = [
+        result
+        for batch in sessions.batches_of(orders, RUPTURA_BATCH_SIZE)
+        for result in analysis.analyse(batch)
+    ]
+    engine_seconds = time.perf_counter() - started
+    by_order = {result["num_pedido"]: result for result in results}
+    agree = _same_verdicts([by_order[order] for order in sample], baseline)
+    engine.dispose()
+
+    session_seconds, session_orders = _session(database_url, workdir)
+    return Figures(
+        database=database,
+        lines=counts["carteira_itens"],
+        baseline_ms_per_order=1000 * baseline_seconds / len(sample),
+        engine_seconds=engine_seconds,
+        engine_ms_per_order=1000 * engine_seconds / len(orders),
+        session_seconds=session_seconds,
+        session_orders=session_orders,
+        agree=agree,
+    )
+
+
+def main() -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="esteira-bench-ruptura-"))
+    postgres = PostgresServer().start()
+    try:
+        figures = [
+            _measure("PostgreSQL", postgres.create_database(), workdir),
+            _measure("SQLite", f"sqlite:///{workdir / 'bench.db'}", workdir),
+        ]
+    finally:
+        postgres.close()
+
+    print(
+        f"carteira: {SESSION_ORDERS} orders, {figures[0].lines} lines, 2000 products; "
+        f"baseline on a {SAMPLE_ORDERS}-order sample\n"
+    )
+    print(
+        "| database | baseline ms/order | engine ms/order | engine, all orders s | speedup "
+        f"| session s ({WORKERS} workers) | orders/s | verdicts agree |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for f in figures:
+        print(
+            f"| {f.database} | {f.baseline_ms_per_order:.2f} | {f.engine_ms_per_order:.3f} "
+            f"| {f.engine_seconds:.2f} | {f.speedup:.0f}x | {f.session_seconds:.2f} "
+            f"| {f.session_orders / f.session_seconds:.0f} | {'yes' if f.agree else 'NO'} |"
+        )
+    main_figures = figures[0]
+    print(
+        f"\nruptura: engine speedup {main_figures.speedup:.0f}x over per-order baseline; "
+        f"{main_figures.session_orders}-order session {main_figures.session_seconds:.1f} s "
+        "end-to-end"
+    )
+
+
+if __name__ == "__main__":
+    main()
