@@ -7,6 +7,8 @@ from pydantic_settings import BaseSettings
 from esteira_api.settings import ApiSettings
 from esteira_core.settings import WorkerPoolSettings
 from esteira_portal.settings import PortalSettings
+from esteira_scraping.profile import PortalCredentials, ProfileSettings
+from esteira_scraping.settings import ScraperSettings
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -21,7 +23,17 @@ def _variables(settings: type[BaseSettings]) -> set[str]:
 def test_every_setting_is_documented() -> None:
     text = README.read_text()
     variables = set().union(
-        *(_variables(s) for s in (ApiSettings, WorkerPoolSettings, PortalSettings))
+        *(
+            _variables(s)
+            for s in (
+                ApiSettings,
+                WorkerPoolSettings,
+                PortalSettings,
+                ScraperSettings,
+                PortalCredentials,
+                ProfileSettings,
+            )
+        )
     )
     assert len(variables) > 20
     assert sorted(v for v in variables if f"`{v}`" not in text) == []

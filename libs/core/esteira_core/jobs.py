@@ -37,6 +37,7 @@ SCRAPER_QUEUE = Pool.SCRAPER.queue
 # Job function names, as registered by the workers.
 CANARY = "canary"
 RUPTURA_ANALYSE_BATCH = "ruptura_analyse_batch"
+SCRAPE_OS = "scrape_os"
 
 # Orders per ruptura job: the seeds' batch size, and the granularity of progress events.
 RUPTURA_BATCH_SIZE = 20
@@ -102,6 +103,13 @@ async def enqueue(
         function, _job_id=job_id, _queue_name=pool.queue, **payload.to_kwargs()
     )
     return None if job is None else job.job_id
+
+
+class ScrapePayload(JobPayload):
+    """One scrape task: the task (already recorded in Redis) and the OS it looks up."""
+
+    task_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    numero_os: str = Field(pattern=r"^[0-9]{1,12}$")
 
 
 # Many jobs in one round trip, with arq's own record format and enqueue_job's guarantee: a job

@@ -52,6 +52,11 @@ def workers(pool: str) -> str:
     return f"{PREFIX}:workers:{pool}"
 
 
+def workers_busy(pool: str) -> str:
+    """Hash: worker id -> jobs it was running at its last heartbeat."""
+    return f"{PREFIX}:workers:{pool}:busy"
+
+
 def rate_limit_bucket(host: str) -> str:
     """Token bucket of one portal host, shared by every scraper replica."""
     return f"{PREFIX}:ratelimit:{host}"

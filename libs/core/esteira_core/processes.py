@@ -142,3 +142,32 @@ def redis_server_argv(port: int, data_dir: Path, *, persist: bool) -> list[str]:
         "warning",
     ]
     return argv
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, from /proc (children before grandchildren)."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILLs `pid` and all its descendants (a browser's renderers, GPU and zygote processes
+    included); returns the pids signalled."""
+    victims = [pid, *descendants(pid)]
+    for victim in victims:
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(victim, signal.SIGKILL)
+    return victims

@@ -9,6 +9,7 @@ what every pool shares (hooks, JSON serializer) and what the environment says (R
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import time
@@ -31,6 +32,8 @@ from esteira_core.settings import WorkerPoolSettings
 logger = logging.getLogger(__name__)
 
 Ctx = dict[str, Any]
+# Jobs running now in this process, per queue (what the heartbeat reports as busy).
+_running: collections.Counter[str] = collections.Counter()
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -39,7 +42,12 @@ async def startup(ctx: Ctx) -> None:
     settings: WorkerPoolSettings = ctx["settings"]
     pool: Pool = ctx["pool"]
     ctx["db"] = create_db_engine(settings)
-    ctx["heartbeat"] = Heartbeat(ctx["redis"], pool.value, settings.heartbeat_interval_seconds)
+    ctx["heartbeat"] = Heartbeat(
+        ctx["redis"],
+        pool.value,
+        settings.heartbeat_interval_seconds,
+        busy=lambda: _running[pool.queue],
+    )
     await ctx["heartbeat"].start()
     metrics.WORKER_CAPACITY.labels(pool.queue).set(ctx["max_jobs"])
     metrics.JOBS_IN_PROGRESS.labels(pool.queue).set(0)
@@ -82,6 +90,7 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
                 )
             in_progress = metrics.JOBS_IN_PROGRESS.labels(queue)
             in_progress.inc()
+            _running[queue] += 1
             outcome = "failure"
             try:
                 with bind(job_id=str(ctx.get("job_id", "")), job=name):
@@ -96,6 +105,7 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
                 raise
             finally:
                 in_progress.dec()
+                _running[queue] -= 1
                 metrics.JOB_DURATION.labels(queue, name).observe(time.time() - started)
                 metrics.JOBS.labels(queue, name, outcome).inc()
 
@@ -118,11 +128,14 @@ def run(
     default_metrics_port: int,
     settings: WorkerPoolSettings | None = None,
     context: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> None:
     """Runs one worker process of `pool` until SIGTERM/SIGINT (after job_completion_wait).
 
     `context` holds what the pool's jobs share for the life of the process (arq hands each job a
-    copy of the worker's ctx, so state set by a job itself would not outlive the job)."""
+    copy of the worker's ctx, so state set by a job itself would not outlive the job).
+    `overrides` replaces WorkerSettings attributes that depend on the configuration.
+    A pool whose WorkerSettings names its own on_startup/on_shutdown calls ours from them."""
     settings = settings or WorkerPoolSettings()
     configure_logging(settings.log_level, settings.log_format)
     max_jobs = settings.worker_concurrency or worker_settings.max_jobs  # type: ignore[attr-defined]
@@ -133,11 +146,15 @@ def run(
         "max_jobs": max_jobs,
         "metrics_port": settings.metrics_port or default_metrics_port,
     }
+    hooks = {
+        name: getattr(worker_settings, name, default)
+        for name, default in (("on_startup", startup), ("on_shutdown", shutdown))
+    }
     run_worker(
         worker_settings,
         redis_settings=arq_redis_settings(settings),
-        on_startup=startup,
-        on_shutdown=shutdown,
+        **hooks,
+        **(overrides or {}),
         job_serializer=serialize_job,
         job_deserializer=deserialize_job,
         max_jobs=max_jobs,

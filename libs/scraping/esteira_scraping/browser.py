@@ -4,7 +4,9 @@ pool, the tests and the benchmarks all come here)."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,4 +72,13 @@ class Browser:
         try:
             self.driver.quit()
         finally:
-            shutil.rmtree(self.profile, ignore_errors=True)
+            self.discard()
+
+    def discard(self) -> None:
+        """Forgets a browser whose processes were killed: reaps chromedriver (no zombie is left
+        in the process table) and removes the profile."""
+        process = self.service.process
+        if process is not None:
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+        shutil.rmtree(self.profile, ignore_errors=True)

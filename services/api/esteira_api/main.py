@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from esteira_api.errors import install_error_handlers
 from esteira_api.middleware import RequestContextMiddleware
-from esteira_api.routes import compat_ruptura, health, ruptura
+from esteira_api.routes import compat_ruptura, compat_scraping, health, ruptura, scraping
 from esteira_api.settings import ApiSettings, get_settings
 from esteira_core.db import create_db_engine
 from esteira_core.redis import create_redis
@@ -46,4 +46,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ruptura.router)
     app.include_router(compat_ruptura.router)
+    app.include_router(scraping.router)
+    app.include_router(compat_scraping.router)
     return app

@@ -32,6 +32,12 @@ class ApiSettings(CoreSettings):
         15, ge=0, description="How long one order analysed synchronously is cached (0: never)."
     )
 
+    scrape_active_ttl_seconds: int = Field(
+        1800,
+        ge=60,
+        description="Longest a scrape task may stay active; lookups of its OS join it meanwhile.",
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

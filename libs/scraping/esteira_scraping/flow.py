@@ -1,0 +1,198 @@
+"""The scrape of one OS in a logged-in browser: open the search page (logging in again when the
+portal asks), search, wait for the answer, read the details card. Blocking Selenium calls: it
+runs in a worker thread. Every wait is bounded by the job's soft deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from esteira_core import metrics
+from esteira_scraping.errors import (
+    BrowserFailure,
+    LoginFailed,
+    OSNotFound,
+    PortalError,
+    SessionExpired,
+    SoftTimeLimit,
+)
+from esteira_scraping.profile import PortalCredentials, PortalProfile
+
+# (stage, percent) as the task shows them while a scrape runs.
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class ScrapedOS:
+    numero_os: str
+    fields: dict[str, str]  # mapped through the profile: cliente, cnpj, ...
+    raw: list[tuple[str, str]]  # every (label, value) the card showed, in order
+
+
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def remaining(self, cap: float) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise SoftTimeLimit("soft time limit reached")
+        return min(left, cap)
+
+
+class ScrapeFlow:
+    def __init__(self, profile: PortalProfile, credentials: PortalCredentials) -> None:
+        self.profile = profile
+        self.credentials = credentials
+
+    def _find(self, driver: WebDriver | WebElement, name: str) -> list[WebElement]:
+        strategy, value = getattr(self.profile.locators, name)
+        found: list[WebElement] = driver.find_elements(strategy, value)
+        return found
+
+    def _wait(
+        self, driver: WebDriver, deadline: Deadline, cap: float, ready: Callable[[], object]
+    ) -> object:
+        try:
+            return WebDriverWait(driver, deadline.remaining(cap), poll_frequency=0.05).until(
+                lambda _driver: ready()
+            )
+        except SoftTimeLimit:
+            raise
+        except WebDriverException as exc:
+            if deadline.at <= time.monotonic():
+                raise SoftTimeLimit("soft time limit reached while waiting for the portal") from exc
+            raise PortalError("the portal did not answer in time") from exc
+
+    def login(self, driver: WebDriver, deadline: Deadline) -> None:
+        started = time.perf_counter()
+        driver.get(self.profile.url(self.profile.login_path))
+        self._wait(
+            driver,
+            deadline,
+            self.profile.page_timeout_seconds,
+            lambda: self._find(driver, "username"),
+        )
+        self._find(driver, "username")[0].send_keys(self.credentials.username)
+        self._find(driver, "password")[0].send_keys(self.credentials.password.get_secret_value())
+        submit = self._find(driver, "submit")[0]
+        submit.click()
+        # Wait for the next page (the old form goes stale), then: the search page, or refused.
+        self._wait(
+            driver,
+            deadline,
+            self.profile.page_timeout_seconds,
+            lambda: expected_conditions.staleness_of(submit)(driver),
+        )
+        outcome = self._wait(
+            driver,
+            deadline,
+            self.profile.page_timeout_seconds,
+            lambda: (
+                "app"
+                if self._find(driver, "search_input")
+                else "refused"
+                if self._find(driver, "login_refused")
+                else None
+            ),
+        )
+        if outcome != "app":
+            raise LoginFailed("the portal refused the configured credentials")
+        metrics.SCRAPE_PHASE_DURATION.labels("login").observe(time.perf_counter() - started)
+
+    def _on_login_page(self, driver: WebDriver) -> bool:
+        return bool(self._find(driver, "password"))
+
+    def _open_search(self, driver: WebDriver, deadline: Deadline, progress: Progress) -> None:
+        driver.get(self.profile.url(self.profile.app_path))
+        page = self._wait(
+            driver,
+            deadline,
+            self.profile.page_timeout_seconds,
+            lambda: (
+                "app"
+                if self._find(driver, "search_input")
+                else "login"
+                if self._on_login_page(driver)
+                else None
+            ),
+        )
+        if page == "login":
+            progress("login", 20)
+            self.login(driver, deadline)
+
+    def lookup(
+        self, driver: WebDriver, numero_os: str, deadline: Deadline, progress: Progress
+    ) -> ScrapedOS:
+        try:
+            return self._lookup(driver, numero_os, deadline, progress)
+        except SessionExpired:
+            # The login lapsed between opening the page and the answer: once more, logged in.
+            return self._lookup(driver, numero_os, deadline, progress)
+        except WebDriverException as exc:
+            raise BrowserFailure(f"browser failure: {type(exc).__name__}") from exc
+
+    def _lookup(
+        self, driver: WebDriver, numero_os: str, deadline: Deadline, progress: Progress
+    ) -> ScrapedOS:
+        progress("opening", 15)
+        self._open_search(driver, deadline, progress)
+        progress("searching", 40)
+        started = time.perf_counter()
+        search = self._find(driver, "search_input")[0]
+        search.clear()
+        search.send_keys(numero_os)
+        self._find(driver, "search_button")[0].click()
+        answer = self._wait(
+            driver,
+            deadline,
+            self.profile.answer_timeout_seconds,
+            lambda: (
+                "details"
+                if self._find(driver, "details")
+                else "not_found"
+                if self._find(driver, "not_found")
+                else "error"
+                if self._find(driver, "error")
+                else "login"
+                if self._on_login_page(driver)
+                else None
+            ),
+        )
+        metrics.SCRAPE_PHASE_DURATION.labels("search").observe(time.perf_counter() - started)
+        if answer == "login":
+            raise SessionExpired("the portal asked for a login during the search")
+        if answer == "not_found":
+            raise OSNotFound(f"OS {numero_os} não encontrada no portal")
+        if answer == "error":
+            message = self._find(driver, "error")[0].text.strip()[:200]
+            raise PortalError(f"the portal answered an error: {message or 'no message'}")
+        progress("extracting", 70)
+        started = time.perf_counter()
+        scraped = self._extract(driver, numero_os)
+        metrics.SCRAPE_PHASE_DURATION.labels("extract").observe(time.perf_counter() - started)
+        return scraped
+
+    def _extract(self, driver: WebDriver, numero_os: str) -> ScrapedOS:
+        card = self._find(driver, "details")[0]
+        raw: list[tuple[str, str]] = []
+        for line in self._find(card, "detail_lines"):
+            label, separator, value = line.text.partition(":")
+            if separator:
+                raw.append((label.strip().upper(), value.strip()))
+        fields = {
+            self.profile.fields[label]: value
+            for label, value in raw
+            if label in self.profile.fields
+        }
+        if fields.get("numero_os") != numero_os:
+            raise PortalError("the portal answered something that is not the record of this OS")
+        return ScrapedOS(numero_os=numero_os, fields=fields, raw=raw)

@@ -1,0 +1,95 @@
+"""The portal profile: where the portal is, how to find things on its pages, and which label
+means which field. Credentials come from the environment (a Kubernetes Secret in a cluster) and
+never leave this object as text: they are SecretStr, typed into the login form and nowhere else.
+
+The default profile drives dev/portal; another portal needs only a YAML file
+(ESTEIRA_PORTAL_PROFILE) with the same keys.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Locators(BaseModel):
+    """Selenium locators as (strategy, value); strategy is one of selenium's By values."""
+
+    username: tuple[str, str] = ("id", "login_username")
+    password: tuple[str, str] = ("id", "login_password")
+    submit: tuple[str, str] = ("xpath", "//button[normalize-space()='Entrar']")
+    login_refused: tuple[str, str] = ("class name", "aviso")
+    search_input: tuple[str, str] = ("id", "numero_os")
+    search_button: tuple[str, str] = ("id", "buscar")
+    details: tuple[str, str] = ("id", "detalhes")
+    detail_lines: tuple[str, str] = ("tag name", "p")
+    not_found: tuple[str, str] = ("class name", "nao-encontrada")
+    error: tuple[str, str] = ("class name", "erro")
+
+
+DEFAULT_FIELDS = {
+    "OS": "numero_os",
+    "CLIENTE": "cliente",
+    "CNPJ": "cnpj",
+    "TIPO DO EQUIPAMENTO": "tipo_equipamento",
+    "DESCRIÇÃO": "descricao",
+    "FABRICANTE": "fabricante",
+    "MODELO": "modelo",
+    "NUMERO DE SERIE": "numero_serie",
+    "MUNICIPIO": "municipio",
+    "STATUS DA OS": "status_os",
+}
+
+
+class PortalProfile(BaseModel):
+    base_url: str = "http://127.0.0.1:8100"
+    login_path: str = "/login"
+    app_path: str = "/app"
+    locators: Locators = Field(default_factory=Locators)
+    fields: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_FIELDS),
+        description="Label shown by the portal -> field name; other labels are kept raw only.",
+    )
+    page_timeout_seconds: float = Field(30, gt=0)
+    answer_timeout_seconds: float = Field(60, gt=0)
+
+    @property
+    def host(self) -> str:
+        """What the global rate limit is keyed by."""
+        return urlsplit(self.base_url).netloc
+
+    def url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
+
+
+class PortalCredentials(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ESTEIRA_PORTAL_", extra="ignore")
+
+    username: str = Field("demo", description="Login of the portal account the scraper uses.")
+    password: SecretStr = Field(SecretStr("demo"), description="Its password.")
+
+
+class ProfileSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ESTEIRA_", extra="ignore")
+
+    portal_url: str = Field("http://127.0.0.1:8100", description="The portal's base URL.")
+    portal_profile: Path | None = Field(
+        None, description="YAML file with a portal profile (locators, labels, timeouts)."
+    )
+
+
+def load_profile(settings: ProfileSettings | None = None) -> PortalProfile:
+    settings = settings or ProfileSettings()
+    data: dict[str, Any] = {}
+    if settings.portal_profile is not None:
+        loaded = yaml.safe_load(settings.portal_profile.read_text(encoding="utf-8"))
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{settings.portal_profile}: a portal profile must be a mapping")
+        data = loaded
+    data.setdefault("base_url", settings.portal_url)
+    return PortalProfile.model_validate(data)

@@ -1,0 +1,179 @@
+"""One attempt at one scrape task, as a job runs it (and the gateway's inline path too): the
+global rate limit, a pooled browser, the soft and hard time limits, persistence, and the task's
+status in Redis at every step. Transient failures come back as `RetryLater` with a backoff
+delay; after `max_retries` of them, and at once for final ones (not found, bad credentials),
+the task fails with a clear error. Nothing here lets an exception crash the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import Engine
+
+from esteira_core import metrics
+from esteira_scraping import ratelimit, tasks
+from esteira_scraping.errors import BrowserFailure, HardTimeLimit, ScrapeError
+from esteira_scraping.flow import Deadline, ScrapedOS, ScrapeFlow
+from esteira_scraping.persistence import SavedOS, save_os
+from esteira_scraping.pool import BrowserPool
+
+logger = logging.getLogger(__name__)
+
+# The numbers a service order can have: digits only, so nothing else reaches a browser or a URL.
+OS_NUMBER_PATTERN = r"^[0-9]{1,12}$"
+
+
+@dataclass(frozen=True)
+class ScrapeLimits:
+    soft_seconds: float = 240
+    hard_seconds: float = 300
+    max_retries: int = 3
+    backoff_seconds: float = 5
+    backoff_max_seconds: float = 120
+    rate_per_minute: float = 30
+    rate_burst: int = 5
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential with full jitter on top: base·2^(n−1) + U(0, base), capped."""
+        delay = self.backoff_seconds * 2 ** (attempt - 1) + random.uniform(0, self.backoff_seconds)
+        return float(min(delay, self.backoff_max_seconds))
+
+
+class RetryLater(Exception):
+    """Run this task again after `delay` seconds (rate limit, or a transient failure)."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(f"{reason}: again in {delay:.1f} s")
+        self.delay = delay
+        self.reason = reason
+
+
+def result_of(scraped: ScrapedOS, saved: SavedOS) -> dict[str, Any]:
+    fields = scraped.fields
+    equipamento = " ".join(
+        filter(
+            None, (fields.get("tipo_equipamento"), fields.get("fabricante"), fields.get("modelo"))
+        )
+    )
+    return {
+        "status": "success",
+        "data": {
+            "numero_os": scraped.numero_os,
+            "cliente": fields.get("cliente"),
+            "equipamento": equipamento or None,
+            **{
+                name: value
+                for name, value in fields.items()
+                if name not in ("numero_os", "cliente")
+            },
+        },
+        "cliente_id": saved.cliente_id,
+        "equipamento_id": saved.equipamento_id,
+        "os_id": saved.os_id,
+        "scraped_fields": len(scraped.raw),
+    }
+
+
+class Scraper:
+    def __init__(self, pool: BrowserPool, flow: ScrapeFlow, engine: Engine, limits: ScrapeLimits):
+        self.pool = pool
+        self.flow = flow
+        self.engine = engine
+        self.limits = limits
+
+    async def attempt(self, redis: Redis, task_id: str, numero_os: str) -> dict[str, Any] | None:
+        """Runs the task once; returns its result, None when it failed for good, or raises
+        RetryLater."""
+        task = await tasks.get(redis, task_id)
+        if task is None or task["status"] in ("success", "failed"):
+            return None  # expired, or a duplicate delivery of a finished task
+        host = self.flow.profile.host
+        wait = await ratelimit.take(
+            redis, host, self.limits.rate_per_minute, self.limits.rate_burst
+        )
+        if wait > 0:
+            metrics.RATE_LIMIT_DEFERRALS.labels(host).inc()
+            await tasks.update(
+                redis, task_id, status="deferred", stage="rate_limited", eta=time.time() + wait
+            )
+            raise RetryLater(wait, "portal rate limit")
+        attempt = task["attempts"] + 1
+        await tasks.update(
+            redis, task_id, status="in_progress", stage="starting", progress=5, attempts=attempt
+        )
+        try:
+            scraped = await self._scrape(redis, task_id, numero_os)
+            started = time.perf_counter()
+            await tasks.update(redis, task_id, stage="saving", progress=90)
+            saved = await asyncio.to_thread(save_os, self.engine, scraped)
+            metrics.SCRAPE_PHASE_DURATION.labels("persist").observe(time.perf_counter() - started)
+        except ScrapeError as exc:
+            await self._failed(redis, task_id, numero_os, attempt, exc)
+            return None
+        except Exception:  # a bug must fail the task, not the worker
+            logger.exception("scrape crashed", extra={"task_id": task_id})
+            await tasks.finish(
+                redis,
+                task_id,
+                numero_os,
+                status="failed",
+                stage="failed",
+                error={"code": "internal_error", "message": "Internal error."},
+            )
+            return None
+        result = result_of(scraped, saved)
+        await tasks.finish(
+            redis, task_id, numero_os, status="success", stage="done", progress=100, result=result
+        )
+        return result
+
+    async def _scrape(self, redis: Redis, task_id: str, numero_os: str) -> ScrapedOS:
+        loop = asyncio.get_running_loop()
+
+        def progress(stage: str, percent: int) -> None:  # called from the browser's thread
+            asyncio.run_coroutine_threadsafe(
+                tasks.update(redis, task_id, stage=stage, progress=percent), loop
+            )
+
+        try:
+            async with self.pool.lease() as pooled:
+                deadline = Deadline(self.limits.soft_seconds)
+                work = asyncio.to_thread(
+                    self.flow.lookup, pooled.browser.driver, numero_os, deadline, progress
+                )
+                try:
+                    return await asyncio.wait_for(work, self.limits.hard_seconds)
+                except TimeoutError:
+                    pooled.kill()
+                    raise HardTimeLimit(
+                        f"hard time limit of {self.limits.hard_seconds:g} s: browser killed"
+                    ) from None
+        except ScrapeError:
+            raise
+        except Exception as exc:  # chromedriver would not start, or died under us
+            raise BrowserFailure(f"browser failure: {type(exc).__name__}") from exc
+
+    async def _failed(
+        self, redis: Redis, task_id: str, numero_os: str, attempt: int, exc: ScrapeError
+    ) -> None:
+        error = {"code": exc.code, "message": str(exc)}
+        if exc.transient and attempt <= self.limits.max_retries:
+            delay = self.limits.backoff(attempt)
+            await tasks.update(
+                redis,
+                task_id,
+                status="retrying",
+                stage="waiting_retry",
+                error=error,
+                eta=time.time() + delay,
+            )
+            raise RetryLater(delay, exc.code) from exc
+        await tasks.finish(redis, task_id, numero_os, status="failed", stage="failed", error=error)
+        return None

@@ -1,0 +1,38 @@
+"""What a scraper process (a worker, or the gateway scraping inline) is configured with."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from esteira_core.settings import WorkerPoolSettings
+from esteira_scraping.runner import ScrapeLimits
+
+
+class ScraperSettings(WorkerPoolSettings):
+    scrape_soft_limit_seconds: float = Field(
+        240, gt=0, description="A scrape stops cleanly between steps after this long."
+    )
+    scrape_hard_limit_seconds: float = Field(
+        300, gt=0, description="After this long the browser's whole process tree is killed."
+    )
+    scrape_max_retries: int = Field(3, ge=0, description="Retries of a transient failure.")
+    scrape_backoff_seconds: float = Field(
+        5, gt=0, description="First retry delay; doubles each retry, plus jitter."
+    )
+    scrape_rate_per_minute: float = Field(
+        30, gt=0, description="Portal requests a minute, for all replicas together."
+    )
+    scrape_rate_burst: int = Field(5, ge=1, description="Requests allowed at once after a pause.")
+    browser_max_jobs: int = Field(
+        50, ge=1, description="Jobs a pooled browser serves before it is replaced."
+    )
+
+    def limits(self) -> ScrapeLimits:
+        return ScrapeLimits(
+            soft_seconds=self.scrape_soft_limit_seconds,
+            hard_seconds=self.scrape_hard_limit_seconds,
+            max_retries=self.scrape_max_retries,
+            backoff_seconds=self.scrape_backoff_seconds,
+            rate_per_minute=self.scrape_rate_per_minute,
+            rate_burst=self.scrape_rate_burst,
+        )

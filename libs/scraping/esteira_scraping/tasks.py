@@ -1,0 +1,116 @@
+"""Scrape tasks in Redis: one hash per task, and per OS a pointer to its active task, so that
+concurrent lookups of one OS share one scrape (request coalescing).
+
+Statuses: queued -> in_progress -> success | failed, with deferred (rate limit) and retrying
+(after a transient failure) in between. The pointer is created with the task, atomically, and
+removed when the task ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from esteira_core import keys
+
+ACTIVE = ("queued", "in_progress", "deferred", "retrying")
+
+_START_OR_JOIN = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local task_key = ARGV[3] .. current
+  if redis.call('EXISTS', task_key) == 1 then
+    redis.call('HSET', task_key, 'shared', '1')
+    return {current, 0}
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local task_key = ARGV[3] .. ARGV[1]
+redis.call('HSET', task_key, 'task_id', ARGV[1], 'numero_os', ARGV[4], 'owner', ARGV[5],
+  'status', 'queued', 'stage', 'queued', 'progress', '0', 'attempts', '0',
+  'created_at', ARGV[6], 'updated_at', ARGV[6])
+redis.call('EXPIRE', task_key, ARGV[7])
+return {ARGV[1], 1}
+"""
+
+_FINISH = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Joined:
+    task_id: str
+    created: bool
+
+
+async def start_or_join(
+    redis: Redis,
+    numero_os: str,
+    owner: str,
+    *,
+    active_ttl: int,
+    task_ttl: int = keys.SCRAPE_TASK_TTL_SECONDS,
+) -> Joined:
+    """The active task of this OS, or a new one (created=True: the caller must enqueue it)."""
+    task_id = uuid.uuid4().hex
+    prefix = keys.scrape_task("")
+    found, created = await redis.eval(  # type: ignore[misc]
+        _START_OR_JOIN,
+        1,
+        keys.scrape_active_os(numero_os),
+        task_id,
+        str(active_ttl),
+        prefix,
+        numero_os,
+        owner,
+        str(time.time()),
+        str(task_ttl),
+    )
+    return Joined(found.decode() if isinstance(found, bytes) else str(found), bool(created))
+
+
+async def update(redis: Redis, task_id: str, **fields: Any) -> None:
+    values = {name: _text(value) for name, value in fields.items()}
+    values["updated_at"] = str(time.time())
+    await redis.hset(keys.scrape_task(task_id), mapping=values)  # type: ignore[misc]
+
+
+async def finish(redis: Redis, task_id: str, numero_os: str, **fields: Any) -> None:
+    """Records the end of a task and frees its OS for a new scrape."""
+    values = {name: _text(value) for name, value in fields.items()}
+    values["updated_at"] = str(time.time())
+    flat = [item for pair in values.items() for item in pair]
+    await redis.eval(  # type: ignore[misc]
+        _FINISH, 2, keys.scrape_task(task_id), keys.scrape_active_os(numero_os), task_id, *flat
+    )
+
+
+async def get(redis: Redis, task_id: str) -> dict[str, Any] | None:
+    raw = await redis.hgetall(keys.scrape_task(task_id))  # type: ignore[misc]
+    if not raw:
+        return None
+    task: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+    for name in ("progress", "attempts"):
+        task[name] = int(task.get(name, 0))
+    for name in ("result", "error"):
+        if name in task:
+            task[name] = json.loads(task[name])
+    for name in ("created_at", "updated_at", "eta"):
+        if name in task:
+            task[name] = float(task[name])
+    task["shared"] = task.get("shared") == "1"
+    return task
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)

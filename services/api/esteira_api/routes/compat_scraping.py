@@ -1,0 +1,95 @@
+"""The seed's scraping routes, with the shapes its React hook and progress modal read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from esteira_api import scraping
+from esteira_api.deps import DbDep, RedisDep, SettingsDep
+from esteira_api.routes.scraping import ANONYMOUS, OsNumber, TaskId
+
+router = APIRouter(prefix="/api/desenvolvimento", tags=["compat: scraping"])
+
+_STATE = {
+    "queued": "PENDING",
+    "deferred": "PENDING",
+    "in_progress": "PROGRESS",
+    "retrying": "PROGRESS",
+    "success": "SUCCESS",
+    "failed": "FAILURE",
+}
+_MESSAGES = {
+    "queued": "Aguardando na fila...",
+    "rate_limited": "Aguardando o limite de acessos ao portal...",
+    "starting": "Preparando o navegador...",
+    "opening": "Abrindo o portal...",
+    "login": "Entrando no portal...",
+    "searching": "Executando scraping externo...",
+    "extracting": "Lendo os dados da OS...",
+    "saving": "Gravando os dados...",
+    "waiting_retry": "Falha temporária, nova tentativa em instantes...",
+    "done": "Scraping concluído com sucesso",
+    "failed": "Scraping falhou",
+}
+
+
+@router.post("/buscar-os-async/{numero_os}")
+async def buscar_os_async(
+    numero_os: OsNumber, redis: RedisDep, db: DbDep, settings: SettingsDep
+) -> dict[str, Any]:
+    found = await scraping.lookup(redis, db, settings, numero_os, ANONYMOUS)
+    if found.status == "found_existing":
+        return {
+            "status": "found_existing",
+            "message": f"OS {numero_os} já existe no sistema",
+            "data": found.data,
+            "fonte": "banco_local",
+        }
+    message = (
+        f"OS {numero_os} já está em processamento"
+        if found.coalesced
+        else f"OS {numero_os} adicionada à fila de processamento"
+    )
+    return {
+        "status": "queued",
+        "message": message,
+        "task_id": found.task_id,
+        "estimated_time": "2-5 minutos",
+        "instructions": {"check_status": f"/api/desenvolvimento/scraping-status/{found.task_id}"},
+    }
+
+
+@router.get("/scraping-status/{task_id}")
+async def scraping_status(task_id: TaskId, redis: RedisDep) -> dict[str, Any]:
+    task = await scraping.task_status(redis, task_id)
+    body: dict[str, Any] = {
+        "task_id": task_id,
+        "status": _STATE.get(task["status"], "PENDING"),
+        "message": _MESSAGES.get(task["stage"], task["stage"]),
+        "progress": task["progress"],
+        "numero_os": task["numero_os"],
+    }
+    if task["status"] == "success":
+        body["result"] = task["result"]
+    if task["status"] == "failed":
+        body["error"] = task["error"]["message"]
+        body["message"] = task["error"]["message"]
+    return body
+
+
+@router.get("/queue-status")
+async def queue_status(redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
+    stats = await scraping.scraper_queue(redis, settings)
+    scheduled = stats.ready + stats.deferred
+    return {
+        "status": "success",
+        "queue_info": {
+            "active_tasks": stats.in_progress,
+            "scheduled_tasks": scheduled,
+            "total_queue": stats.in_progress + scheduled,
+            "workers_online": stats.workers_online,
+        },
+        "celery_available": stats.workers_online > 0,
+    }

@@ -1,0 +1,73 @@
+"""Scraping API v1: look an OS up (from the database, or by a scrape on the portal) and follow
+the scrape task."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from esteira_api import scraping
+from esteira_api.deps import DbDep, RedisDep, SettingsDep
+from esteira_scraping.runner import OS_NUMBER_PATTERN
+
+router = APIRouter(prefix="/api/v1/scraping", tags=["scraping"])
+
+OsNumber = Annotated[
+    str, Path(pattern=OS_NUMBER_PATTERN, description="The OS number: 1 to 12 digits.")
+]
+TaskId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A scrape task's id.")]
+ANONYMOUS = "anonymous"
+
+
+class LookupBody(BaseModel):
+    status: str
+    numero_os: str
+    data: dict[str, Any] | None = None
+    task_id: str | None = None
+    coalesced: bool = False
+    status_url: str | None = None
+
+
+class TaskBody(BaseModel):
+    task_id: str
+    numero_os: str
+    status: str
+    stage: str
+    progress: int
+    attempts: int
+    shared: bool
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    eta: float | None = None
+    created_at: float
+    updated_at: float
+
+
+@router.post(
+    "/os/{numero_os}",
+    summary="Look an OS up",
+    response_model=LookupBody,
+    responses={202: {"model": LookupBody, "description": "A scrape is queued or running"}},
+)
+async def lookup_os(
+    numero_os: OsNumber, redis: RedisDep, db: DbDep, settings: SettingsDep
+) -> JSONResponse:
+    found = await scraping.lookup(redis, db, settings, numero_os, ANONYMOUS)
+    body = LookupBody(
+        status=found.status,
+        numero_os=found.numero_os,
+        data=found.data,
+        task_id=found.task_id,
+        coalesced=found.coalesced,
+        status_url=f"/api/v1/scraping/tasks/{found.task_id}" if found.task_id else None,
+    )
+    code = 200 if found.status == "found_existing" else 202
+    return JSONResponse(body.model_dump(mode="json"), status_code=code)
+
+
+@router.get("/tasks/{task_id}", summary="A scrape task's status, progress and result")
+async def task_status(task_id: TaskId, redis: RedisDep) -> TaskBody:
+    return TaskBody.model_validate(await scraping.task_status(redis, task_id))

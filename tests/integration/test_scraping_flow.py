@@ -1,0 +1,290 @@
+"""Scraping end to end with real components: the demo portal, redis-server, scraper worker
+processes driving headless Chromium, the gateway, and a real database."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select
+
+from esteira_core.db import create_db_engine
+from esteira_core.db.migrate import upgrade
+from esteira_core.db.schema import clientes, equipamentos, ordens_servico
+from esteira_core.processes import descendants, free_port
+from esteira_portal.records import FIRST_OS
+
+pytestmark = pytest.mark.integration
+OS_A, OS_B, OS_C = str(FIRST_OS + 1), str(FIRST_OS + 2), str(FIRST_OS + 3)
+MISSING = "999999"
+
+
+@dataclass
+class Stack:
+    api: httpx.Client
+    portal: httpx.Client
+    workers: list
+    engine: Engine
+
+    def task(self, task_id: str) -> dict:
+        return self.api.get(f"/api/v1/scraping/tasks/{task_id}").json()
+
+    def wait_task(self, task_id: str, until=("success", "failed"), timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.task(task_id)
+            if task["status"] in until:
+                return task
+            assert time.monotonic() < deadline, f"task stuck: {task}"
+            time.sleep(0.1)
+
+    def switches(self, **changes) -> None:
+        current = self.portal.get("/admin/switches").json()
+        self.portal.put("/admin/switches", json={**current, **changes}).raise_for_status()
+
+    def worker_metric(self, name: str) -> float:
+        total = 0.0
+        for port in (w.metrics_port for w in self.workers):
+            for line in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+                if line.startswith(name) and not line.startswith("#"):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@pytest.fixture
+def scraping_stack(redis_url, tmp_path: Path, esteira_processes):
+    started: list[Stack] = []
+
+    def start(database_url: str | None = None, workers: int = 1, **worker_env: str) -> Stack:
+        database_url = database_url or f"sqlite:///{tmp_path / 'scraping.db'}"
+        engine = create_db_engine(database_url)
+        upgrade(engine.url)
+        portal_port, api_port = free_port(), free_port()
+        credentials = {
+            "ESTEIRA_PORTAL_USERNAME": "robo",
+            "ESTEIRA_PORTAL_PASSWORD": "s3nha-do-portal",
+        }
+        esteira_processes(
+            "portal", ["portal", "--port", str(portal_port)], credentials, port=portal_port
+        )
+        env = {
+            **credentials,
+            "ESTEIRA_REDIS_URL": redis_url,
+            "ESTEIRA_DATABASE_URL": database_url,
+            "ESTEIRA_PORTAL_URL": f"http://127.0.0.1:{portal_port}",
+            "ESTEIRA_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+            "ESTEIRA_SCRAPE_BACKOFF_SECONDS": "0.2",
+            **worker_env,
+        }
+        processes = []
+        for index in range(workers):
+            port = free_port()
+            process = esteira_processes(
+                f"scraper-{index}",
+                ["worker", "scraper"],
+                {**env, "ESTEIRA_METRICS_PORT": str(port)},
+                port=port,
+            )
+            process.metrics_port = port
+            processes.append(process)
+        esteira_processes("api", ["api", "--port", str(api_port)], env, port=api_port)
+        stack = Stack(
+            api=httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30),
+            portal=httpx.Client(base_url=f"http://127.0.0.1:{portal_port}", timeout=30),
+            workers=processes,
+            engine=engine,
+        )
+        started.append(stack)
+        return stack
+
+    yield start
+    for stack in started:
+        stack.api.close()
+        stack.portal.close()
+        stack.engine.dispose()
+
+
+def _count(engine: Engine, table) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_a_lookup_scrapes_records_and_then_answers_from_the_database(scraping_stack, database_url):
+    stack = scraping_stack(database_url)
+    queued = stack.api.post(f"/api/v1/scraping/os/{OS_A}")
+    assert queued.status_code == 202 and queued.json()["status"] == "queued"
+    task = stack.wait_task(queued.json()["task_id"])
+    assert task["status"] == "success" and task["progress"] == 100 and task["attempts"] == 1
+    result = task["result"]
+    assert result["data"]["numero_os"] == OS_A and result["data"]["cliente"]
+    assert result["scraped_fields"] >= 10
+
+    assert (
+        _count(stack.engine, clientes),
+        _count(stack.engine, equipamentos),
+        _count(stack.engine, ordens_servico),
+    ) == (1, 1, 1)
+    with stack.engine.connect() as connection:
+        row = connection.execute(select(clientes.c.cnpj, clientes.c.nome)).one()
+    assert row.cnpj.isdigit() and len(row.cnpj) == 14 and row.nome == result["data"]["cliente"]
+
+    again = stack.api.post(f"/api/v1/scraping/os/{OS_A}")
+    assert again.status_code == 200
+    assert (
+        again.json()["status"] == "found_existing" and again.json()["data"]["cliente"] == row.nome
+    )
+
+    seed_shape = stack.api.post(f"/api/desenvolvimento/buscar-os-async/{OS_A}").json()
+    assert seed_shape["status"] == "found_existing" and seed_shape["fonte"] == "banco_local"
+    status = stack.api.get(f"/api/desenvolvimento/scraping-status/{task['task_id']}").json()
+    assert status["status"] == "SUCCESS" and status["progress"] == 100
+    assert {"status", "data", "cliente_id", "equipamento_id", "scraped_fields"} <= set(
+        status["result"]
+    )
+
+    # A second OS of the same cliente reuses the cliente row (upsert by CNPJ).
+    same_cliente = str(int(OS_A) + 8)
+    stack.wait_task(stack.api.post(f"/api/v1/scraping/os/{same_cliente}").json()["task_id"])
+    assert (_count(stack.engine, clientes), _count(stack.engine, ordens_servico)) == (1, 2)
+
+
+def test_not_found_is_final_and_bad_numbers_never_reach_the_portal(scraping_stack):
+    stack = scraping_stack()
+    task = stack.wait_task(stack.api.post(f"/api/v1/scraping/os/{MISSING}").json()["task_id"])
+    assert task["status"] == "failed" and task["error"]["code"] == "not_found"
+    assert task["attempts"] == 1
+    failure = stack.api.get(f"/api/desenvolvimento/scraping-status/{task['task_id']}").json()
+    assert failure["status"] == "FAILURE" and "não encontrada" in failure["error"]
+
+    lookups_before = stack.portal.get("/admin/stats").json()["lookups"]
+    for bad in ("12a", "1" * 13, "1;DROP", "%2e%2e", "１２３"):
+        response = stack.api.post(f"/api/v1/scraping/os/{bad}")
+        assert response.status_code in (404, 422), bad
+        assert "error" in response.json()
+    assert stack.api.get(f"/api/v1/scraping/tasks/{'0' * 32}").status_code == 404
+    assert stack.portal.get("/admin/stats").json()["lookups"] == lookups_before
+
+
+def test_transient_portal_errors_are_retried_until_the_portal_recovers(scraping_stack):
+    stack = scraping_stack(ESTEIRA_SCRAPE_BACKOFF_SECONDS="1")
+    stack.switches(error_rate=1.0)
+    task_id = stack.api.post(f"/api/v1/scraping/os/{OS_B}").json()["task_id"]
+    retrying = stack.wait_task(task_id, until=("retrying",))
+    assert retrying["error"]["code"] == "portal_error"
+    stack.switches(error_rate=0.0)
+    task = stack.wait_task(task_id)
+    assert task["status"] == "success" and task["attempts"] >= 2
+
+
+def test_garbage_fails_the_task_with_a_clear_error_and_the_worker_goes_on(scraping_stack):
+    stack = scraping_stack(ESTEIRA_SCRAPE_MAX_RETRIES="1")
+    stack.switches(garbage_rate=1.0)
+    task = stack.wait_task(stack.api.post(f"/api/v1/scraping/os/{OS_C}").json()["task_id"])
+    assert task["status"] == "failed" and task["attempts"] == 2
+    assert task["error"] == {
+        "code": "portal_error",
+        "message": "the portal answered something that is not the record of this OS",
+    }
+    stack.switches(garbage_rate=0.0)
+    assert (
+        stack.wait_task(stack.api.post(f"/api/v1/scraping/os/{OS_C}").json()["task_id"])["status"]
+        == "success"
+    )
+
+
+def test_an_expired_portal_session_means_logging_in_again(scraping_stack):
+    stack = scraping_stack()
+    assert (
+        stack.wait_task(stack.api.post(f"/api/v1/scraping/os/{OS_A}").json()["task_id"])["status"]
+        == "success"
+    )
+    assert stack.portal.get("/admin/stats").json()["logins"] == 1
+    stack.portal.post("/admin/expire-sessions")
+    assert (
+        stack.wait_task(stack.api.post(f"/api/v1/scraping/os/{OS_B}").json()["task_id"])["status"]
+        == "success"
+    )
+    assert stack.portal.get("/admin/stats").json()["logins"] == 2
+
+
+def _chromium_under(pid: int) -> list[int]:
+    found = []
+    for child in descendants(pid):
+        try:
+            name = Path(f"/proc/{child}/comm").read_text().strip()
+        except OSError:
+            continue
+        if "chrom" in name:
+            found.append(child)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("limits", "code"),
+    [
+        (
+            {"ESTEIRA_SCRAPE_SOFT_LIMIT_SECONDS": "2", "ESTEIRA_SCRAPE_HARD_LIMIT_SECONDS": "60"},
+            "soft_time_limit",
+        ),
+        (
+            {"ESTEIRA_SCRAPE_SOFT_LIMIT_SECONDS": "60", "ESTEIRA_SCRAPE_HARD_LIMIT_SECONDS": "3"},
+            "hard_time_limit",
+        ),
+    ],
+)
+def test_time_limits_end_a_hung_scrape_and_leave_no_browser_behind(scraping_stack, limits, code):
+    stack = scraping_stack(ESTEIRA_SCRAPE_MAX_RETRIES="0", **limits)
+    stack.switches(hang_rate=1.0)
+    task = stack.wait_task(stack.api.post(f"/api/v1/scraping/os/{OS_A}").json()["task_id"])
+    assert task["status"] == "failed" and task["error"]["code"] == code
+    worker_pid = stack.workers[0].process.pid
+    deadline = time.monotonic() + 20
+    while _chromium_under(worker_pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _chromium_under(worker_pid) == []
+    stack.switches(hang_rate=0.0)
+    assert (
+        stack.wait_task(stack.api.post(f"/api/v1/scraping/os/{OS_B}").json()["task_id"])["status"]
+        == "success"
+    )
+
+
+def test_fifty_concurrent_lookups_of_five_os_make_exactly_five_scrapes(scraping_stack):
+    stack = scraping_stack()
+    stack.switches(latency_ms=1500)
+    numbers = [str(FIRST_OS + 20 + i) for i in range(5)]
+
+    async def storm() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=str(stack.api.base_url), timeout=30) as client:
+            return await asyncio.gather(
+                *(client.post(f"/api/v1/scraping/os/{numbers[i % 5]}") for i in range(50))
+            )
+
+    responses = asyncio.run(storm())
+    assert all(r.status_code == 202 for r in responses)
+    task_ids = {r.json()["task_id"] for r in responses}
+    assert len(task_ids) == 5
+    assert sum(r.json()["coalesced"] for r in responses) == 45
+    for task_id in task_ids:
+        assert stack.wait_task(task_id)["status"] == "success"
+    assert stack.portal.get("/admin/stats").json()["lookups"] == 5
+    assert _count(stack.engine, ordens_servico) == 5
+
+
+def test_the_rate_limit_is_shared_by_every_worker(scraping_stack):
+    stack = scraping_stack(
+        workers=2, ESTEIRA_SCRAPE_RATE_PER_MINUTE="60", ESTEIRA_SCRAPE_RATE_BURST="1"
+    )
+    task_ids = [
+        stack.api.post(f"/api/v1/scraping/os/{FIRST_OS + 40 + i}").json()["task_id"]
+        for i in range(4)
+    ]
+    for task_id in task_ids:
+        assert stack.wait_task(task_id)["status"] == "success"
+    # One token for four simultaneous tasks: every task but one waited at least once, whichever
+    # worker took it. With a bucket per worker, only two would have had to.
+    assert stack.worker_metric("esteira_rate_limit_deferrals_total") >= 3
+    queue = stack.api.get("/api/desenvolvimento/queue-status").json()
+    assert queue["queue_info"]["workers_online"] == 2 and queue["status"] == "success"
