@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 RUN = $(UV) run --frozen --python python3
 
-.PHONY: setup run test lint format bench bench-ruptura
+.PHONY: setup run test lint format bench bench-ruptura bench-scraper
 
 setup:
 	@scripts/setup.sh
@@ -33,3 +33,6 @@ bench: setup ## every benchmark; each prints a table and one summary line
 
 bench-ruptura: setup
 	$(RUN) python -m bench ruptura
+
+bench-scraper: setup
+	$(RUN) python -m bench scraper

@@ -28,6 +28,12 @@ CHROMIUM_FLAGS = (
     "--no-first-run",
     "--mute-audio",
     "--window-size=1280,900",
+    # Fewer processes, less memory: one portal, one tab, nothing to isolate from each other.
+    "--no-zygote",
+    "--disable-software-rasterizer",
+    "--renderer-process-limit=1",
+    "--enable-features=NetworkServiceInProcess2",
+    "--disable-features=site-per-process,IsolateOrigins,Translate,OptimizationHints,MediaRouter",
 )
 
 

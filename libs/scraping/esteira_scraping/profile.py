@@ -27,7 +27,6 @@ class Locators(BaseModel):
     search_input: tuple[str, str] = ("id", "numero_os")
     search_button: tuple[str, str] = ("id", "buscar")
     details: tuple[str, str] = ("id", "detalhes")
-    detail_lines: tuple[str, str] = ("tag name", "p")
     not_found: tuple[str, str] = ("class name", "nao-encontrada")
     error: tuple[str, str] = ("class name", "erro")
 
@@ -54,6 +53,9 @@ class PortalProfile(BaseModel):
     fields: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_FIELDS),
         description="Label shown by the portal -> field name; other labels are kept raw only.",
+    )
+    submit_with_enter: bool = Field(
+        True, description="The search form submits on Enter (else its button is clicked)."
     )
     page_timeout_seconds: float = Field(30, gt=0)
     answer_timeout_seconds: float = Field(60, gt=0)
