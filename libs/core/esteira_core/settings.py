@@ -69,6 +69,12 @@ class WorkerPoolSettings(CoreSettings):
     worker_concurrency: int = Field(
         0, ge=0, description="Jobs run at once by one worker process (0: the pool's default)."
     )
+    job_timeout_seconds: float = Field(
+        0,
+        ge=0,
+        description="arq job timeout (0: the pool's default); a killed worker's job is retried "
+        "by another worker this long plus 10 s after it started.",
+    )
 
 
 @lru_cache

@@ -14,11 +14,13 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any, ParamSpec, TypeVar, cast
 
 from arq.typing import WorkerCoroutine
 from arq.worker import Retry, run_worker
 from prometheus_client import start_http_server
+from redis.exceptions import RedisError
 
 from esteira_core import metrics
 from esteira_core.db import create_db_engine
@@ -32,6 +34,7 @@ from esteira_core.settings import WorkerPoolSettings
 logger = logging.getLogger(__name__)
 
 Ctx = dict[str, Any]
+REDIS_RETRY_SECONDS = 1.0
 # Jobs running now in this process, per queue (what the heartbeat reports as busy).
 _running: collections.Counter[str] = collections.Counter()
 P = ParamSpec("P")
@@ -51,9 +54,11 @@ async def startup(ctx: Ctx) -> None:
     await ctx["heartbeat"].start()
     metrics.WORKER_CAPACITY.labels(pool.queue).set(ctx["max_jobs"])
     metrics.JOBS_IN_PROGRESS.labels(pool.queue).set(0)
-    # Metrics last: once the port answers, the worker is online and ready for jobs.
-    server, _thread = start_http_server(ctx["metrics_port"], addr=settings.metrics_host)
-    ctx["metrics_server"] = server
+    # Metrics last: once the port answers, the worker is online and ready for jobs. It stays up
+    # for the life of the process, across restarts of arq's loop after a Redis outage.
+    if "metrics_server" not in ctx:
+        server, _thread = start_http_server(ctx["metrics_port"], addr=settings.metrics_host)
+        ctx["metrics_server"] = server
     logger.info(
         "worker started",
         extra={
@@ -65,13 +70,14 @@ async def startup(ctx: Ctx) -> None:
 
 
 async def shutdown(ctx: Ctx) -> None:
-    if "heartbeat" in ctx:
-        await ctx["heartbeat"].stop()
-    if "db" in ctx:
-        ctx["db"].dispose()
-    if "metrics_server" in ctx:
-        ctx["metrics_server"].shutdown()
-    logger.info("worker stopped", extra={"pool": ctx["pool"].value})
+    """Idempotent: after a Redis outage it may run twice (arq's close, then ours)."""
+    heartbeat = ctx.pop("heartbeat", None)
+    if heartbeat is not None:
+        await heartbeat.stop()
+    db = ctx.pop("db", None)
+    if db is not None:
+        db.dispose()
+        logger.info("worker stopped", extra={"pool": ctx["pool"].value})
 
 
 def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCoroutine]:
@@ -150,13 +156,34 @@ def run(
         name: getattr(worker_settings, name, default)
         for name, default in (("on_startup", startup), ("on_shutdown", shutdown))
     }
-    run_worker(
-        worker_settings,
-        redis_settings=arq_redis_settings(settings),
-        **hooks,
-        **(overrides or {}),
-        job_serializer=serialize_job,
-        job_deserializer=deserialize_job,
-        max_jobs=max_jobs,
-        ctx=ctx,
+    configured = (
+        {"job_timeout": settings.job_timeout_seconds} if settings.job_timeout_seconds else {}
     )
+    try:
+        # arq's loop ends with an exception when Redis goes away; the process stays and starts
+        # the loop again once Redis answers (arq itself retries the first connection 5 times).
+        while True:
+            try:
+                run_worker(
+                    worker_settings,
+                    redis_settings=arq_redis_settings(settings),
+                    **hooks,
+                    **{**(overrides or {}), **configured},
+                    job_serializer=serialize_job,
+                    job_deserializer=deserialize_job,
+                    max_jobs=max_jobs,
+                    ctx=ctx,
+                )
+                return
+            except (RedisError, OSError) as exc:
+                logger.error(
+                    "lost Redis; the worker starts again shortly",
+                    extra={"pool": pool.value, "error": type(exc).__name__},
+                )
+                with suppress(Exception):
+                    asyncio.get_event_loop().run_until_complete(hooks["on_shutdown"](ctx))
+                time.sleep(REDIS_RETRY_SECONDS)
+    finally:
+        server = ctx.pop("metrics_server", None)
+        if server is not None:
+            server.shutdown()

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from esteira_core import metrics
 from esteira_scraping import ratelimit, tasks
 from esteira_scraping.errors import BrowserFailure, HardTimeLimit, ScrapeError
-from esteira_scraping.flow import Deadline, ScrapedOS, ScrapeFlow
+from esteira_scraping.flow import Deadline, Progress, ScrapedOS, ScrapeFlow
 from esteira_scraping.persistence import SavedOS, save_os
 from esteira_scraping.pool import BrowserPool
 
@@ -108,12 +108,15 @@ class Scraper:
         await tasks.update(
             redis, task_id, status="in_progress", stage="starting", progress=5, attempts=attempt
         )
+        loop = asyncio.get_running_loop()
+
+        def progress(stage: str, percent: int) -> None:  # called from the browser's thread too
+            asyncio.run_coroutine_threadsafe(
+                tasks.update(redis, task_id, stage=stage, progress=percent), loop
+            )
+
         try:
-            scraped = await self._scrape(redis, task_id, numero_os)
-            started = time.perf_counter()
-            await tasks.update(redis, task_id, stage="saving", progress=90)
-            saved = await asyncio.to_thread(save_os, self.engine, scraped)
-            metrics.SCRAPE_PHASE_DURATION.labels("persist").observe(time.perf_counter() - started)
+            result = await self.scrape_and_save(numero_os, progress)
         except ScrapeError as exc:
             await self._failed(redis, task_id, numero_os, attempt, exc)
             return None
@@ -128,20 +131,22 @@ class Scraper:
                 error={"code": "internal_error", "message": "Internal error."},
             )
             return None
-        result = result_of(scraped, saved)
         await tasks.finish(
             redis, task_id, numero_os, status="success", stage="done", progress=100, result=result
         )
         return result
 
-    async def _scrape(self, redis: Redis, task_id: str, numero_os: str) -> ScrapedOS:
-        loop = asyncio.get_running_loop()
+    async def scrape_and_save(self, numero_os: str, progress: Progress) -> dict[str, Any]:
+        """The scrape and its recording, with no Redis involved (the gateway's inline path uses
+        it directly when Redis is down); raises ScrapeError."""
+        scraped = await self._scrape(numero_os, progress)
+        started = time.perf_counter()
+        progress("saving", 90)
+        saved = await asyncio.to_thread(save_os, self.engine, scraped)
+        metrics.SCRAPE_PHASE_DURATION.labels("persist").observe(time.perf_counter() - started)
+        return result_of(scraped, saved)
 
-        def progress(stage: str, percent: int) -> None:  # called from the browser's thread
-            asyncio.run_coroutine_threadsafe(
-                tasks.update(redis, task_id, stage=stage, progress=percent), loop
-            )
-
+    async def _scrape(self, numero_os: str, progress: Progress) -> ScrapedOS:
         try:
             async with self.pool.lease() as pooled:
                 deadline = Deadline(self.limits.soft_seconds)

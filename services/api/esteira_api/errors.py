@@ -16,7 +16,10 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from esteira_core.breaker import CircuitOpen
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +97,24 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Redis failed under a route that cannot work without it (a session's results, a task's
+    status): the client is told to come back, and the queue health learns of it at once."""
+    health = getattr(request.app.state, "health", None)
+    if health is not None:
+        health.redis_failed()
+    logger.warning(
+        "redis unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
+    )
+    return error_response(
+        request,
+        503,
+        "redis_unavailable",
+        "The session and task store is unavailable; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error(
         "unhandled error", exc_info=exc, extra={"path": request.url.path, "method": request.method}
@@ -105,4 +126,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for redis_error in (RedisError, CircuitOpen):
+        app.add_exception_handler(redis_error, _redis_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

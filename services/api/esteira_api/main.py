@@ -3,6 +3,7 @@ and the database engine on app.state and closes them on shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,7 +12,16 @@ from fastapi import FastAPI
 
 from esteira_api.errors import install_error_handlers
 from esteira_api.middleware import RequestContextMiddleware
-from esteira_api.routes import compat_ruptura, compat_scraping, health, ruptura, scraping
+from esteira_api.queue_health import QueueHealth
+from esteira_api.routes import (
+    compat_ruptura,
+    compat_scraping,
+    health,
+    queues,
+    ruptura,
+    scraping,
+)
+from esteira_api.scraping import InlineScraper
 from esteira_api.settings import ApiSettings, get_settings
 from esteira_core.db import create_db_engine
 from esteira_core.redis import create_redis
@@ -26,10 +36,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = create_redis(settings)
         app.state.db = create_db_engine(settings)
+        app.state.health = QueueHealth(app.state.redis, settings)
+        app.state.background = set()
+        app.state.inline_scraper = InlineScraper(app.state.db, settings)
+        watcher = asyncio.create_task(app.state.health.watch(), name="queue-health")
         logger.info("gateway started")
         try:
             yield
         finally:
+            watcher.cancel()
+            for task in list(app.state.background):
+                task.cancel()
+            await app.state.inline_scraper.close()
             await app.state.redis.aclose()
             app.state.db.dispose()
             logger.info("gateway stopped")
@@ -44,6 +62,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
+    app.include_router(queues.router)
     app.include_router(ruptura.router)
     app.include_router(compat_ruptura.router)
     app.include_router(scraping.router)

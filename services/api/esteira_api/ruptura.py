@@ -12,18 +12,21 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 from sqlalchemy import Engine
 
 from esteira_api.errors import ApiError
+from esteira_api.queue_health import REDIS_ERRORS, QueueHealth
 from esteira_api.settings import ApiSettings
 from esteira_core import heartbeats, jobs, keys, metrics
 from esteira_ruptura import data, sessions
+from esteira_ruptura.batches import process_batch
 from esteira_ruptura.models import OrderReport
 from esteira_ruptura.projection import Horizon
-from esteira_ruptura.service import SessionAnalysis
+from esteira_ruptura.service import SessionAnalysis, SessionCache
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +45,20 @@ def dedupe(order_numbers: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(order_numbers))
 
 
-async def start_session(
-    redis: ArqRedis,
-    db: Engine,
-    settings: ApiSettings,
-    *,
-    order_numbers: Sequence[str] | None,
-    mode: jobs.RupturaMode,
-    reference_date: date | None,
-    owner: str,
-) -> SessionStarted:
-    """Validates the request, records the session and puts its batches on the ruptura queue."""
+@dataclass(frozen=True)
+class InlineAnswer:
+    """Every result at once: what the gateway answers when it cannot record a session (Redis
+    down), having analysed the orders itself."""
+
+    total: int
+    mode: jobs.RupturaMode
+    reference_date: date
+    results: list[dict[str, Any]]
+
+
+async def _wanted_orders(
+    db: Engine, settings: ApiSettings, order_numbers: Sequence[str] | None
+) -> list[str]:
     if order_numbers is None:
         wanted = await asyncio.to_thread(_active_orders, db)
         if not wanted:
@@ -67,22 +73,58 @@ async def start_session(
             "too_many_orders",
             f"{len(wanted)} orders exceed the limit of {settings.ruptura_max_orders} per session.",
         )
-    session_id = uuid.uuid4().hex
+    return wanted
+
+
+async def start_session(
+    redis: ArqRedis,
+    db: Engine,
+    settings: ApiSettings,
+    health: QueueHealth,
+    background: set[asyncio.Task[None]],
+    *,
+    order_numbers: Sequence[str] | None,
+    mode: jobs.RupturaMode,
+    reference_date: date | None,
+    owner: str,
+) -> SessionStarted | InlineAnswer:
+    """Validates the request, then: queue mode, a session whose batches go to the workers;
+    inline with Redis up (no worker serves the queue), a session whose batches this process
+    runs in the background, followed by the client exactly the same way; inline with Redis
+    down, every result in the answer."""
+    wanted = await _wanted_orders(db, settings, order_numbers)
     reference = reference_date or settings.today()
-    batches = sessions.batches_of(wanted, jobs.RUPTURA_BATCH_SIZE)
-    await sessions.create(
-        redis,
-        session_id=session_id,
-        owner=owner,
-        total=len(wanted),
-        batches=len(batches),
-        mode=mode,
-        path="queue",
-        reference_date=reference,
-        horizon_days=settings.ruptura_horizon_days,
-        window_days=settings.ruptura_window_days,
+    decision = await health.decide(jobs.Pool.RUPTURA)
+    if decision.reason != "redis_down":
+        try:
+            return await _session(
+                redis,
+                db,
+                settings,
+                background,
+                wanted,
+                mode,
+                reference,
+                owner,
+                inline=decision.inline,
+            )
+        except REDIS_ERRORS:
+            health.redis_failed()
+    metrics.INLINE_FALLBACKS.labels(jobs.RUPTURA_QUEUE, "redis_down").inc()
+    return InlineAnswer(
+        len(wanted), mode, reference, await _analyse_all(db, settings, wanted, mode, reference)
     )
-    payloads = [
+
+
+def _payloads(
+    session_id: str,
+    batches: list[list[str]],
+    settings: ApiSettings,
+    mode: jobs.RupturaMode,
+    reference: date,
+    total: int,
+) -> list[tuple[str, jobs.RupturaBatchPayload]]:
+    return [
         (
             f"ruptura-{session_id}-{index}",
             jobs.RupturaBatchPayload(
@@ -93,18 +135,91 @@ async def start_session(
                 reference_date=reference,
                 horizon_days=settings.ruptura_horizon_days,
                 window_days=settings.ruptura_window_days,
-                session_orders=len(wanted),
+                session_orders=total,
             ),
         )
         for index, batch in enumerate(batches)
     ]
-    await jobs.enqueue_many(redis, jobs.Pool.RUPTURA, jobs.RUPTURA_ANALYSE_BATCH, payloads)
-    metrics.JOBS_ENQUEUED.labels(jobs.RUPTURA_QUEUE).inc(len(payloads))
+
+
+async def _session(
+    redis: ArqRedis,
+    db: Engine,
+    settings: ApiSettings,
+    background: set[asyncio.Task[None]],
+    wanted: list[str],
+    mode: jobs.RupturaMode,
+    reference: date,
+    owner: str,
+    *,
+    inline: bool,
+) -> SessionStarted:
+    session_id = uuid.uuid4().hex
+    batches = sessions.batches_of(wanted, jobs.RUPTURA_BATCH_SIZE)
+    await sessions.create(
+        redis,
+        session_id=session_id,
+        owner=owner,
+        total=len(wanted),
+        batches=len(batches),
+        mode=mode,
+        path="inline" if inline else "queue",
+        reference_date=reference,
+        horizon_days=settings.ruptura_horizon_days,
+        window_days=settings.ruptura_window_days,
+    )
+    payloads = _payloads(session_id, batches, settings, mode, reference, len(wanted))
+    if inline:
+        metrics.INLINE_FALLBACKS.labels(jobs.RUPTURA_QUEUE, "not_served").inc()
+        task = asyncio.create_task(_run_inline(redis, db, [p for _, p in payloads]))
+        background.add(task)
+        task.add_done_callback(background.discard)
+    else:
+        await jobs.enqueue_many(redis, jobs.Pool.RUPTURA, jobs.RUPTURA_ANALYSE_BATCH, payloads)
+        metrics.JOBS_ENQUEUED.labels(jobs.RUPTURA_QUEUE).inc(len(payloads))
     logger.info(
         "ruptura session started",
-        extra={"session_id": session_id, "orders": len(wanted), "batches": len(batches)},
+        extra={
+            "session_id": session_id,
+            "orders": len(wanted),
+            "batches": len(batches),
+            "path": "inline" if inline else "queue",
+        },
     )
     return SessionStarted(session_id, len(wanted), len(batches), mode, reference)
+
+
+async def _run_inline(redis: ArqRedis, db: Engine, batches: list[jobs.RupturaBatchPayload]) -> None:
+    """The batches of a session, run here one by one with the workers' own code."""
+    cache = SessionCache(capacity=1)
+    try:
+        for batch in batches:
+            await process_batch(redis, db, cache, batch)
+            metrics.ORDERS_ANALYSED.labels(batch.mode.value, "inline").inc(len(batch.pedidos))
+    except REDIS_ERRORS:
+        logger.warning(
+            "inline session interrupted: Redis failed", extra={"session_id": batches[0].session_id}
+        )
+
+
+async def _analyse_all(
+    db: Engine, settings: ApiSettings, wanted: list[str], mode: jobs.RupturaMode, reference: date
+) -> list[dict[str, Any]]:
+    horizon = Horizon(reference, settings.ruptura_horizon_days, settings.ruptura_window_days)
+    analysis = SessionAnalysis(
+        db, horizon, mode, whole_carteira=len(wanted) >= jobs.RUPTURA_WHOLE_CARTEIRA_FROM
+    )
+
+    def analyse() -> list[dict[str, Any]]:
+        return [
+            result
+            for batch in sessions.batches_of(wanted, jobs.RUPTURA_BATCH_SIZE)
+            for result in analysis.analyse(batch)
+        ]
+
+    results = await asyncio.to_thread(analyse)
+    metrics.ORDERS_ANALYSED.labels(mode.value, "inline").inc(len(results))
+    return results
 
 
 def _active_orders(db: Engine) -> list[str]:

@@ -38,6 +38,22 @@ class ApiSettings(CoreSettings):
         description="Longest a scrape task may stay active; lookups of its OS join it meanwhile.",
     )
 
+    queue_check_seconds: float = Field(
+        1.0, gt=0, description="How long a queue health check is reused before a new one."
+    )
+    redis_breaker_reset_seconds: float = Field(
+        2.0, gt=0, description="After a Redis failure, calls fail at once for this long."
+    )
+    ruptura_grace_seconds: float = Field(
+        30, ge=0, description="Oldest ready ruptura job's age, with no worker, before inline."
+    )
+    scraper_grace_seconds: float = Field(
+        180, ge=0, description="The same for scraping; covers a scraper pool scaling from 0."
+    )
+    inline_scrape_limit: int = Field(
+        1, ge=1, description="Scrapes one gateway process runs itself at once (beyond: 503)."
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

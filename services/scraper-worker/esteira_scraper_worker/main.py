@@ -38,8 +38,9 @@ async def startup(ctx: worker.Ctx) -> None:
 
 
 async def shutdown(ctx: worker.Ctx) -> None:
-    if "scraper" in ctx:
-        await ctx["scraper"].pool.close()
+    scraper = ctx.pop("scraper", None)
+    if scraper is not None:
+        await scraper.pool.close()
     await worker.shutdown(ctx)
 
 

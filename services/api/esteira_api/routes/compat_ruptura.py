@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, field_validator
 
 from esteira_api import ruptura
-from esteira_api.deps import DbDep, RedisDep, SettingsDep
+from esteira_api.deps import BackgroundDep, DbDep, HealthDep, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
 from esteira_api.routes.ruptura import (
     ANONYMOUS,
@@ -54,17 +54,36 @@ def _progress(processed: int, total: int) -> dict[str, Any]:
 
 @router.post("/worker/iniciar-processamento")
 async def iniciar_processamento(
-    body: IniciarRequest, redis: RedisDep, db: DbDep, settings: SettingsDep
+    body: IniciarRequest,
+    redis: RedisDep,
+    db: DbDep,
+    settings: SettingsDep,
+    health: HealthDep,
+    background: BackgroundDep,
 ) -> dict[str, Any]:
     started = await ruptura.start_session(
         redis,
         db,
         settings,
+        health,
+        background,
         order_numbers=body.pedidos,
         mode=body.modo,
         reference_date=None,
         owner=ANONYMOUS,
     )
+    if isinstance(started, ruptura.InlineAnswer):
+        # Redis is down: no session to poll, so every result comes in this answer.
+        return {
+            "success": True,
+            "session_id": None,
+            "modo": "inline",
+            "total_pedidos": started.total,
+            "resultados": started.results,
+            "completo": True,
+            "progresso": _progress(started.total, started.total),
+            "mensagem": f"{started.total} pedidos analisados diretamente (fila indisponível)",
+        }
     return {
         "success": True,
         "session_id": started.session_id,

@@ -6,11 +6,11 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from esteira_api import ruptura
-from esteira_api.deps import DbDep, RedisDep, SettingsDep
+from esteira_api.deps import BackgroundDep, DbDep, HealthDep, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
 from esteira_core.jobs import RupturaMode
 from esteira_ruptura.models import ORDER_NUMBER_MAX_LENGTH, ORDER_NUMBER_PATTERN, OrderReport
@@ -86,19 +86,54 @@ class ResultsBody(BaseModel):
     results: list[dict[str, Any]]
 
 
-@router.post("/sessions", status_code=202, summary="Start analysing orders")
+class InlineResultsBody(BaseModel):
+    mode: str = "inline"
+    analysis_mode: RupturaMode
+    total: int
+    reference_date: date
+    done: bool = True
+    results: list[dict[str, Any]]
+
+
+@router.post(
+    "/sessions",
+    status_code=202,
+    summary="Start analysing orders",
+    response_model=SessionStartedBody,
+    responses={
+        200: {
+            "model": InlineResultsBody,
+            "description": "Redis is down: the gateway analysed the orders itself, all at once.",
+        }
+    },
+)
 async def start_session(
-    body: SessionRequest, redis: RedisDep, db: DbDep, settings: SettingsDep
-) -> SessionStartedBody:
+    body: SessionRequest,
+    redis: RedisDep,
+    db: DbDep,
+    settings: SettingsDep,
+    health: HealthDep,
+    background: BackgroundDep,
+) -> SessionStartedBody | JSONResponse:
     started = await ruptura.start_session(
         redis,
         db,
         settings,
+        health,
+        background,
         order_numbers=body.pedidos,
         mode=body.mode,
         reference_date=body.reference_date,
         owner=ANONYMOUS,
     )
+    if isinstance(started, ruptura.InlineAnswer):
+        inline = InlineResultsBody(
+            analysis_mode=started.mode,
+            total=started.total,
+            reference_date=started.reference_date,
+            results=started.results,
+        )
+        return JSONResponse(inline.model_dump(mode="json"), status_code=200)
     base = f"/api/v1/ruptura/sessions/{started.session_id}"
     return SessionStartedBody(
         session_id=started.session_id,

@@ -10,7 +10,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from esteira_api import scraping
-from esteira_api.deps import DbDep, RedisDep, SettingsDep
+from esteira_api.deps import (
+    BackgroundDep,
+    DbDep,
+    HealthDep,
+    InlineScraperDep,
+    RedisDep,
+    SettingsDep,
+)
 from esteira_scraping.runner import OS_NUMBER_PATTERN
 
 router = APIRouter(prefix="/api/v1/scraping", tags=["scraping"])
@@ -53,9 +60,17 @@ class TaskBody(BaseModel):
     responses={202: {"model": LookupBody, "description": "A scrape is queued or running"}},
 )
 async def lookup_os(
-    numero_os: OsNumber, redis: RedisDep, db: DbDep, settings: SettingsDep
+    numero_os: OsNumber,
+    redis: RedisDep,
+    db: DbDep,
+    settings: SettingsDep,
+    health: HealthDep,
+    inline: InlineScraperDep,
+    background: BackgroundDep,
 ) -> JSONResponse:
-    found = await scraping.lookup(redis, db, settings, numero_os, ANONYMOUS)
+    found = await scraping.lookup(
+        redis, db, settings, health, inline, background, numero_os, ANONYMOUS
+    )
     body = LookupBody(
         status=found.status,
         numero_os=found.numero_os,
@@ -64,7 +79,7 @@ async def lookup_os(
         coalesced=found.coalesced,
         status_url=f"/api/v1/scraping/tasks/{found.task_id}" if found.task_id else None,
     )
-    code = 200 if found.status == "found_existing" else 202
+    code = 200 if found.status in ("found_existing", "scraped") else 202
     return JSONResponse(body.model_dump(mode="json"), status_code=code)
 
 
