@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 RUN = $(UV) run --frozen --python python3
 
-.PHONY: setup run test lint format bench bench-ruptura bench-scraper
+.PHONY: setup run test lint format bench bench-ruptura bench-scraper bench-fallback
 
 setup:
 	@scripts/setup.sh
@@ -36,3 +36,6 @@ bench-ruptura: setup
 
 bench-scraper: setup
 	$(RUN) python -m bench scraper
+
+bench-fallback: setup
+	$(RUN) python -m bench fallback
