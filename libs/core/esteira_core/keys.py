@@ -42,6 +42,11 @@ def scrape_task(task_id: str) -> str:
     return f"{PREFIX}:scrape:task:{task_id}"
 
 
+def scrape_recent() -> str:
+    """List of the latest task ids, newest first, capped (what the operator page lists)."""
+    return f"{PREFIX}:scrape:recent"
+
+
 def scrape_active_os(numero_os: str) -> str:
     """Task id of the active scrape of one OS (SET NX: request coalescing)."""
     return f"{PREFIX}:scrape:os:{numero_os}"

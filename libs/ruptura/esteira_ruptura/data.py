@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, func, select
 
 from esteira_core.db.schema import carteira_itens, estoque, programacao_producao, saidas_previstas
 from esteira_ruptura.models import OrderLine
@@ -68,6 +68,18 @@ def active_order_numbers(connection: Connection) -> list[str]:
         .order_by(carteira_itens.c.num_pedido)
     )
     return list(connection.execute(query).scalars())
+
+
+def order_summaries(connection: Connection, limit: int) -> list[tuple[str, str]]:
+    """(num_pedido, cliente) of the first active orders by number."""
+    query = (
+        select(carteira_itens.c.num_pedido, func.min(carteira_itens.c.cliente))
+        .where(carteira_itens.c.ativo.is_(True), carteira_itens.c.qtd_saldo > 0)
+        .group_by(carteira_itens.c.num_pedido)
+        .order_by(carteira_itens.c.num_pedido)
+        .limit(limit)
+    )
+    return [(number, cliente) for number, cliente in connection.execute(query)]
 
 
 def load_projection(

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -62,14 +62,12 @@ class ScrapeFlow:
     def _wait(
         self, driver: WebDriver, deadline: Deadline, cap: float, ready: Callable[[], object]
     ) -> object:
+        limit = deadline.remaining(cap)
         try:
-            return WebDriverWait(driver, deadline.remaining(cap), poll_frequency=0.05).until(
-                lambda _driver: ready()
-            )
-        except SoftTimeLimit:
-            raise
-        except WebDriverException as exc:
-            if deadline.at <= time.monotonic():
+            return WebDriverWait(driver, limit, poll_frequency=0.05).until(lambda _driver: ready())
+        except TimeoutException as exc:
+            # Whichever bound the wait had decides what ran out: the job's time, or the portal's.
+            if limit < cap:
                 raise SoftTimeLimit("soft time limit reached while waiting for the portal") from exc
             raise PortalError("the portal did not answer in time") from exc
 

@@ -35,6 +35,9 @@ redis.call('HSET', task_key, 'task_id', ARGV[1], 'numero_os', ARGV[4], 'owner', 
   'status', 'queued', 'stage', 'queued', 'progress', '0', 'attempts', '0',
   'created_at', ARGV[6], 'updated_at', ARGV[6])
 redis.call('EXPIRE', task_key, ARGV[7])
+redis.call('LPUSH', KEYS[2], ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, 99)
+redis.call('EXPIRE', KEYS[2], ARGV[7])
 return {ARGV[1], 1}
 """
 
@@ -64,8 +67,9 @@ async def start_or_join(
     prefix = keys.scrape_task("")
     found, created = await redis.eval(  # type: ignore[misc]
         _START_OR_JOIN,
-        1,
+        2,
         keys.scrape_active_os(numero_os),
+        keys.scrape_recent(),
         task_id,
         str(active_ttl),
         prefix,
@@ -108,6 +112,13 @@ async def get(redis: Redis, task_id: str) -> dict[str, Any] | None:
             task[name] = float(task[name])
     task["shared"] = task.get("shared") == "1"
     return task
+
+
+async def recent(redis: Redis, limit: int) -> list[dict[str, Any]]:
+    """The latest tasks, newest first (expired ones left out)."""
+    ids = await redis.lrange(keys.scrape_recent(), 0, limit - 1)  # type: ignore[misc]
+    found = [await get(redis, task_id.decode()) for task_id in ids]
+    return [task for task in found if task is not None]
 
 
 def _text(value: Any) -> str:

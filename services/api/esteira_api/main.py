@@ -7,8 +7,11 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from esteira_api.errors import install_error_handlers
 from esteira_api.middleware import RequestContextMiddleware
@@ -27,6 +30,7 @@ from esteira_core.db import create_db_engine
 from esteira_core.redis import create_redis
 
 logger = logging.getLogger(__name__)
+STATIC = Path(__file__).with_name("static")
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -67,4 +71,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(compat_ruptura.router)
     app.include_router(scraping.router)
     app.include_router(compat_scraping.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/ui", include_in_schema=False)
+    async def operator_page() -> FileResponse:
+        return FileResponse(STATIC / "ui.html")
+
     return app

@@ -222,6 +222,14 @@ async def _analyse_all(
     return results
 
 
+async def active_orders(db: Engine, limit: int) -> list[tuple[str, str]]:
+    def read() -> list[tuple[str, str]]:
+        with db.connect() as connection:
+            return data.order_summaries(connection, limit)
+
+    return await asyncio.to_thread(read)
+
+
 def _active_orders(db: Engine) -> list[str]:
     with db.connect() as connection:
         return data.active_order_numbers(connection)

@@ -213,6 +213,19 @@ async def delete_session(session_id: SessionId, redis: RedisDep) -> Response:
     return Response(status_code=204)
 
 
+class ActiveOrder(BaseModel):
+    num_pedido: str
+    cliente: str
+
+
+@router.get("/orders", summary="Active orders of the carteira (first ones by number)")
+async def active_orders(
+    db: DbDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> list[ActiveOrder]:
+    rows = await ruptura.active_orders(db, limit)
+    return [ActiveOrder(num_pedido=number, cliente=cliente) for number, cliente in rows]
+
+
 @router.get("/orders/{num_pedido}", summary="One order analysed now (cached briefly)")
 async def analyse_order(
     num_pedido: OrderNumberPath,

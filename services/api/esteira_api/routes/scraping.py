@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -18,6 +18,7 @@ from esteira_api.deps import (
     RedisDep,
     SettingsDep,
 )
+from esteira_scraping import tasks
 from esteira_scraping.runner import OS_NUMBER_PATTERN
 
 router = APIRouter(prefix="/api/v1/scraping", tags=["scraping"])
@@ -81,6 +82,13 @@ async def lookup_os(
     )
     code = 200 if found.status in ("found_existing", "scraped") else 202
     return JSONResponse(body.model_dump(mode="json"), status_code=code)
+
+
+@router.get("/tasks", summary="The latest scrape tasks, newest first")
+async def recent_tasks(
+    redis: RedisDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> list[TaskBody]:
+    return [TaskBody.model_validate(task) for task in await tasks.recent(redis, limit)]
 
 
 @router.get("/tasks/{task_id}", summary="A scrape task's status, progress and result")
