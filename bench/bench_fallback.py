@@ -18,6 +18,17 @@ from esteira_testing.components import EsteiraProcess, RedisServer
 BODY = {"pedidos": [str(100001 + i) for i in range(20)], "reference_date": "2026-03-02"}
 
 
+def _until_inline(client: httpx.Client, since: float) -> tuple[float, int]:
+    """Posts sessions until one is answered inline; returns (seconds since `since`, 5xx seen)."""
+    errors = 0
+    while True:
+        response = client.post("/api/v1/ruptura/sessions", json=BODY)
+        errors += response.status_code >= 500
+        if response.status_code == 200 and response.json()["mode"] == "inline":
+            return time.perf_counter() - since, errors
+        time.sleep(0.05)
+
+
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="esteira-bench-fallback-"))
     database_url = f"sqlite:///{workdir / 'fallback.db'}"
@@ -48,13 +59,8 @@ def main() -> None:
             assert client.post("/api/v1/ruptura/sessions", json=BODY).status_code == 202
             killed = time.perf_counter()
             redis.kill()
-            while True:
-                response = client.post("/api/v1/ruptura/sessions", json=BODY)
-                errors += response.status_code >= 500
-                if response.status_code == 200 and response.json()["mode"] == "inline":
-                    first_inline = time.perf_counter() - killed
-                    break
-                time.sleep(0.05)
+            first_inline, seen = _until_inline(client, killed)
+            errors += seen
             redis.start()  # at once: the breaker's wait is part of what is measured
             returned = time.perf_counter()
             while True:
@@ -70,12 +76,8 @@ def main() -> None:
             assert redis.process is not None
             frozen = time.perf_counter()
             redis.process.signal_group(signal.SIGSTOP)
-            while True:
-                response = client.post("/api/v1/ruptura/sessions", json=BODY)
-                errors += response.status_code >= 500
-                if response.status_code == 200 and response.json()["mode"] == "inline":
-                    first_inline_frozen = time.perf_counter() - frozen
-                    break
+            first_inline_frozen, seen = _until_inline(client, frozen)
+            errors += seen
             redis.process.signal_group(signal.SIGCONT)
     finally:
         for process in processes:

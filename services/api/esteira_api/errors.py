@@ -100,9 +100,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """Redis failed under a route that cannot work without it (a session's results, a task's
     status): the client is told to come back, and the queue health learns of it at once."""
-    health = getattr(request.app.state, "health", None)
-    if health is not None:
-        health.redis_failed()
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is not None:
+        gateway.health.redis_failed()
     logger.warning(
         "redis unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
     )

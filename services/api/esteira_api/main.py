@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from esteira_api.context import Gateway
 from esteira_api.errors import install_error_handlers
 from esteira_api.middleware import RequestContextMiddleware
 from esteira_api.queue_health import QueueHealth
@@ -38,22 +39,23 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.redis = create_redis(settings)
-        app.state.db = create_db_engine(settings)
-        app.state.health = QueueHealth(app.state.redis, settings)
-        app.state.background = set()
-        app.state.inline_scraper = InlineScraper(app.state.db, settings)
-        watcher = asyncio.create_task(app.state.health.watch(), name="queue-health")
+        redis = create_redis(settings)
+        db = create_db_engine(settings)
+        gateway = Gateway(
+            settings=settings,
+            redis=redis,
+            db=db,
+            health=QueueHealth(redis, settings),
+            inline_scraper=InlineScraper(db, settings),
+        )
+        app.state.gateway = gateway
+        watcher = asyncio.create_task(gateway.health.watch(), name="queue-health")
         logger.info("gateway started")
         try:
             yield
         finally:
             watcher.cancel()
-            for task in list(app.state.background):
-                task.cancel()
-            await app.state.inline_scraper.close()
-            await app.state.redis.aclose()
-            app.state.db.dispose()
+            await gateway.close()
             logger.info("gateway stopped")
 
     app = FastAPI(

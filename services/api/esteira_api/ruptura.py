@@ -18,8 +18,9 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 from sqlalchemy import Engine
 
+from esteira_api.context import Gateway
 from esteira_api.errors import ApiError
-from esteira_api.queue_health import REDIS_ERRORS, QueueHealth
+from esteira_api.queue_health import REDIS_ERRORS
 from esteira_api.settings import ApiSettings
 from esteira_core import heartbeats, jobs, keys, metrics
 from esteira_ruptura import data, sessions
@@ -77,11 +78,7 @@ async def _wanted_orders(
 
 
 async def start_session(
-    redis: ArqRedis,
-    db: Engine,
-    settings: ApiSettings,
-    health: QueueHealth,
-    background: set[asyncio.Task[None]],
+    gateway: Gateway,
     *,
     order_numbers: Sequence[str] | None,
     mode: jobs.RupturaMode,
@@ -92,28 +89,18 @@ async def start_session(
     inline with Redis up (no worker serves the queue), a session whose batches this process
     runs in the background, followed by the client exactly the same way; inline with Redis
     down, every result in the answer."""
-    wanted = await _wanted_orders(db, settings, order_numbers)
+    settings = gateway.settings
+    wanted = await _wanted_orders(gateway.db, settings, order_numbers)
     reference = reference_date or settings.today()
-    decision = await health.decide(jobs.Pool.RUPTURA)
+    decision = await gateway.health.decide(jobs.Pool.RUPTURA)
     if decision.reason != "redis_down":
         try:
-            return await _session(
-                redis,
-                db,
-                settings,
-                background,
-                wanted,
-                mode,
-                reference,
-                owner,
-                inline=decision.inline,
-            )
+            return await _session(gateway, wanted, mode, reference, owner, inline=decision.inline)
         except REDIS_ERRORS:
-            health.redis_failed()
+            gateway.health.redis_failed()
     metrics.INLINE_FALLBACKS.labels(jobs.RUPTURA_QUEUE, "redis_down").inc()
-    return InlineAnswer(
-        len(wanted), mode, reference, await _analyse_all(db, settings, wanted, mode, reference)
-    )
+    results = await _analyse_all(gateway.db, settings, wanted, mode, reference)
+    return InlineAnswer(len(wanted), mode, reference, results)
 
 
 def _payloads(
@@ -143,10 +130,7 @@ def _payloads(
 
 
 async def _session(
-    redis: ArqRedis,
-    db: Engine,
-    settings: ApiSettings,
-    background: set[asyncio.Task[None]],
+    gateway: Gateway,
     wanted: list[str],
     mode: jobs.RupturaMode,
     reference: date,
@@ -154,6 +138,7 @@ async def _session(
     *,
     inline: bool,
 ) -> SessionStarted:
+    redis, settings = gateway.redis, gateway.settings
     session_id = uuid.uuid4().hex
     batches = sessions.batches_of(wanted, jobs.RUPTURA_BATCH_SIZE)
     await sessions.create(
@@ -171,9 +156,7 @@ async def _session(
     payloads = _payloads(session_id, batches, settings, mode, reference, len(wanted))
     if inline:
         metrics.INLINE_FALLBACKS.labels(jobs.RUPTURA_QUEUE, "not_served").inc()
-        task = asyncio.create_task(_run_inline(redis, db, [p for _, p in payloads]))
-        background.add(task)
-        task.add_done_callback(background.discard)
+        gateway.spawn(_run_inline(redis, gateway.db, [p for _, p in payloads]))
     else:
         await jobs.enqueue_many(redis, jobs.Pool.RUPTURA, jobs.RUPTURA_ANALYSE_BATCH, payloads)
         metrics.JOBS_ENQUEUED.labels(jobs.RUPTURA_QUEUE).inc(len(payloads))

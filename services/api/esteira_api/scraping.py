@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arq.connections import ArqRedis
 from sqlalchemy import Engine
 
 from esteira_api.errors import ApiError
-from esteira_api.queue_health import REDIS_ERRORS, QueueHealth
+from esteira_api.queue_health import REDIS_ERRORS
 from esteira_api.settings import ApiSettings
 from esteira_core import jobs, metrics
 from esteira_core.queues import QueueStats
@@ -24,6 +24,9 @@ from esteira_scraping.pool import BrowserPool
 from esteira_scraping.profile import PortalCredentials, load_profile
 from esteira_scraping.runner import RetryLater, Scraper
 from esteira_scraping.settings import ScraperSettings
+
+if TYPE_CHECKING:
+    from esteira_api.context import Gateway
 
 logger = logging.getLogger(__name__)
 
@@ -96,27 +99,17 @@ class InlineScraper:
             await self._scraper.pool.close()
 
 
-async def lookup(
-    redis: ArqRedis,
-    db: Engine,
-    settings: ApiSettings,
-    health: QueueHealth,
-    inline: InlineScraper,
-    background: set[asyncio.Task[None]],
-    numero_os: str,
-    owner: str,
-) -> Lookup:
-    recorded = await asyncio.to_thread(find_os, db, numero_os)
+async def lookup(gateway: Gateway, numero_os: str, owner: str) -> Lookup:
+    recorded = await asyncio.to_thread(find_os, gateway.db, numero_os)
     if recorded is not None:
         return Lookup("found_existing", numero_os, data=recorded)
-    decision = await health.decide(jobs.Pool.SCRAPER)
+    decision = await gateway.health.decide(jobs.Pool.SCRAPER)
     if decision.reason != "redis_down":
         try:
-            return await _task(
-                redis, settings, inline, background, numero_os, owner, run_here=decision.inline
-            )
+            return await _task(gateway, numero_os, owner, run_here=decision.inline)
         except REDIS_ERRORS:
-            health.redis_failed()
+            gateway.health.redis_failed()
+    inline = gateway.inline_scraper
     busy = inline.busy()
     if busy is not None:
         raise busy
@@ -125,16 +118,8 @@ async def lookup(
     return Lookup("scraped", numero_os, data=result["data"])
 
 
-async def _task(
-    redis: ArqRedis,
-    settings: ApiSettings,
-    inline: InlineScraper,
-    background: set[asyncio.Task[None]],
-    numero_os: str,
-    owner: str,
-    *,
-    run_here: bool,
-) -> Lookup:
+async def _task(gateway: Gateway, numero_os: str, owner: str, *, run_here: bool) -> Lookup:
+    redis, settings, inline = gateway.redis, gateway.settings, gateway.inline_scraper
     if run_here and (busy := inline.busy()) is not None:
         raise busy
     joined = await tasks.start_or_join(
@@ -146,9 +131,7 @@ async def _task(
         return Lookup(status, numero_os, task_id=joined.task_id, coalesced=True)
     if run_here:
         metrics.INLINE_FALLBACKS.labels(jobs.SCRAPER_QUEUE, "not_served").inc()
-        job = asyncio.create_task(inline.run_task(redis, joined.task_id, numero_os))
-        background.add(job)
-        job.add_done_callback(background.discard)
+        gateway.spawn(inline.run_task(redis, joined.task_id, numero_os))
         return Lookup("queued", numero_os, task_id=joined.task_id)
     payload = jobs.ScrapePayload(task_id=joined.task_id, numero_os=numero_os)
     try:
@@ -177,6 +160,6 @@ async def task_status(redis: ArqRedis, task_id: str) -> dict[str, Any]:
     return task
 
 
-async def scraper_queue(health: QueueHealth) -> QueueStats | None:
+async def scraper_queue(gateway: Gateway) -> QueueStats | None:
     """The scraper queue now, or None when Redis is down."""
-    return (await health.decide(jobs.Pool.SCRAPER, fresh=True)).stats
+    return (await gateway.health.decide(jobs.Pool.SCRAPER, fresh=True)).stats

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field, field_validator
 
 from esteira_api import ruptura
-from esteira_api.deps import BackgroundDep, DbDep, HealthDep, RedisDep, SettingsDep
+from esteira_api.deps import DbDep, GatewayDep, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
 from esteira_api.routes.ruptura import (
     ANONYMOUS,
@@ -53,20 +53,9 @@ def _progress(processed: int, total: int) -> dict[str, Any]:
 
 
 @router.post("/worker/iniciar-processamento")
-async def iniciar_processamento(
-    body: IniciarRequest,
-    redis: RedisDep,
-    db: DbDep,
-    settings: SettingsDep,
-    health: HealthDep,
-    background: BackgroundDep,
-) -> dict[str, Any]:
+async def iniciar_processamento(body: IniciarRequest, gateway: GatewayDep) -> dict[str, Any]:
     started = await ruptura.start_session(
-        redis,
-        db,
-        settings,
-        health,
-        background,
+        gateway,
         order_numbers=body.pedidos,
         mode=body.modo,
         reference_date=None,
@@ -89,7 +78,7 @@ async def iniciar_processamento(
         "session_id": started.session_id,
         "total_pedidos": started.total,
         "total_lotes": started.batches,
-        "workers": await ruptura.workers_online(redis, settings),
+        "workers": await ruptura.workers_online(gateway.redis, gateway.settings),
         "mensagem": f"{started.total} pedidos enviados para processamento em "
         f"{started.batches} lotes",
     }

@@ -7,14 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from esteira_api import scraping
-from esteira_api.deps import (
-    BackgroundDep,
-    DbDep,
-    HealthDep,
-    InlineScraperDep,
-    RedisDep,
-    SettingsDep,
-)
+from esteira_api.deps import GatewayDep, RedisDep
 from esteira_api.routes.scraping import ANONYMOUS, OsNumber, TaskId
 
 router = APIRouter(prefix="/api/desenvolvimento", tags=["compat: scraping"])
@@ -43,18 +36,8 @@ _MESSAGES = {
 
 
 @router.post("/buscar-os-async/{numero_os}")
-async def buscar_os_async(
-    numero_os: OsNumber,
-    redis: RedisDep,
-    db: DbDep,
-    settings: SettingsDep,
-    health: HealthDep,
-    inline: InlineScraperDep,
-    background: BackgroundDep,
-) -> dict[str, Any]:
-    found = await scraping.lookup(
-        redis, db, settings, health, inline, background, numero_os, ANONYMOUS
-    )
+async def buscar_os_async(numero_os: OsNumber, gateway: GatewayDep) -> dict[str, Any]:
+    found = await scraping.lookup(gateway, numero_os, ANONYMOUS)
     if found.status == "found_existing":
         return {
             "status": "found_existing",
@@ -104,8 +87,8 @@ async def scraping_status(task_id: TaskId, redis: RedisDep) -> dict[str, Any]:
 
 
 @router.get("/queue-status")
-async def queue_status(health: HealthDep) -> dict[str, Any]:
-    stats = await scraping.scraper_queue(health)
+async def queue_status(gateway: GatewayDep) -> dict[str, Any]:
+    stats = await scraping.scraper_queue(gateway)
     if stats is None:
         return {
             "status": "success",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from esteira_api.deps import HealthDep
+from esteira_api.deps import GatewayDep
 from esteira_core.jobs import Pool
 
 router = APIRouter(prefix="/api/v1", tags=["queues"])
@@ -30,10 +30,10 @@ class QueuesBody(BaseModel):
 
 
 @router.get("/queues", summary="Queue depth, age, workers and mode, per queue")
-async def queues(health: HealthDep) -> QueuesBody:
+async def queues(gateway: GatewayDep) -> QueuesBody:
     bodies = []
     for pool in Pool:
-        decision = await health.decide(pool, fresh=True)
+        decision = await gateway.health.decide(pool, fresh=True)
         stats = decision.stats
         bodies.append(
             QueueBody(

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from esteira_api import ruptura
-from esteira_api.deps import BackgroundDep, DbDep, HealthDep, RedisDep, SettingsDep
+from esteira_api.deps import DbDep, GatewayDep, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
 from esteira_core.jobs import RupturaMode
 from esteira_ruptura.models import ORDER_NUMBER_MAX_LENGTH, ORDER_NUMBER_PATTERN, OrderReport
@@ -108,19 +108,10 @@ class InlineResultsBody(BaseModel):
     },
 )
 async def start_session(
-    body: SessionRequest,
-    redis: RedisDep,
-    db: DbDep,
-    settings: SettingsDep,
-    health: HealthDep,
-    background: BackgroundDep,
+    body: SessionRequest, gateway: GatewayDep
 ) -> SessionStartedBody | JSONResponse:
     started = await ruptura.start_session(
-        redis,
-        db,
-        settings,
-        health,
-        background,
+        gateway,
         order_numbers=body.pedidos,
         mode=body.mode,
         reference_date=body.reference_date,

@@ -10,14 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from esteira_api import scraping
-from esteira_api.deps import (
-    BackgroundDep,
-    DbDep,
-    HealthDep,
-    InlineScraperDep,
-    RedisDep,
-    SettingsDep,
-)
+from esteira_api.deps import GatewayDep, RedisDep
 from esteira_scraping import tasks
 from esteira_scraping.runner import OS_NUMBER_PATTERN
 
@@ -60,18 +53,8 @@ class TaskBody(BaseModel):
     response_model=LookupBody,
     responses={202: {"model": LookupBody, "description": "A scrape is queued or running"}},
 )
-async def lookup_os(
-    numero_os: OsNumber,
-    redis: RedisDep,
-    db: DbDep,
-    settings: SettingsDep,
-    health: HealthDep,
-    inline: InlineScraperDep,
-    background: BackgroundDep,
-) -> JSONResponse:
-    found = await scraping.lookup(
-        redis, db, settings, health, inline, background, numero_os, ANONYMOUS
-    )
+async def lookup_os(numero_os: OsNumber, gateway: GatewayDep) -> JSONResponse:
+    found = await scraping.lookup(gateway, numero_os, ANONYMOUS)
     body = LookupBody(
         status=found.status,
         numero_os=found.numero_os,
