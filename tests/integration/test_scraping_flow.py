@@ -19,6 +19,7 @@ from esteira_portal.records import FIRST_OS
 pytestmark = pytest.mark.integration
 OS_A, OS_B, OS_C = str(FIRST_OS + 1), str(FIRST_OS + 2), str(FIRST_OS + 3)
 MISSING = "999999"
+PORTAL_PASSWORD = "s3nha-do-portal"
 
 
 @dataclass
@@ -64,7 +65,7 @@ def scraping_stack(redis_url, tmp_path: Path, esteira_processes):
         portal_port, api_port = free_port(), free_port()
         credentials = {
             "ESTEIRA_PORTAL_USERNAME": "robo",
-            "ESTEIRA_PORTAL_PASSWORD": "s3nha-do-portal",
+            "ESTEIRA_PORTAL_PASSWORD": PORTAL_PASSWORD,
         }
         esteira_processes(
             "portal", ["portal", "--port", str(portal_port)], credentials, port=portal_port
@@ -111,7 +112,9 @@ def _count(engine: Engine, table) -> int:
         return connection.execute(select(func.count()).select_from(table)).scalar_one()
 
 
-def test_a_lookup_scrapes_records_and_then_answers_from_the_database(scraping_stack, database_url):
+def test_a_lookup_scrapes_records_and_then_answers_from_the_database(
+    scraping_stack, database_url, tmp_path
+):
     stack = scraping_stack(database_url)
     queued = stack.api.post(f"/api/v1/scraping/os/{OS_A}")
     assert queued.status_code == 202 and queued.json()["status"] == "queued"
@@ -148,6 +151,11 @@ def test_a_lookup_scrapes_records_and_then_answers_from_the_database(scraping_st
     same_cliente = str(int(OS_A) + 8)
     stack.wait_task(stack.api.post(f"/api/v1/scraping/os/{same_cliente}").json()["task_id"])
     assert (_count(stack.engine, clientes), _count(stack.engine, ordens_servico)) == (1, 2)
+
+    # The portal password went into a login form; it must be nowhere else.
+    logs = "".join(path.read_text(errors="replace") for path in tmp_path.glob("*.log"))
+    seen = logs + str(stack.task(task["task_id"])) + stack.api.get("/metrics").text
+    assert "scrape queued" in logs and PORTAL_PASSWORD not in seen
 
 
 def test_not_found_is_final_and_bad_numbers_never_reach_the_portal(scraping_stack):

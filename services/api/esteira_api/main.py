@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from esteira_api.context import Gateway
 from esteira_api.errors import install_error_handlers
-from esteira_api.middleware import RequestContextMiddleware
+from esteira_api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from esteira_api.queue_health import QueueHealth
 from esteira_api.routes import (
     compat_ruptura,
@@ -66,6 +66,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(queues.router)

@@ -38,6 +38,9 @@ class ApiSettings(CoreSettings):
         description="Longest a scrape task may stay active; lookups of its OS join it meanwhile.",
     )
 
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, description="Largest request body accepted (more: 413)."
+    )
     queue_check_seconds: float = Field(
         1.0, gt=0, description="How long a queue health check is reused before a new one."
     )
