@@ -91,6 +91,39 @@ def _seed_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_csv(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from esteira_core.db import create_db_engine
+    from esteira_ruptura.csv_import import CsvRejected, load
+
+    files = {
+        kind: Path(path)
+        for kind, path in (
+            ("carteira", args.carteira),
+            ("estoque", args.estoque),
+            ("producao", args.producao),
+            ("saidas", args.saidas),
+        )
+        if path
+    }
+    if not files:
+        sys.stderr.write("esteira load-csv: name at least one file (see --help)\n")
+        return 2
+    engine = create_db_engine(CoreSettings())
+    try:
+        counts = load(engine, files)
+    except CsvRejected as rejected:
+        for problem in rejected.problems[:50]:
+            sys.stderr.write(problem + "\n")
+        sys.stderr.write(f"esteira load-csv: {rejected}\n")
+        return 1
+    finally:
+        engine.dispose()
+    sys.stdout.write("loaded: " + ", ".join(f"{k}={v}" for k, v in counts.items()) + "\n")
+    return 0
+
+
 def _up(args: argparse.Namespace) -> int:
     from esteira_cli.stack import StackConfig, run_stack
 
@@ -144,6 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--if-empty", action="store_true", help="seed only when the carteira is empty"
     )
     seed.set_defaults(handler=_seed_demo)
+
+    load_csv = commands.add_parser(
+        "load-csv",
+        help="replace carteira tables with CSV exports (all checked first; nothing half-loaded)",
+        description="Columns: carteira: num_pedido, cod_produto, qtd_saldo, and optionally "
+        "nome_produto, preco, data_expedicao, cnpj, cliente, ativo; estoque: cod_produto, qtd; "
+        "producao and saidas: cod_produto, data, qtd. ';' or ',' separated, decimal commas "
+        "allowed, dates YYYY-MM-DD or DD/MM/YYYY.",
+    )
+    load_csv.add_argument("--carteira", help="open order lines")
+    load_csv.add_argument("--estoque", help="current stock per product")
+    load_csv.add_argument("--producao", help="production schedule (inflows)")
+    load_csv.add_argument("--saidas", help="planned outflows")
+    load_csv.set_defaults(handler=_load_csv)
 
     up = commands.add_parser("up", help="run the whole local stack in the foreground")
     up.add_argument("--api-port", type=int, default=8000)
