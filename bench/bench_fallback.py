@@ -9,11 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from esteira_core.db import create_db_engine
-from esteira_core.db.migrate import upgrade
-from esteira_core.processes import free_port
-from esteira_ruptura.demo import DemoSpec, seed_demo
-from esteira_testing.components import EsteiraProcess, RedisServer
+from esteira_testing.components import LocalStack, seeded_database
 
 BODY = {"pedidos": [str(100001 + i) for i in range(20)], "reference_date": "2026-03-02"}
 
@@ -31,31 +27,14 @@ def _until_inline(client: httpx.Client, since: float) -> tuple[float, int]:
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="esteira-bench-fallback-"))
-    database_url = f"sqlite:///{workdir / 'fallback.db'}"
-    engine = create_db_engine(database_url)
-    upgrade(engine.url)
-    seed_demo(engine, DemoSpec(orders=200, products=60, seed=5))
-    engine.dispose()
-    redis = RedisServer().start()
-    env = {
-        "ESTEIRA_REDIS_URL": redis.url,
-        "ESTEIRA_DATABASE_URL": database_url,
-        "ESTEIRA_LOG_LEVEL": "WARNING",
-        "ESTEIRA_HEARTBEAT_INTERVAL_SECONDS": "1",
-    }
-    worker_port, api_port = free_port(), free_port()
-    processes = [
-        EsteiraProcess(
-            "worker",
-            ["worker", "ruptura"],
-            {**env, "ESTEIRA_METRICS_PORT": str(worker_port)},
-            workdir,
-        ).start(worker_port),
-        EsteiraProcess("api", ["api", "--port", str(api_port)], env, workdir).start(api_port),
-    ]
+    database_url = seeded_database(f"sqlite:///{workdir / 'fallback.db'}", orders=200, products=60)
     errors = 0
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client:
+    with LocalStack(
+        workdir, database_url, ESTEIRA_LOG_LEVEL="WARNING", ESTEIRA_HEARTBEAT_INTERVAL_SECONDS="1"
+    ) as stack:
+        stack.worker("ruptura")
+        redis = stack.redis
+        with httpx.Client(base_url=stack.gateway(), timeout=30) as client:
             assert client.post("/api/v1/ruptura/sessions", json=BODY).status_code == 202
             killed = time.perf_counter()
             redis.kill()
@@ -79,10 +58,6 @@ def main() -> None:
             first_inline_frozen, seen = _until_inline(client, frozen)
             errors += seen
             redis.process.signal_group(signal.SIGCONT)
-    finally:
-        for process in processes:
-            process.stop()
-        redis.close()
 
     print("| measure | value |")
     print("|---|---:|")

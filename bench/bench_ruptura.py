@@ -24,13 +24,12 @@ from bench.ruptura_baseline import analyse_order
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
 from esteira_core.jobs import RUPTURA_BATCH_SIZE, RupturaMode
-from esteira_core.processes import free_port
 from esteira_ruptura import data, sessions
 from esteira_ruptura.demo import DemoSpec, seed_demo
 from esteira_ruptura.models import OrderReport
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis
-from esteira_testing.components import EsteiraProcess, PostgresServer, RedisServer
+from esteira_testing.components import LocalStack, PostgresServer
 
 REFERENCE = date(2026, 3, 2)
 SESSION_ORDERS = 20_000
@@ -74,23 +73,10 @@ def _same_verdicts(engine_results: list[dict], baseline_results: list) -> bool:
 
 
 def _session(database_url: str, workdir: Path) -> tuple[float, int]:
-    redis = RedisServer().start()
-    processes: list[EsteiraProcess] = []
-    try:
-        env = {
-            "ESTEIRA_REDIS_URL": redis.url,
-            "ESTEIRA_DATABASE_URL": database_url,
-            "ESTEIRA_LOG_LEVEL": "WARNING",
-        }
-        for index in range(WORKERS):
-            port = free_port()
-            worker_env = {**env, "ESTEIRA_METRICS_PORT": str(port)}
-            worker = EsteiraProcess(f"worker-{index}", ["worker", "ruptura"], worker_env, workdir)
-            processes.append(worker.start(port))
-        api_port = free_port()
-        api = EsteiraProcess("api", ["api", "--port", str(api_port)], env, workdir)
-        processes.append(api.start(api_port))
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client:
+    with LocalStack(workdir, database_url, ESTEIRA_LOG_LEVEL="WARNING") as stack:
+        for _ in range(WORKERS):
+            stack.worker("ruptura")
+        with httpx.Client(base_url=stack.gateway(), timeout=60) as client:
             started = time.perf_counter()
             session = client.post(
                 "/api/v1/ruptura/sessions", json={"all": True, "reference_date": str(REFERENCE)}
@@ -104,10 +90,6 @@ def _session(database_url: str, workdir: Path) -> tuple[float, int]:
                     break
                 time.sleep(0.05)
             return time.perf_counter() - started, offset
-    finally:
-        for process in processes:
-            process.stop()
-        redis.close()
 
 
 def _measure(database: str, database_url: str, workdir: Path) -> Figures:

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import httpx
 
+from esteira_core.db import create_db_engine
+from esteira_core.db.migrate import upgrade
 from esteira_core.processes import descendants, free_port
 from esteira_portal.records import FIRST_OS
 from esteira_scraping.browser import Browser
 from esteira_scraping.flow import Deadline, ScrapeFlow
 from esteira_scraping.profile import PortalCredentials, PortalProfile
-from esteira_testing.components import EsteiraProcess, RedisServer
+from esteira_testing.components import EsteiraProcess, LocalStack
 
 WARM_LOOKUPS = 20
 COLD_LOOKUPS = 5
@@ -78,38 +80,23 @@ def _cold(flow: ScrapeFlow) -> list[float]:
 
 def _throughput(portal_url: str, workdir: Path) -> tuple[float, float]:
     """Lookups a minute of one worker with 3 browsers, and the PSS of one of its browsers."""
-    redis = RedisServer().start()
-    processes: list[EsteiraProcess] = []
-    try:
-        env = {
-            "ESTEIRA_REDIS_URL": redis.url,
-            "ESTEIRA_DATABASE_URL": f"sqlite:///{workdir / 'scraper.db'}",
-            "ESTEIRA_PORTAL_URL": portal_url,
-            "ESTEIRA_SCRAPE_RATE_PER_MINUTE": "100000",
-            "ESTEIRA_SCRAPE_RATE_BURST": "100",
-            "ESTEIRA_LOG_LEVEL": "WARNING",
-        }
-        migrate = EsteiraProcess("migrate", ["db", "upgrade"], env, workdir).start()
-        migrate.process.wait(60)
-        metrics_port, api_port = free_port(), free_port()
-        processes.append(
-            EsteiraProcess(
-                "scraper",
-                ["worker", "scraper"],
-                {**env, "ESTEIRA_METRICS_PORT": str(metrics_port)},
-                workdir,
-            ).start(metrics_port)
-        )
-        processes.append(
-            EsteiraProcess("api", ["api", "--port", str(api_port)], env, workdir).start(api_port)
-        )
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client:
+    database_url = f"sqlite:///{workdir / 'scraper.db'}"
+    upgrade(create_db_engine(database_url).url)
+    with LocalStack(
+        workdir,
+        database_url,
+        ESTEIRA_PORTAL_URL=portal_url,
+        ESTEIRA_SCRAPE_RATE_PER_MINUTE="100000",
+        ESTEIRA_SCRAPE_RATE_BURST="100",
+        ESTEIRA_LOG_LEVEL="WARNING",
+    ) as stack:
+        worker = stack.worker("scraper")
+        with httpx.Client(base_url=stack.gateway(), timeout=30) as client:
             started = time.perf_counter()
-            task_ids = [
+            pending = {
                 client.post(f"/api/v1/scraping/os/{FIRST_OS + 200 + i}").json()["task_id"]
                 for i in range(THROUGHPUT_LOOKUPS)
-            ]
-            pending = set(task_ids)
+            }
             while pending:
                 for task_id in list(pending):
                     status = client.get(f"/api/v1/scraping/tasks/{task_id}").json()["status"]
@@ -118,15 +105,11 @@ def _throughput(portal_url: str, workdir: Path) -> tuple[float, float]:
                         pending.discard(task_id)
                 time.sleep(0.2)
             elapsed = time.perf_counter() - started
-        worker_pid = processes[0].process.pid
+        worker_pid = worker.process.pid
         browsers = [pid for pid in descendants(worker_pid) if _comm(pid) == "chromedriver"]
         assert len(browsers) == 3, browsers
         pss_per_browser = sum(_pss_mib(pid) for pid in browsers) / len(browsers)
         return THROUGHPUT_LOOKUPS / elapsed * 60, pss_per_browser
-    finally:
-        for process in processes:
-            process.stop()
-        redis.close()
 
 
 def main() -> None:

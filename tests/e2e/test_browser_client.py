@@ -10,11 +10,9 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 
-from esteira_core.db import create_db_engine
-from esteira_core.db.migrate import upgrade
 from esteira_core.processes import free_port
 from esteira_portal.records import FIRST_OS
-from esteira_ruptura.demo import DemoSpec, seed_demo
+from esteira_testing.components import seeded_database
 
 pytestmark = pytest.mark.integration
 SCREENSHOT = Path(__file__).parents[2] / "docs" / "ui.png"
@@ -28,11 +26,7 @@ class Site:
 
 @pytest.fixture
 def site(own_redis_server, tmp_path, esteira_processes, request) -> Site:
-    database_url = f"sqlite:///{tmp_path / 'ui.db'}"
-    engine = create_db_engine(database_url)
-    upgrade(engine.url)
-    seed_demo(engine, DemoSpec(orders=300, products=60, seed=5))
-    engine.dispose()
+    database_url = seeded_database(f"sqlite:///{tmp_path / 'ui.db'}", orders=300, products=60)
     portal_port, api_port = free_port(), free_port()
     esteira_processes("portal", ["portal", "--port", str(portal_port)], {}, port=portal_port)
     env = {

@@ -5,46 +5,20 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from esteira_core.db import create_db_engine
-from esteira_core.db.migrate import upgrade
-from esteira_core.processes import free_port
-from esteira_ruptura.demo import DemoSpec, seed_demo
+from esteira_testing.components import LocalStack, seeded_database
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def gateway_url(tmp_path_factory):
-    from esteira_testing.components import EsteiraProcess, RedisServer
-
     workdir = tmp_path_factory.mktemp("fuzz")
-    database_url = f"sqlite:///{workdir / 'fuzz.db'}"
-    engine = create_db_engine(database_url)
-    upgrade(engine.url)
-    seed_demo(engine, DemoSpec(orders=200, products=40, seed=9))
-    engine.dispose()
-    redis = RedisServer().start()
-    env = {
-        "ESTEIRA_REDIS_URL": redis.url,
-        "ESTEIRA_DATABASE_URL": database_url,
-        "ESTEIRA_RUPTURA_MAX_ORDERS": "500",
-    }
-    worker_port, api_port = free_port(), free_port()
-    processes = [
-        EsteiraProcess(
-            "worker",
-            ["worker", "ruptura"],
-            {**env, "ESTEIRA_METRICS_PORT": str(worker_port)},
-            workdir,
-        ).start(worker_port),
-        EsteiraProcess("api", ["api", "--port", str(api_port)], env, workdir).start(api_port),
-    ]
-    yield f"http://127.0.0.1:{api_port}"
-    for process in processes:
-        output = process.output()
-        process.stop()
-        assert "Traceback" not in output, output[-4000:]
-    redis.close()
+    database_url = seeded_database(f"sqlite:///{workdir / 'fuzz.db'}", orders=200, products=40)
+    with LocalStack(workdir, database_url, ESTEIRA_RUPTURA_MAX_ORDERS="500") as stack:
+        stack.worker("ruptura")
+        yield stack.gateway()
+        for process in stack.processes:
+            assert "Traceback" not in process.output(), process.output()[-4000:]
 
 
 EXAMPLES_PER_OPERATION = 25

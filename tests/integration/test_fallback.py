@@ -13,19 +13,14 @@ from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
 from esteira_core.processes import descendants, free_port
 from esteira_portal.records import FIRST_OS
-from esteira_ruptura.demo import DemoSpec, seed_demo
+from esteira_testing.components import seeded_database
 
 pytestmark = pytest.mark.integration
 REFERENCE = "2026-03-02"
 
 
 def _seeded(tmp_path: Path, orders: int = 300) -> str:
-    url = f"sqlite:///{tmp_path / 'fallback.db'}"
-    engine = create_db_engine(url)
-    upgrade(engine.url)
-    seed_demo(engine, DemoSpec(orders=orders, products=60, seed=5))
-    engine.dispose()
-    return url
+    return seeded_database(f"sqlite:///{tmp_path / 'fallback.db'}", orders=orders, products=60)
 
 
 def _gateway(esteira_processes, env: dict[str, str]) -> httpx.Client:

@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import redis
 
+from esteira_core.db import create_db_engine
+from esteira_core.db.migrate import upgrade
 from esteira_core.processes import ManagedProcess, free_port, redis_server_argv
 
 
@@ -216,6 +218,7 @@ class EsteiraProcess:
         self.log = self.log_path.open("wb")
         argv = [sys.executable, "-m", "esteira_cli.main", *args]
         self.process = ManagedProcess(name, argv, env={**os.environ, **env}, stdout=self.log)
+        self.metrics_port: int | None = None
 
     def start(self, port: int | None = None, timeout: float = 60) -> EsteiraProcess:
         self.process.start()
@@ -235,3 +238,67 @@ class EsteiraProcess:
         code = self.process.stop(grace)
         self.log.close()
         return code
+
+
+class LocalStack:
+    """A redis-server and Esteira processes around one database: what benchmarks and whole-stack
+    tests start. Used as a context manager, it stops everything it started."""
+
+    def __init__(self, workdir: Path, database_url: str, **env: str) -> None:
+        self.workdir = workdir
+        self.redis = RedisServer().start()
+        self.env = {
+            "ESTEIRA_REDIS_URL": self.redis.url,
+            "ESTEIRA_DATABASE_URL": database_url,
+            **env,
+        }
+        self.processes: list[EsteiraProcess] = []
+
+    def worker(self, pool: str, name: str | None = None, **env: str) -> EsteiraProcess:
+        port = free_port()
+        worker_env = {**self.env, **env, "ESTEIRA_METRICS_PORT": str(port)}
+        process = EsteiraProcess(
+            name or f"{pool}-worker-{len(self.processes)}",
+            ["worker", pool],
+            worker_env,
+            self.workdir,
+        ).start(port)
+        process.metrics_port = port
+        self.processes.append(process)
+        return process
+
+    def gateway(self, **env: str) -> str:
+        """Starts `esteira api`; returns its base URL."""
+        port = free_port()
+        process = EsteiraProcess(
+            f"api-{len(self.processes)}",
+            ["api", "--port", str(port)],
+            {**self.env, **env},
+            self.workdir,
+        ).start(port)
+        self.processes.append(process)
+        return f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.redis.close()
+
+    def __enter__(self) -> LocalStack:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def seeded_database(database_url: str, orders: int, products: int, seed: int = 5) -> str:
+    """Migrates the database and fills it with a demo carteira; returns the URL."""
+    from esteira_ruptura.demo import DemoSpec, seed_demo
+
+    engine = create_db_engine(database_url)
+    try:
+        upgrade(engine.url)
+        seed_demo(engine, DemoSpec(orders=orders, products=products, seed=seed), replace=True)
+    finally:
+        engine.dispose()
+    return database_url
