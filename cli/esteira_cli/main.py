@@ -11,22 +11,9 @@ from esteira_core.settings import CoreSettings
 
 
 def _api(args: argparse.Namespace) -> int:
-    import uvicorn
+    from esteira_api.__main__ import serve
 
-    from esteira_api.settings import get_settings
-
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(
-        "esteira_api.main:create_app",
-        factory=True,
-        host=args.host or settings.api_host,
-        port=args.port or settings.api_port,
-        workers=args.workers or settings.api_workers,
-        log_config=None,
-        proxy_headers=True,
-        access_log=False,
-    )
+    serve(args.host, args.port, args.workers)
     return 0
 
 

@@ -1,0 +1,28 @@
+"""`python -m esteira_api`: the gateway on uvicorn, as its container image runs it (the `esteira
+api` command runs the same function)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from esteira_api.settings import get_settings
+from esteira_core.logging import configure_logging
+
+
+def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(
+        "esteira_api.main:create_app",
+        factory=True,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
+        log_config=None,
+        proxy_headers=True,
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    serve()
