@@ -91,42 +91,32 @@ class ScrapeFlow:
             self.profile.page_timeout_seconds,
             lambda: expected_conditions.staleness_of(submit)(driver),
         )
-        outcome = self._wait(
-            driver,
-            deadline,
-            self.profile.page_timeout_seconds,
-            lambda: (
-                "app"
-                if self._find(driver, "search_input")
-                else "refused"
-                if self._find(driver, "login_refused")
-                else None
-            ),
+        outcome = self._first_of(
+            driver, deadline, self.profile.page_timeout_seconds, "search_input", "login_refused"
         )
-        if outcome != "app":
+        if outcome != "search_input":
             raise LoginFailed("the portal refused the configured credentials")
         metrics.SCRAPE_PHASE_DURATION.labels("login").observe(time.perf_counter() - started)
 
-    def _on_login_page(self, driver: WebDriver) -> bool:
-        return bool(self._find(driver, "password"))
+    def _first_of(self, driver: WebDriver, deadline: Deadline, cap: float, *names: str) -> str:
+        """Waits until one of the named locators finds something; returns that name."""
+        found = self._wait(
+            driver,
+            deadline,
+            cap,
+            lambda: next((name for name in names if self._find(driver, name)), None),
+        )
+        return str(found)
 
     def _open_search(self, driver: WebDriver, deadline: Deadline, progress: Progress) -> None:
         if self._find(driver, "search_input"):
             return  # a warm browser is already there; an expired login shows up at the search
         driver.get(self.profile.url(self.profile.app_path))
-        page = self._wait(
-            driver,
-            deadline,
-            self.profile.page_timeout_seconds,
-            lambda: (
-                "app"
-                if self._find(driver, "search_input")
-                else "login"
-                if self._on_login_page(driver)
-                else None
-            ),
+        # The login form's password field means the portal wants a login first.
+        page = self._first_of(
+            driver, deadline, self.profile.page_timeout_seconds, "search_input", "password"
         )
-        if page == "login":
+        if page == "password":
             progress("login", 20)
             self.login(driver, deadline)
 
@@ -157,24 +147,17 @@ class ScrapeFlow:
             search.clear()
             search.send_keys(numero_os)
             self._find(driver, "search_button")[0].click()
-        answer = self._wait(
+        answer = self._first_of(
             driver,
             deadline,
             self.profile.answer_timeout_seconds,
-            lambda: (
-                "details"
-                if self._find(driver, "details")
-                else "not_found"
-                if self._find(driver, "not_found")
-                else "error"
-                if self._find(driver, "error")
-                else "login"
-                if self._on_login_page(driver)
-                else None
-            ),
+            "details",
+            "not_found",
+            "error",
+            "password",
         )
         metrics.SCRAPE_PHASE_DURATION.labels("search").observe(time.perf_counter() - started)
-        if answer == "login":
+        if answer == "password":
             raise SessionExpired("the portal asked for a login during the search")
         if answer == "not_found":
             raise OSNotFound(f"OS {numero_os} não encontrada no portal")

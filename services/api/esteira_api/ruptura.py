@@ -229,13 +229,24 @@ async def session_info(redis: ArqRedis, session_id: str) -> sessions.SessionInfo
     return found
 
 
-async def results_since(
-    redis: ArqRedis, session_id: str, offset: int, limit: int
-) -> tuple[sessions.SessionInfo, list[bytes]]:
+@dataclass(frozen=True)
+class ResultsPage:
+    info: sessions.SessionInfo
+    results: list[bytes]  # stored JSON documents, passed through undecoded
+    next_offset: int
+
+    @property
+    def done(self) -> bool:
+        """Finished, and every result read: a client may stop polling."""
+        return self.info.done and self.next_offset >= self.info.total
+
+
+async def results_since(redis: ArqRedis, session_id: str, offset: int, limit: int) -> ResultsPage:
     found = await sessions.results_since(redis, session_id, offset, limit)
     if found is None:
         raise _not_found(session_id)
-    return found
+    info, results = found
+    return ResultsPage(info, results, offset + len(results))
 
 
 async def delete_session(redis: ArqRedis, session_id: str) -> None:

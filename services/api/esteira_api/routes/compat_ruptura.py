@@ -88,15 +88,14 @@ async def iniciar_processamento(body: IniciarRequest, gateway: GatewayDep) -> di
 async def buscar_resultados(
     session_id: SessionId, redis: RedisDep, offset: Offset = 0, limit: Limit = 2000
 ) -> Response:
-    info, results = await ruptura.results_since(redis, session_id, offset, limit)
-    offset_novo = offset + len(results)
+    page = await ruptura.results_since(redis, session_id, offset, limit)
     envelope = {
         "success": True,
-        "offset_novo": offset_novo,
-        "completo": info.done and offset_novo >= info.total,
-        "progresso": _progress(info.processed, info.total),
+        "offset_novo": page.next_offset,
+        "completo": page.done,
+        "progresso": _progress(page.info.processed, page.info.total),
     }
-    return json_with_documents(envelope, "resultados", results)
+    return json_with_documents(envelope, "resultados", page.results)
 
 
 @router.get("/worker/status/{session_id}")

@@ -170,17 +170,16 @@ Limit = Annotated[int, Query(ge=1, le=5000, description="Most results in one ans
 async def session_results(
     session_id: SessionId, redis: RedisDep, offset: Offset = 0, limit: Limit = 2000
 ) -> Response:
-    info, results = await ruptura.results_since(redis, session_id, offset, limit)
-    next_offset = offset + len(results)
+    page = await ruptura.results_since(redis, session_id, offset, limit)
     envelope = {
         "session_id": session_id,
         "offset": offset,
-        "next_offset": next_offset,
-        "processed": info.processed,
-        "total": info.total,
-        "done": info.done and next_offset >= info.total,
+        "next_offset": page.next_offset,
+        "processed": page.info.processed,
+        "total": page.info.total,
+        "done": page.done,
     }
-    return json_with_documents(envelope, "results", results)
+    return json_with_documents(envelope, "results", page.results)
 
 
 @router.get(
