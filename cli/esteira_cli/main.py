@@ -48,12 +48,9 @@ def _portal(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(_args: argparse.Namespace) -> int:
-    from esteira_core.db import database_url
-    from esteira_core.db.migrate import upgrade
+    from esteira_core.db.migrate import upgrade_configured
 
-    settings = CoreSettings()
-    configure_logging(settings.log_level, "text")
-    upgrade(database_url(settings))
+    upgrade_configured(log_format="text")
     return 0
 
 
@@ -108,6 +105,20 @@ def _load_csv(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     sys.stdout.write("loaded: " + ", ".join(f"{k}={v}" for k, v in counts.items()) + "\n")
+    return 0
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    from esteira_api import apikeys
+
+    if not apikeys.TENANT_PATTERN.match(args.tenant):
+        sys.stderr.write("the tenant must be 1-63 of a-z, 0-9, '_', '.', '-'\n")
+        return 2
+    key = apikeys.generate_key()
+    sys.stdout.write(
+        f"key (give it to {args.tenant}; it is not stored anywhere): {key}\n"
+        f"entry for ESTEIRA_API_KEYS: {args.tenant}:{apikeys.key_digest(key)}\n"
+    )
     return 0
 
 
@@ -178,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     load_csv.add_argument("--producao", help="production schedule (inflows)")
     load_csv.add_argument("--saidas", help="planned outflows")
     load_csv.set_defaults(handler=_load_csv)
+
+    api_key = commands.add_parser(
+        "api-key", help="make an API key for a tenant, and its ESTEIRA_API_KEYS entry"
+    )
+    api_key.add_argument("tenant", help="the tenant the key belongs to, e.g. vendas")
+    api_key.set_defaults(handler=_api_key)
 
     up = commands.add_parser("up", help="run the whole local stack in the foreground")
     up.add_argument("--api-port", type=int, default=8000)

@@ -74,6 +74,12 @@ def run_stack(config: StackConfig) -> int:
         "ESTEIRA_PORTAL_URL": f"http://127.0.0.1:{config.portal_port}",
         "PYTHONUNBUFFERED": "1",
     }
+    if not os.environ.get("ESTEIRA_API_KEYS"):
+        env["ESTEIRA_AUTH_DISABLED"] = "true"
+        _say(
+            "AUTHENTICATION IS OFF: no ESTEIRA_API_KEYS, so this local stack serves anyone as "
+            "tenant 'anonymous'. Never expose it; set ESTEIRA_API_KEYS to turn keys on."
+        )
     steps = [
         ("migrate", _esteira("db", "upgrade")),
         ("seed", _esteira("seed-demo", "--orders", str(config.demo_orders), "--if-empty")),

@@ -34,6 +34,7 @@ def site(own_redis_server, tmp_path, esteira_processes, request) -> Site:
         "ESTEIRA_DATABASE_URL": database_url,
         "ESTEIRA_PORTAL_URL": f"http://127.0.0.1:{portal_port}",
         "ESTEIRA_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+        "ESTEIRA_AUTH_DISABLED": "true",
     }
     pools = getattr(request, "param", ("ruptura", "scraper"))
     for pool in pools:

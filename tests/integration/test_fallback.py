@@ -25,6 +25,7 @@ def _seeded(tmp_path: Path, orders: int = 300) -> str:
 
 def _gateway(esteira_processes, env: dict[str, str]) -> httpx.Client:
     port = free_port()
+    env = {"ESTEIRA_AUTH_DISABLED": "true", **env}
     esteira_processes("api", ["api", "--port", str(port)], env, port=port)
     return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
 

@@ -38,7 +38,9 @@ def stack(migrated_engine: Engine, redis_url: str, esteira_processes):
         },
         port=port,
     )
-    settings = ApiSettings(redis_url=redis_url, database_url=database_url, ruptura_max_orders=100)
+    settings = ApiSettings(
+        redis_url=redis_url, database_url=database_url, ruptura_max_orders=100, auth_disabled=True
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client, migrated_engine
 

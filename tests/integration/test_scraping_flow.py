@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
+from esteira_api.apikeys import generate_key, key_digest
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
 from esteira_core.db.schema import clientes, equipamentos, ordens_servico
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.integration
 OS_A, OS_B, OS_C = str(FIRST_OS + 1), str(FIRST_OS + 2), str(FIRST_OS + 3)
 MISSING = "999999"
 PORTAL_PASSWORD = "s3nha-do-portal"
+API_KEYS = {"vendas": generate_key(), "suporte": generate_key()}
 
 
 @dataclass
@@ -28,6 +30,13 @@ class Stack:
     portal: httpx.Client
     workers: list
     engine: Engine
+
+    def as_tenant(self, tenant: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.api.base_url,
+            headers={"Authorization": f"Bearer {API_KEYS[tenant]}"},
+            timeout=30,
+        )
 
     def task(self, task_id: str) -> dict:
         return self.api.get(f"/api/v1/scraping/tasks/{task_id}").json()
@@ -77,6 +86,7 @@ def scraping_stack(redis_url, tmp_path: Path, esteira_processes):
             "ESTEIRA_PORTAL_URL": f"http://127.0.0.1:{portal_port}",
             "ESTEIRA_HEARTBEAT_INTERVAL_SECONDS": "0.5",
             "ESTEIRA_SCRAPE_BACKOFF_SECONDS": "0.2",
+            "ESTEIRA_API_KEYS": ",".join(f"{t}:{key_digest(k)}" for t, k in API_KEYS.items()),
             **worker_env,
         }
         processes = []
@@ -92,7 +102,11 @@ def scraping_stack(redis_url, tmp_path: Path, esteira_processes):
             processes.append(process)
         esteira_processes("api", ["api", "--port", str(api_port)], env, port=api_port)
         stack = Stack(
-            api=httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30),
+            api=httpx.Client(
+                base_url=f"http://127.0.0.1:{api_port}",
+                headers={"Authorization": f"Bearer {API_KEYS['vendas']}"},
+                timeout=30,
+            ),
             portal=httpx.Client(base_url=f"http://127.0.0.1:{portal_port}", timeout=30),
             workers=processes,
             engine=engine,
@@ -152,10 +166,24 @@ def test_a_lookup_scrapes_records_and_then_answers_from_the_database(
     stack.wait_task(stack.api.post(f"/api/v1/scraping/os/{same_cliente}").json()["task_id"])
     assert (_count(stack.engine, clientes), _count(stack.engine, ordens_servico)) == (1, 2)
 
-    # The portal password went into a login form; it must be nowhere else.
+    # The portal password went into a login form and the API keys into headers; no secret may be
+    # anywhere else: not in any process's log, a task, an error body or a metric.
     logs = "".join(path.read_text(errors="replace") for path in tmp_path.glob("*.log"))
-    seen = logs + str(stack.task(task["task_id"])) + stack.api.get("/metrics").text
-    assert "scrape queued" in logs and PORTAL_PASSWORD not in seen
+    wrong_key = httpx.post(
+        f"{stack.api.base_url}/api/v1/scraping/os/{OS_A}",
+        headers={"Authorization": f"Bearer {API_KEYS['suporte']}x"},
+    )
+    assert wrong_key.status_code == 401
+    seen = (
+        logs
+        + str(stack.task(task["task_id"]))
+        + stack.api.get("/metrics").text
+        + wrong_key.text
+        + stack.api.get("/api/v1/scraping/tasks").text
+    )
+    assert "scrape queued" in logs
+    for secret in (PORTAL_PASSWORD, *API_KEYS.values()):
+        assert secret not in seen
 
 
 def test_not_found_is_final_and_bad_numbers_never_reach_the_portal(scraping_stack):
@@ -264,7 +292,9 @@ def test_fifty_concurrent_lookups_of_five_os_make_exactly_five_scrapes(scraping_
     numbers = [str(FIRST_OS + 20 + i) for i in range(5)]
 
     async def storm() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=str(stack.api.base_url), timeout=30) as client:
+        async with httpx.AsyncClient(
+            base_url=str(stack.api.base_url), headers=stack.api.headers, timeout=30
+        ) as client:
             return await asyncio.gather(
                 *(client.post(f"/api/v1/scraping/os/{numbers[i % 5]}") for i in range(50))
             )
@@ -278,6 +308,33 @@ def test_fifty_concurrent_lookups_of_five_os_make_exactly_five_scrapes(scraping_
         assert stack.wait_task(task_id)["status"] == "success"
     assert stack.portal.get("/admin/stats").json()["lookups"] == 5
     assert _count(stack.engine, ordens_servico) == 5
+
+
+def test_a_task_is_seen_only_by_the_tenants_that_started_or_joined_it(scraping_stack):
+    stack = scraping_stack()
+    stack.switches(latency_ms=1500)
+    suporte = stack.as_tenant("suporte")
+    only_vendas = stack.api.post(f"/api/v1/scraping/os/{OS_B}").json()["task_id"]
+    both = stack.api.post(f"/api/v1/scraping/os/{OS_C}").json()["task_id"]
+
+    for path in (f"/api/v1/scraping/tasks/{only_vendas}", f"/api/v1/scraping/tasks/{both}"):
+        hidden = suporte.get(path)
+        assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "task_not_found"
+    assert suporte.get(f"/api/desenvolvimento/scraping-status/{only_vendas}").status_code == 404
+
+    joined = suporte.post(f"/api/v1/scraping/os/{OS_C}").json()
+    assert joined["task_id"] == both and joined["coalesced"]  # one scrape serves both tenants
+    shared = stack.wait_task(both)
+    assert shared["status"] == "success" and shared["shared"] and "owners" not in shared
+    assert suporte.get(f"/api/v1/scraping/tasks/{both}").json()["result"] == shared["result"]
+    assert [t["task_id"] for t in suporte.get("/api/v1/scraping/tasks").json()] == [both]
+    assert {t["task_id"] for t in stack.api.get("/api/v1/scraping/tasks").json()} == {
+        only_vendas,
+        both,
+    }
+    stack.wait_task(only_vendas)
+    assert httpx.get(f"{stack.api.base_url}/api/v1/scraping/tasks").status_code == 401
+    suporte.close()
 
 
 def test_the_rate_limit_is_shared_by_every_worker(scraping_stack):

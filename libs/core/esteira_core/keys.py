@@ -38,13 +38,15 @@ def ruptura_order_cache(num_pedido: str, mode: str) -> str:
 
 
 def scrape_task(task_id: str) -> str:
-    """Hash: owners, numero_os, status, progress, stage, attempts, result, error, timestamps."""
+    """Hash: numero_os, status, progress, stage, attempts, result, error, timestamps, and an
+    owner:<tenant> field per tenant that started or joined it."""
     return f"{PREFIX}:scrape:task:{task_id}"
 
 
-def scrape_recent() -> str:
-    """List of the latest task ids, newest first, capped (what the operator page lists)."""
-    return f"{PREFIX}:scrape:recent"
+def scrape_recent(tenant: str) -> str:
+    """List of the latest task ids one tenant started or joined, newest first, capped (what the
+    operator page lists)."""
+    return f"{PREFIX}:scrape:recent:{tenant}"
 
 
 def scrape_active_os(numero_os: str) -> str:
@@ -65,3 +67,8 @@ def workers_busy(pool: str) -> str:
 def rate_limit_bucket(host: str) -> str:
     """Token bucket of one portal host, shared by every scraper replica."""
     return f"{PREFIX}:ratelimit:{host}"
+
+
+def tenant_rate_bucket(tenant: str) -> str:
+    """Token bucket of one tenant's requests, shared by every gateway replica."""
+    return f"{PREFIX}:tenant-rate:{tenant}"

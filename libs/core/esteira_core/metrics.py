@@ -23,6 +23,11 @@ HTTP_REQUEST_DURATION = Histogram(
 JOBS_ENQUEUED = Counter(
     "esteira_jobs_enqueued_total", "Jobs put on a queue by the gateway.", ["queue"]
 )
+REQUESTS_REJECTED = Counter(
+    "esteira_requests_rejected_total",
+    "Requests refused before any work: unauthenticated (401) or over the tenant's rate (429).",
+    ["reason"],
+)
 INLINE_FALLBACKS = Counter(
     "esteira_inline_fallbacks_total",
     "Requests served inline by the gateway instead of through a queue.",

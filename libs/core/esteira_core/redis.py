@@ -6,8 +6,6 @@ even while Redis is down (the gateway then serves inline, see ARCHITECTURE "Heal
 
 from __future__ import annotations
 
-import ssl
-
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import BlockingConnectionPool
 
@@ -32,7 +30,8 @@ def create_redis(settings: CoreSettings, *, max_connections: int = 64) -> ArqRed
     if settings.redis_password is not None:
         extra["password"] = settings.redis_password.get_secret_value()
     if settings.redis_url.startswith("rediss://"):
-        extra["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        # A string: redis-py's asyncio TLS context ignores an ssl.VerifyMode and then fails.
+        extra["ssl_cert_reqs"] = "required"
         if settings.redis_tls_ca_file is not None:
             extra["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
     # A blocking pool makes a burst of requests wait for a connection instead of failing.

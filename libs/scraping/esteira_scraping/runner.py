@@ -17,8 +17,8 @@ from typing import Any
 from redis.asyncio import Redis
 from sqlalchemy import Engine
 
-from esteira_core import metrics
-from esteira_scraping import ratelimit, tasks
+from esteira_core import keys, metrics, ratelimit
+from esteira_scraping import tasks
 from esteira_scraping.errors import BrowserFailure, HardTimeLimit, ScrapeError
 from esteira_scraping.flow import Deadline, Progress, ScrapedOS, ScrapeFlow
 from esteira_scraping.persistence import SavedOS, save_os
@@ -96,7 +96,10 @@ class Scraper:
             return None  # expired, or a duplicate delivery of a finished task
         host = self.flow.profile.host
         wait = await ratelimit.take(
-            redis, host, self.limits.rate_per_minute, self.limits.rate_burst
+            redis,
+            keys.rate_limit_bucket(host),
+            self.limits.rate_per_minute / 60,
+            self.limits.rate_burst,
         )
         if wait > 0:
             metrics.RATE_LIMIT_DEFERRALS.labels(host).inc()

@@ -4,6 +4,9 @@ concurrent lookups of one OS share one scrape (request coalescing).
 Statuses: queued -> in_progress -> success | failed, with deferred (rate limit) and retrying
 (after a transient failure) in between. The pointer is created with the task, atomically, and
 removed when the task ends.
+
+A task belongs to every tenant that started or joined it (an `owner:<tenant>` field each): it
+holds only the portal's data, so a coalesced scrape may serve several tenants.
 """
 
 from __future__ import annotations
@@ -21,23 +24,29 @@ from esteira_core import keys
 ACTIVE = ("queued", "in_progress", "deferred", "retrying")
 
 _START_OR_JOIN = """
+local function remember(task_id)
+  redis.call('LREM', KEYS[2], 0, task_id)
+  redis.call('LPUSH', KEYS[2], task_id)
+  redis.call('LTRIM', KEYS[2], 0, 99)
+  redis.call('EXPIRE', KEYS[2], ARGV[7])
+end
+local owner = 'owner:' .. ARGV[5]
 local current = redis.call('GET', KEYS[1])
 if current then
   local task_key = ARGV[3] .. current
   if redis.call('EXISTS', task_key) == 1 then
-    redis.call('HSET', task_key, 'shared', '1')
+    redis.call('HSET', task_key, 'shared', '1', owner, '1')
+    remember(current)
     return {current, 0}
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 local task_key = ARGV[3] .. ARGV[1]
-redis.call('HSET', task_key, 'task_id', ARGV[1], 'numero_os', ARGV[4], 'owner', ARGV[5],
+redis.call('HSET', task_key, 'task_id', ARGV[1], 'numero_os', ARGV[4], owner, '1',
   'status', 'queued', 'stage', 'queued', 'progress', '0', 'attempts', '0',
   'created_at', ARGV[6], 'updated_at', ARGV[6])
 redis.call('EXPIRE', task_key, ARGV[7])
-redis.call('LPUSH', KEYS[2], ARGV[1])
-redis.call('LTRIM', KEYS[2], 0, 99)
-redis.call('EXPIRE', KEYS[2], ARGV[7])
+remember(ARGV[1])
 return {ARGV[1], 1}
 """
 
@@ -69,7 +78,7 @@ async def start_or_join(
         _START_OR_JOIN,
         2,
         keys.scrape_active_os(numero_os),
-        keys.scrape_recent(),
+        keys.scrape_recent(owner),
         task_id,
         str(active_ttl),
         prefix,
@@ -101,7 +110,14 @@ async def get(redis: Redis, task_id: str) -> dict[str, Any] | None:
     raw = await redis.hgetall(keys.scrape_task(task_id))  # type: ignore[misc]
     if not raw:
         return None
-    task: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+    task: dict[str, Any] = {}
+    owners: set[str] = set()
+    for name, value in ((k.decode(), v.decode()) for k, v in raw.items()):
+        if name.startswith("owner:"):
+            owners.add(name.removeprefix("owner:"))
+        else:
+            task[name] = value
+    task["owners"] = owners
     for name in ("progress", "attempts"):
         task[name] = int(task.get(name, 0))
     for name in ("result", "error"):
@@ -114,9 +130,9 @@ async def get(redis: Redis, task_id: str) -> dict[str, Any] | None:
     return task
 
 
-async def recent(redis: Redis, limit: int) -> list[dict[str, Any]]:
-    """The latest tasks, newest first (expired ones left out)."""
-    ids = await redis.lrange(keys.scrape_recent(), 0, limit - 1)  # type: ignore[misc]
+async def recent(redis: Redis, tenant: str, limit: int) -> list[dict[str, Any]]:
+    """The latest tasks of a tenant, newest first (expired ones left out)."""
+    ids = await redis.lrange(keys.scrape_recent(tenant), 0, limit - 1)  # type: ignore[misc]
     found = [await get(redis, task_id.decode()) for task_id in ids]
     return [task for task in found if task is not None]
 

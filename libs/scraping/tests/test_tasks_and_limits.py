@@ -6,7 +6,7 @@ import pytest
 
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
-from esteira_scraping import ratelimit, tasks
+from esteira_scraping import tasks
 from esteira_scraping.runner import ScrapeLimits
 
 pytestmark = pytest.mark.integration
@@ -35,19 +35,6 @@ def test_concurrent_lookups_of_one_os_share_one_task_until_it_ends(redis_url) ->
     assert running["status"] == "in_progress" and running["progress"] == 40 and running["shared"]
     assert finished["status"] == "success" and finished["result"] == {"ok": True}
     assert after.created and after.task_id != joined[0].task_id  # a new scrape after the end
-
-
-def test_the_bucket_lets_a_burst_through_then_says_how_long_to_wait(redis_url) -> None:
-    async def scenario() -> list[float]:
-        redis = create_redis(CoreSettings(redis_url=redis_url))
-        waits = [await ratelimit.take(redis, "portal:1", per_minute=6, burst=2) for _ in range(3)]
-        other_host = await ratelimit.take(redis, "portal:2", per_minute=6, burst=2)
-        await redis.aclose()
-        return [*waits, other_host]
-
-    first, second, third, other_host = asyncio.run(scenario())
-    assert (first, second, other_host) == (0.0, 0.0, 0.0)
-    assert 9 < third <= 10  # one token every 10 s
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:

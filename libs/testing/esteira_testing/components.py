@@ -29,22 +29,67 @@ from esteira_core.processes import ManagedProcess, free_port, redis_server_argv
 
 
 class RedisServer:
-    """redis-server on 127.0.0.1; `kill()` and `restart()` keep the port so clients reconnect."""
+    """redis-server on 127.0.0.1; `kill()` and `restart()` keep the port so clients reconnect.
 
-    def __init__(self, port: int | None = None) -> None:
+    With `tls=True` it speaks only TLS, with a certificate signed by a CA made for it
+    (`ca_file`); with a `password` it requires AUTH."""
+
+    def __init__(
+        self, port: int | None = None, *, tls: bool = False, password: str | None = None
+    ) -> None:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="esteira-redis-"))
         self.process: ManagedProcess | None = None
+        self.tls = tls
+        self.password = password
+        self._tls_args = self._certificates() if tls else []
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.dir / "ca.crt"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=2,
+            ssl=self.tls,
+            ssl_ca_certs=str(self.ca_file) if self.tls else None,
+        )
+
+    def _certificates(self) -> list[str]:
+        """A CA and a server certificate for 127.0.0.1 signed by it; redis-server's TLS flags."""
+        ca_key, ca, key, csr, cert = (
+            str(self.dir / name) for name in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt")
+        )
+        for argv in (
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+             "-days", "2", "-subj", "/CN=esteira-test-ca"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+             "-subj", "/CN=127.0.0.1"],
+            ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+             "-out", cert, "-days", "2", "-extfile", "/dev/stdin"],
+        ):  # fmt: skip
+            subprocess.run(
+                ["openssl", *argv],
+                input=b"subjectAltName=IP:127.0.0.1\n",
+                capture_output=True,
+                check=True,
+            )
+        flags = {"port": "0", "tls-port": str(self.port), "tls-cert-file": cert,
+                 "tls-key-file": key, "tls-ca-cert-file": ca, "tls-auth-clients": "no"}  # fmt: skip
+        return [item for name, value in flags.items() for item in (f"--{name}", value)]
 
     def start(self) -> RedisServer:
         argv = redis_server_argv(self.port, self.dir, persist=False)
+        argv += self._tls_args  # a later --port 0 turns the plain port off
+        if self.password:
+            argv += ["--requirepass", self.password]
         self.process = ManagedProcess("redis", argv, stdout=subprocess.DEVNULL).start()
         self.process.wait_for_port(self.port, timeout=20)
         deadline = time.monotonic() + 10
@@ -250,6 +295,8 @@ class LocalStack:
         self.env = {
             "ESTEIRA_REDIS_URL": self.redis.url,
             "ESTEIRA_DATABASE_URL": database_url,
+            # Gateways serve without keys unless the stack is given ESTEIRA_API_KEYS.
+            "ESTEIRA_AUTH_DISABLED": "false" if "ESTEIRA_API_KEYS" in env else "true",
             **env,
         }
         self.processes: list[EsteiraProcess] = []

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -43,6 +44,27 @@ class ApiError(Exception):
 
 
 COMPAT_PREFIXES = ("/api/ruptura/", "/api/desenvolvimento/")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable, machine-readable: session_not_found, rate_limited...")
+    message: str = Field(description="For people; never a stack trace.")
+    details: list[dict[str, Any]] | None = Field(
+        None, description="Validation errors only: where and what."
+    )
+
+
+class ErrorBody(BaseModel):
+    success: bool = Field(False, description="Present (false) under the seeds' prefixes only.")
+    error: ErrorDetail
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` documenting the error envelope for each status."""
+    return {
+        status: {"model": ErrorBody, "description": HTTPStatus(status).phrase}
+        for status in statuses
+    }
 
 
 def error_response(

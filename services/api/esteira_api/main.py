@@ -50,6 +50,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         )
         app.state.gateway = gateway
         watcher = asyncio.create_task(gateway.health.watch(), name="queue-health")
+        if settings.auth_disabled:
+            logger.warning(
+                "AUTHENTICATION IS OFF (ESTEIRA_AUTH_DISABLED=true): every caller is tenant "
+                "'anonymous'; never expose this gateway"
+            )
         logger.info("gateway started")
         try:
             yield

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from esteira_api.settings import ApiSettings
 from esteira_core import metrics
-from esteira_core.breaker import CircuitBreaker, CircuitOpen
+from esteira_core.breaker import CircuitBreaker, CircuitOpen, State
 from esteira_core.jobs import Pool
 from esteira_core.queues import QueueStats, queue_stats
 
@@ -54,6 +54,11 @@ class QueueHealth:
         }
         self._checked: dict[Pool, tuple[float, Decision]] = {}
         self._modes: dict[Pool, str] = {}
+
+    def redis_trusted(self) -> bool:
+        """True while nothing has seen Redis fail: optional calls (the rate limit) skip it
+        otherwise, without taking the breaker's probe."""
+        return self.breaker.state is State.CLOSED
 
     def redis_failed(self) -> None:
         """A request found Redis failing: stop trying until the next probe."""

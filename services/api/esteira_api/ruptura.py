@@ -222,11 +222,15 @@ def _not_found(session_id: str) -> ApiError:
     return ApiError(404, "session_not_found", f"Session {session_id} does not exist or expired.")
 
 
-async def session_info(redis: ArqRedis, session_id: str) -> sessions.SessionInfo:
-    found = await sessions.info(redis, session_id)
-    if found is None:
+def _owned(info: sessions.SessionInfo | None, session_id: str, tenant: str) -> sessions.SessionInfo:
+    """Another tenant's session is, to this one, a session that does not exist."""
+    if info is None or info.owner != tenant:
         raise _not_found(session_id)
-    return found
+    return info
+
+
+async def session_info(redis: ArqRedis, session_id: str, tenant: str) -> sessions.SessionInfo:
+    return _owned(await sessions.info(redis, session_id), session_id, tenant)
 
 
 @dataclass(frozen=True)
@@ -241,15 +245,16 @@ class ResultsPage:
         return self.info.done and self.next_offset >= self.info.total
 
 
-async def results_since(redis: ArqRedis, session_id: str, offset: int, limit: int) -> ResultsPage:
+async def results_since(
+    redis: ArqRedis, session_id: str, tenant: str, offset: int, limit: int
+) -> ResultsPage:
     found = await sessions.results_since(redis, session_id, offset, limit)
-    if found is None:
-        raise _not_found(session_id)
-    info, results = found
-    return ResultsPage(info, results, offset + len(results))
+    info, results = found if found is not None else (None, [])
+    return ResultsPage(_owned(info, session_id, tenant), results, offset + len(results))
 
 
-async def delete_session(redis: ArqRedis, session_id: str) -> None:
+async def delete_session(redis: ArqRedis, session_id: str, tenant: str) -> None:
+    await session_info(redis, session_id, tenant)
     if not await sessions.delete(redis, session_id):
         raise _not_found(session_id)
 
@@ -266,14 +271,14 @@ def _progress_event(info: sessions.SessionInfo) -> str:
 
 
 async def session_events(
-    redis: ArqRedis, session_id: str, keepalive_seconds: float = 15
+    redis: ArqRedis, session_id: str, tenant: str, keepalive_seconds: float = 15
 ) -> AsyncIterator[str]:
     """Server-sent events: the progress now, then one event per batch until the session is done.
     Subscribing comes first, so no batch finished in between is missed."""
     pubsub = redis.pubsub()
     await pubsub.subscribe(keys.ruptura_session_events(session_id))
     try:
-        info = await session_info(redis, session_id)
+        info = await session_info(redis, session_id, tenant)
         yield _progress_event(info)
         while not info.done:
             message = await pubsub.get_message(

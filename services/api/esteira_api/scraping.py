@@ -152,12 +152,17 @@ async def _task(gateway: Gateway, numero_os: str, owner: str, *, run_here: bool)
     return Lookup("queued", numero_os, task_id=joined.task_id)
 
 
-async def task_status(redis: ArqRedis, task_id: str) -> dict[str, Any]:
+async def task_status(redis: ArqRedis, task_id: str, tenant: str) -> dict[str, Any]:
+    """A task the tenant started or joined; any other is, to it, a task that does not exist."""
     task = await tasks.get(redis, task_id)
-    if task is None:
+    if task is None or tenant not in task["owners"]:
         raise ApiError(404, "task_not_found", f"Task {task_id} does not exist or expired.")
-    task.pop("owner", None)
-    return task
+    return without_owners(task)
+
+
+def without_owners(task: dict[str, Any]) -> dict[str, Any]:
+    """What a tenant may see of a task: not who else shares it."""
+    return {name: value for name, value in task.items() if name != "owners"}
 
 
 async def scraper_queue(gateway: Gateway) -> QueueStats | None:

@@ -6,8 +6,9 @@ from datetime import date, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from esteira_api import apikeys
 from esteira_core.settings import CoreSettings
 
 
@@ -57,6 +58,26 @@ class ApiSettings(CoreSettings):
         1, ge=1, description="Scrapes one gateway process runs itself at once (beyond: 503)."
     )
 
+    api_keys: str = Field(
+        "",
+        repr=False,
+        description="API keys as tenant:sha256 entries, comma-separated (`esteira api-key TENANT` "
+        "makes a key and its entry); a tenant may have several.",
+    )
+    auth_disabled: bool = Field(
+        False,
+        description="Serve without API keys, every caller as tenant `anonymous` (local demo only).",
+    )
+    tenant_rate_per_second: float = Field(
+        50,
+        ge=0,
+        description="Requests per second one tenant may make, all gateways together (0: no limit).",
+    )
+    tenant_rate_burst: int = Field(
+        100, ge=1, description="Requests a tenant may make at once above its rate."
+    )
+    _tenants_by_digest: dict[str, str] = PrivateAttr(default_factory=dict)
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -65,6 +86,20 @@ class ApiSettings(CoreSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _keys_or_explicitly_open(self) -> ApiSettings:
+        self._tenants_by_digest = apikeys.parse_entries(self.api_keys)
+        if not self._tenants_by_digest and not self.auth_disabled:
+            raise ValueError(
+                "no API keys: set ESTEIRA_API_KEYS (see `esteira api-key`), or "
+                "ESTEIRA_AUTH_DISABLED=true to serve without authentication"
+            )
+        return self
+
+    def tenant_for(self, key: str) -> str | None:
+        """The tenant an API key belongs to, or None."""
+        return self._tenants_by_digest.get(apikeys.key_digest(key))
 
     def today(self) -> date:
         return datetime.now(ZoneInfo(self.timezone)).date()

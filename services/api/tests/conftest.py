@@ -16,14 +16,18 @@ def make_client(tmp_path) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
     def make(
-        redis_url: str, database_url: str | None = None, app: FastAPI | None = None
+        redis_url: str,
+        database_url: str | None = None,
+        app: FastAPI | None = None,
+        **settings_fields: object,
     ) -> TestClient:
         database_url = database_url or f"sqlite:///{tmp_path / 'api.db'}"
         if database_url.startswith("sqlite"):
             engine = create_db_engine(database_url)
             upgrade(engine.url)
             engine.dispose()
-        settings = ApiSettings(redis_url=redis_url, database_url=database_url)
+        fields = {"auth_disabled": True, **settings_fields}  # the auth tests switch it on
+        settings = ApiSettings(redis_url=redis_url, database_url=database_url, **fields)
         client = TestClient(app or create_app(settings), raise_server_exceptions=False)
         client.__enter__()
         clients.append(client)

@@ -21,7 +21,9 @@ def _assert_envelope(response, status: int, code: str) -> dict:
 def client(make_client, tmp_path):
     app = create_app(
         ApiSettings(
-            redis_url="redis://127.0.0.1:1/0", database_url=f"sqlite:///{tmp_path / 'api.db'}"
+            redis_url="redis://127.0.0.1:1/0",
+            database_url=f"sqlite:///{tmp_path / 'api.db'}",
+            auth_disabled=True,
         )
     )
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from pydantic import BaseModel, Field, field_validator
 
 from esteira_api import ruptura
+from esteira_api.auth import TenantDep, authenticated_router
 from esteira_api.deps import DbDep, GatewayDep, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
 from esteira_api.routes.ruptura import (
-    ANONYMOUS,
     Limit,
     Offset,
     OrderNumber,
@@ -25,7 +25,7 @@ from esteira_api.routes.ruptura import (
 )
 from esteira_core.jobs import RupturaMode
 
-router = APIRouter(prefix="/api/ruptura", tags=["compat: ruptura"])
+router = authenticated_router("/api/ruptura", "compat: ruptura", 400, 404, 413)
 
 
 class IniciarRequest(BaseModel):
@@ -53,13 +53,15 @@ def _progress(processed: int, total: int) -> dict[str, Any]:
 
 
 @router.post("/worker/iniciar-processamento")
-async def iniciar_processamento(body: IniciarRequest, gateway: GatewayDep) -> dict[str, Any]:
+async def iniciar_processamento(
+    body: IniciarRequest, gateway: GatewayDep, tenant: TenantDep
+) -> dict[str, Any]:
     started = await ruptura.start_session(
         gateway,
         order_numbers=body.pedidos,
         mode=body.modo,
         reference_date=None,
-        owner=ANONYMOUS,
+        owner=tenant,
     )
     if isinstance(started, ruptura.InlineAnswer):
         # Redis is down: no session to poll, so every result comes in this answer.
@@ -86,9 +88,13 @@ async def iniciar_processamento(body: IniciarRequest, gateway: GatewayDep) -> di
 
 @router.get("/worker/buscar-resultados/{session_id}")
 async def buscar_resultados(
-    session_id: SessionId, redis: RedisDep, offset: Offset = 0, limit: Limit = 2000
+    session_id: SessionId,
+    redis: RedisDep,
+    tenant: TenantDep,
+    offset: Offset = 0,
+    limit: Limit = 2000,
 ) -> Response:
-    page = await ruptura.results_since(redis, session_id, offset, limit)
+    page = await ruptura.results_since(redis, session_id, tenant, offset, limit)
     envelope = {
         "success": True,
         "offset_novo": page.next_offset,
@@ -99,8 +105,10 @@ async def buscar_resultados(
 
 
 @router.get("/worker/status/{session_id}")
-async def status(session_id: SessionId, redis: RedisDep, settings: SettingsDep) -> dict[str, Any]:
-    info = await ruptura.session_info(redis, session_id)
+async def status(
+    session_id: SessionId, redis: RedisDep, settings: SettingsDep, tenant: TenantDep
+) -> dict[str, Any]:
+    info = await ruptura.session_info(redis, session_id, tenant)
     return {
         "success": True,
         "session_id": session_id,
@@ -112,8 +120,8 @@ async def status(session_id: SessionId, redis: RedisDep, settings: SettingsDep) 
 
 
 @router.post("/worker/limpar-cache")
-async def limpar_cache(body: LimparRequest, redis: RedisDep) -> dict[str, Any]:
-    await ruptura.delete_session(redis, body.session_id)
+async def limpar_cache(body: LimparRequest, redis: RedisDep, tenant: TenantDep) -> dict[str, Any]:
+    await ruptura.delete_session(redis, body.session_id, tenant)
     return {"success": True, "mensagem": f"Cache da sessão {body.session_id} removido"}
 
 

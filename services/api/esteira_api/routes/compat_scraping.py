@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from esteira_api import scraping
+from esteira_api.auth import TenantDep, authenticated_router
 from esteira_api.deps import GatewayDep, RedisDep
-from esteira_api.routes.scraping import ANONYMOUS, OsNumber, TaskId
+from esteira_api.routes.scraping import OsNumber, TaskId
 
-router = APIRouter(prefix="/api/desenvolvimento", tags=["compat: scraping"])
+router = authenticated_router("/api/desenvolvimento", "compat: scraping", 404, 502)
 
 _STATE = {
     "queued": "PENDING",
@@ -36,8 +35,10 @@ _MESSAGES = {
 
 
 @router.post("/buscar-os-async/{numero_os}")
-async def buscar_os_async(numero_os: OsNumber, gateway: GatewayDep) -> dict[str, Any]:
-    found = await scraping.lookup(gateway, numero_os, ANONYMOUS)
+async def buscar_os_async(
+    numero_os: OsNumber, gateway: GatewayDep, tenant: TenantDep
+) -> dict[str, Any]:
+    found = await scraping.lookup(gateway, numero_os, tenant)
     if found.status == "found_existing":
         return {
             "status": "found_existing",
@@ -69,8 +70,8 @@ async def buscar_os_async(numero_os: OsNumber, gateway: GatewayDep) -> dict[str,
 
 
 @router.get("/scraping-status/{task_id}")
-async def scraping_status(task_id: TaskId, redis: RedisDep) -> dict[str, Any]:
-    task = await scraping.task_status(redis, task_id)
+async def scraping_status(task_id: TaskId, redis: RedisDep, tenant: TenantDep) -> dict[str, Any]:
+    task = await scraping.task_status(redis, task_id, tenant)
     body: dict[str, Any] = {
         "task_id": task_id,
         "status": _STATE.get(task["status"], "PENDING"),

@@ -3,13 +3,13 @@ whether this gateway sends work to the queue or does it itself (and why)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from pydantic import BaseModel
 
+from esteira_api.auth import authenticated_router
 from esteira_api.deps import GatewayDep
 from esteira_core.jobs import Pool
 
-router = APIRouter(prefix="/api/v1", tags=["queues"])
+router = authenticated_router("/api/v1", "queues")
 
 
 class QueueBody(BaseModel):

@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import Path, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from esteira_api import ruptura
+from esteira_api.auth import TenantDep, authenticated_router
 from esteira_api.deps import DbDep, GatewayDep, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
 from esteira_core.jobs import RupturaMode
 from esteira_ruptura.models import ORDER_NUMBER_MAX_LENGTH, ORDER_NUMBER_PATTERN, OrderReport
 
-router = APIRouter(prefix="/api/v1/ruptura", tags=["ruptura"])
+router = authenticated_router("/api/v1/ruptura", "ruptura", 400, 404, 413)
 
 OrderNumber = Annotated[
     str,
@@ -32,7 +33,6 @@ OrderNumberPath = Annotated[
 SessionId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{32}$", description="The id a session was started with.")
 ]
-ANONYMOUS = "anonymous"
 
 
 class SessionRequest(BaseModel):
@@ -108,14 +108,14 @@ class InlineResultsBody(BaseModel):
     },
 )
 async def start_session(
-    body: SessionRequest, gateway: GatewayDep
+    body: SessionRequest, gateway: GatewayDep, tenant: TenantDep
 ) -> SessionStartedBody | JSONResponse:
     started = await ruptura.start_session(
         gateway,
         order_numbers=body.pedidos,
         mode=body.mode,
         reference_date=body.reference_date,
-        owner=ANONYMOUS,
+        owner=tenant,
     )
     if isinstance(started, ruptura.InlineAnswer):
         inline = InlineResultsBody(
@@ -140,9 +140,9 @@ async def start_session(
 
 @router.get("/sessions/{session_id}", summary="A session's status and progress")
 async def session_status(
-    session_id: SessionId, redis: RedisDep, settings: SettingsDep
+    session_id: SessionId, redis: RedisDep, settings: SettingsDep, tenant: TenantDep
 ) -> SessionStatusBody:
-    info = await ruptura.session_info(redis, session_id)
+    info = await ruptura.session_info(redis, session_id, tenant)
     return SessionStatusBody(
         session_id=session_id,
         status=info.status,
@@ -168,9 +168,13 @@ Limit = Annotated[int, Query(ge=1, le=5000, description="Most results in one ans
     description="`done` is true once the session is finished and every result has been read.",
 )
 async def session_results(
-    session_id: SessionId, redis: RedisDep, offset: Offset = 0, limit: Limit = 2000
+    session_id: SessionId,
+    redis: RedisDep,
+    tenant: TenantDep,
+    offset: Offset = 0,
+    limit: Limit = 2000,
 ) -> Response:
-    page = await ruptura.results_since(redis, session_id, offset, limit)
+    page = await ruptura.results_since(redis, session_id, tenant, offset, limit)
     envelope = {
         "session_id": session_id,
         "offset": offset,
@@ -188,18 +192,20 @@ async def session_results(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def session_events(session_id: SessionId, redis: RedisDep) -> StreamingResponse:
-    await ruptura.session_info(redis, session_id)  # a 404 before the stream starts
+async def session_events(
+    session_id: SessionId, redis: RedisDep, tenant: TenantDep
+) -> StreamingResponse:
+    await ruptura.session_info(redis, session_id, tenant)  # a 404 before the stream starts
     return StreamingResponse(
-        ruptura.session_events(redis, session_id),
+        ruptura.session_events(redis, session_id, tenant),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 @router.delete("/sessions/{session_id}", status_code=204, summary="Drop a session's data")
-async def delete_session(session_id: SessionId, redis: RedisDep) -> Response:
-    await ruptura.delete_session(redis, session_id)
+async def delete_session(session_id: SessionId, redis: RedisDep, tenant: TenantDep) -> Response:
+    await ruptura.delete_session(redis, session_id, tenant)
     return Response(status_code=204)
 
 

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from esteira_api import scraping
+from esteira_api.auth import TenantDep, authenticated_router
 from esteira_api.deps import GatewayDep, RedisDep
 from esteira_scraping import tasks
 from esteira_scraping.runner import OS_NUMBER_PATTERN
 
-router = APIRouter(prefix="/api/v1/scraping", tags=["scraping"])
+router = authenticated_router("/api/v1/scraping", "scraping", 404, 502)
 
 OsNumber = Annotated[
     str, Path(pattern=OS_NUMBER_PATTERN, description="The OS number: 1 to 12 digits.")
 ]
 TaskId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="A scrape task's id.")]
-ANONYMOUS = "anonymous"
 
 
 class LookupBody(BaseModel):
@@ -53,8 +53,8 @@ class TaskBody(BaseModel):
     response_model=LookupBody,
     responses={202: {"model": LookupBody, "description": "A scrape is queued or running"}},
 )
-async def lookup_os(numero_os: OsNumber, gateway: GatewayDep) -> JSONResponse:
-    found = await scraping.lookup(gateway, numero_os, ANONYMOUS)
+async def lookup_os(numero_os: OsNumber, gateway: GatewayDep, tenant: TenantDep) -> JSONResponse:
+    found = await scraping.lookup(gateway, numero_os, tenant)
     body = LookupBody(
         status=found.status,
         numero_os=found.numero_os,
@@ -69,11 +69,12 @@ async def lookup_os(numero_os: OsNumber, gateway: GatewayDep) -> JSONResponse:
 
 @router.get("/tasks", summary="The latest scrape tasks, newest first")
 async def recent_tasks(
-    redis: RedisDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    redis: RedisDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> list[TaskBody]:
-    return [TaskBody.model_validate(task) for task in await tasks.recent(redis, limit)]
+    found = await tasks.recent(redis, tenant, limit)
+    return [TaskBody.model_validate(scraping.without_owners(task)) for task in found]
 
 
 @router.get("/tasks/{task_id}", summary="A scrape task's status, progress and result")
-async def task_status(task_id: TaskId, redis: RedisDep) -> TaskBody:
-    return TaskBody.model_validate(await scraping.task_status(redis, task_id))
+async def task_status(task_id: TaskId, redis: RedisDep, tenant: TenantDep) -> TaskBody:
+    return TaskBody.model_validate(await scraping.task_status(redis, task_id, tenant))

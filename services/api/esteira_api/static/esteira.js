@@ -13,6 +13,10 @@
  *    badge as its result arrives. Without the switch it does nothing.
  *  - Esteira.OsLookup and Esteira.showOsModal: an OS lookup with a progress modal (stages,
  *    percentage, success, error, cancel).
+ *  - Esteira.setApiKey(key): every request then sends `Authorization: Bearer <key>`; a page may
+ *    instead carry <meta name="esteira-api-key" content="...">. EventSource cannot send that
+ *    header, so with a key the clients poll instead of following the event stream.
+ *  - Esteira.request(url, options): fetch with the key, answering { status, ok, body }.
  */
 (function (global) {
   "use strict";
@@ -21,8 +25,18 @@
     return (value || "").replace(/\/$/, "");
   }
 
+  let apiKey = null;
+  if (typeof document !== "undefined") {
+    const meta = document.querySelector('meta[name="esteira-api-key"]');
+    if (meta && meta.content) { apiKey = meta.content; }
+  }
+
+  function setApiKey(key) { apiKey = key || null; }
+
   async function request(url, options) {
-    const response = await fetch(url, Object.assign({ headers: { "Content-Type": "application/json" } }, options));
+    const headers = { "Content-Type": "application/json" };
+    if (apiKey) { headers.Authorization = "Bearer " + apiKey; }
+    const response = await fetch(url, Object.assign({ headers: headers }, options));
     let body = null;
     try { body = await response.json(); } catch (ignored) { body = null; }
     return { status: response.status, ok: response.ok, body: body };
@@ -37,7 +51,7 @@
       const o = options || {};
       this.base = baseUrl(o.baseUrl);
       this.pollMs = o.pollMs || 2000;
-      this.useEvents = Boolean(o.useEvents) && typeof EventSource !== "undefined";
+      this.useEvents = Boolean(o.useEvents) && typeof EventSource !== "undefined" && !apiKey;
       this.onResult = o.onResult || function () {};
       this.onProgress = o.onProgress || function () {};
       this.onWorkers = o.onWorkers || function () {};
@@ -306,7 +320,10 @@
     return { lookup: lookup, done: done, close: finish };
   }
 
-  const Esteira = { RupturaClient: RupturaClient, RupturaWorkerAddon: RupturaWorkerAddon, OsLookup: OsLookup, showOsModal: showOsModal };
+  const Esteira = {
+    RupturaClient: RupturaClient, RupturaWorkerAddon: RupturaWorkerAddon, OsLookup: OsLookup,
+    showOsModal: showOsModal, setApiKey: setApiKey, request: request,
+  };
   global.Esteira = Esteira;
   global.RupturaWorkerAddon = RupturaWorkerAddon;
 

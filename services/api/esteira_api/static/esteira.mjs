@@ -1,5 +1,6 @@
 // The ES module face of esteira.js: the same code, loaded once, exported by name.
 import "./esteira.js";
 
-export const { RupturaClient, RupturaWorkerAddon, OsLookup, showOsModal } = window.Esteira;
+export const { RupturaClient, RupturaWorkerAddon, OsLookup, showOsModal, setApiKey, request } =
+  window.Esteira;
 export default window.Esteira;

@@ -19,10 +19,26 @@
     }));
   }
 
+  // With authentication on, the page asks once for an API key and keeps it for this tab.
+  const KEY_STORE = "esteira.apiKey";
+  Esteira.setApiKey(sessionStorage.getItem(KEY_STORE));
+
   async function json(url) {
-    const response = await fetch(url);
-    if (!response.ok) { throw new Error(url + ": " + response.status); }
-    return response.json();
+    const keyUsed = sessionStorage.getItem(KEY_STORE);
+    let answer = await Esteira.request(url);
+    if (answer.status === 401) {
+      // Another refresh may have asked meanwhile: ask only if the key is still the one refused.
+      const key = sessionStorage.getItem(KEY_STORE) !== keyUsed
+        ? sessionStorage.getItem(KEY_STORE)
+        : window.prompt("API key (Authorization: Bearer …)");
+      if (key) {
+        sessionStorage.setItem(KEY_STORE, key);
+        Esteira.setApiKey(key);
+        answer = await Esteira.request(url);
+      }
+    }
+    if (!answer.ok) { throw new Error(url + ": " + answer.status); }
+    return answer.body;
   }
 
   async function refreshQueues() {

@@ -1,0 +1,38 @@
+"""Token buckets in Redis, shared by every replica: refilled at `per_second` tokens a second up to
+`burst`. The clock is Redis's own, so replicas with skewed clocks still agree.
+
+Two limits use them: the scrapers' global limit per portal host (the seed's was per worker,
+10/h each, and grew with the replica count; this one doesn't) and the gateway's per-tenant
+request limit.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+_TAKE = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + (now - at) * rate)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return tostring(wait)
+"""
+
+
+async def take(redis: Redis, bucket: str, per_second: float, burst: int) -> float:
+    """Takes a token from the bucket at key `bucket`: 0.0 when allowed now, else the seconds to
+    wait before a token will be there (nothing is taken then)."""
+    wait = await redis.eval(_TAKE, 1, bucket, str(per_second), str(burst))  # type: ignore[misc]
+    return float(wait)
