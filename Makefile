@@ -5,7 +5,8 @@ export UV_PYTHON_DOWNLOADS := never
 UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 RUN = $(UV) run --frozen --python python3
 
-.PHONY: setup run test lint format bench bench-ruptura bench-scraper bench-fallback
+.PHONY: setup run test lint format bench bench-ruptura bench-scraper bench-fallback \
+	images manifests helm-lint dev
 
 setup:
 	@scripts/setup.sh
@@ -22,7 +23,7 @@ lint: setup
 	$(RUN) mypy libs/core/esteira_core libs/ruptura/esteira_ruptura libs/scraping/esteira_scraping \
 		services/api/esteira_api services/ruptura-worker/esteira_ruptura_worker \
 		services/scraper-worker/esteira_scraper_worker dev/portal/esteira_portal cli/esteira_cli \
-		libs/testing/esteira_testing
+		libs/testing/esteira_testing dev/tools/esteira_devtools
 
 format: setup
 	$(RUN) ruff check --fix .
@@ -39,3 +40,15 @@ bench-scraper: setup
 
 bench-fallback: setup
 	$(RUN) python -m bench fallback
+
+images: ## the three container images, with docker or podman (IMAGE_REGISTRY, IMAGE_TAG)
+	scripts/images.sh
+
+manifests: setup ## values.schema.json, the chart's values table and deploy/k8s, from the chart
+	$(RUN) python -m esteira_devtools.chart manifests
+
+helm-lint: setup ## helm lint --strict of every ci/*-values.yaml scenario (no helm binary needed)
+	$(RUN) python -m esteira_devtools.chart lint
+
+dev: ## skaffold dev: build, deploy through the chart, port-forward the gateway to :8000
+	skaffold dev --port-forward

@@ -16,7 +16,7 @@ from esteira_core.processes import free_port
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 
-RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "esteira-rules.yml"
+RULES = Path(__file__).parents[2] / "deploy" / "helm" / "esteira" / "files" / "prometheus-rules.yml"
 
 
 def test_promtool_accepts_every_rule() -> None:
@@ -37,6 +37,7 @@ def test_the_autoscaling_signal_matches_the_load(
         "ESTEIRA_REDIS_URL": redis_url,
         "ESTEIRA_DATABASE_URL": database_url,
         "ESTEIRA_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+        "ESTEIRA_AUTH_DISABLED": "true",
     }
     api_port, worker_port = free_port(), free_port()
     esteira_processes("api", ["api", "--port", str(api_port)], env, port=api_port)

@@ -75,6 +75,12 @@ class WorkerPoolSettings(CoreSettings):
         description="arq job timeout (0: the pool's default); a killed worker's job is retried "
         "by another worker this long plus 10 s after it started.",
     )
+    job_completion_wait_seconds: float = Field(
+        0,
+        ge=0,
+        description="On SIGTERM, how long running jobs may finish (0: the pool's default); must "
+        "exceed the job timeout and stay under the pod's terminationGracePeriodSeconds.",
+    )
 
 
 @lru_cache

@@ -127,6 +127,21 @@ async def canary(ctx: Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     return {"pool": ctx["pool"].value, "worker": ctx["heartbeat"].member, "note": note}
 
 
+def configured_timeouts(worker_settings: type, settings: WorkerPoolSettings) -> dict[str, float]:
+    """The configured job timeout and completion wait, checked: a drained pod must be able to
+    finish a job that is still within its timeout."""
+    job_timeout = settings.job_timeout_seconds or worker_settings.job_timeout  # type: ignore[attr-defined]
+    completion_wait = (
+        settings.job_completion_wait_seconds or worker_settings.job_completion_wait  # type: ignore[attr-defined]
+    )
+    if completion_wait <= job_timeout:
+        raise ValueError(
+            f"ESTEIRA_JOB_COMPLETION_WAIT_SECONDS ({completion_wait}) must exceed the job "
+            f"timeout ({job_timeout}), or a drained worker abandons jobs it could finish"
+        )
+    return {"job_timeout": job_timeout, "job_completion_wait": completion_wait}
+
+
 def run(
     worker_settings: type,
     pool: Pool,
@@ -156,9 +171,7 @@ def run(
         name: getattr(worker_settings, name, default)
         for name, default in (("on_startup", startup), ("on_shutdown", shutdown))
     }
-    configured = (
-        {"job_timeout": settings.job_timeout_seconds} if settings.job_timeout_seconds else {}
-    )
+    configured = configured_timeouts(worker_settings, settings)
     try:
         # arq's loop ends with an exception when Redis goes away; the process stays and starts
         # the loop again once Redis answers (arq itself retries the first connection 5 times).

@@ -2,7 +2,8 @@ import pytest
 from pydantic import ValidationError
 
 from esteira_core.redis import arq_redis_settings
-from esteira_core.settings import CoreSettings
+from esteira_core.settings import CoreSettings, WorkerPoolSettings
+from esteira_core.worker import configured_timeouts
 
 
 def test_reads_esteira_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,3 +26,18 @@ def test_rejects_a_redis_url_of_another_scheme(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("ESTEIRA_REDIS_URL", "http://localhost:6379")
     with pytest.raises(ValidationError, match="ESTEIRA_REDIS_URL"):
         CoreSettings()
+
+
+def test_the_completion_wait_must_exceed_the_job_timeout() -> None:
+    class Pool:
+        job_timeout = 30
+        job_completion_wait = 40
+
+    assert configured_timeouts(Pool, WorkerPoolSettings()) == {
+        "job_timeout": 30,
+        "job_completion_wait": 40,
+    }
+    configured = WorkerPoolSettings(job_timeout_seconds=50, job_completion_wait_seconds=55)
+    assert configured_timeouts(Pool, configured) == {"job_timeout": 50, "job_completion_wait": 55}
+    with pytest.raises(ValueError, match="must exceed the job timeout"):
+        configured_timeouts(Pool, WorkerPoolSettings(job_timeout_seconds=45))

@@ -8,6 +8,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import URL
 
+from esteira_core.db.engine import database_url
+from esteira_core.logging import configure_logging
+from esteira_core.settings import CoreSettings
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -20,3 +24,15 @@ def alembic_config(url: URL) -> Config:
 
 def upgrade(url: URL, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+def upgrade_configured(log_format: str | None = None) -> None:
+    """Every migration applied to ESTEIRA_DATABASE_URL: what `esteira db upgrade` and, in a
+    cluster, the gateway's init container (`python -m esteira_core.db.migrate`) run."""
+    settings = CoreSettings()
+    configure_logging(settings.log_level, log_format or settings.log_format)
+    upgrade(database_url(settings))
+
+
+if __name__ == "__main__":
+    upgrade_configured()

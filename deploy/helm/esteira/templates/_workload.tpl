@@ -1,0 +1,229 @@
+{{/* One Deployment, ServiceAccount and Service per component, from one definition: the three
+components differ only in what the caller passes (`values`, port, probes, env, volumes). */}}
+
+{{/* Environment from Secrets: Redis and database passwords for every component; the portal
+account and the API keys for those that ask (`portal`, `apiKeys`). */}}
+{{- define "esteira.secretEnv" -}}
+{{- $v := .root.Values }}
+{{- with $v.redis.existingSecret }}
+- name: ESTEIRA_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: {{ $v.redis.passwordKey }}}
+{{- end }}
+{{- with $v.database.existingSecret }}
+- name: ESTEIRA_DATABASE_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: {{ $v.database.passwordKey }}}
+{{- end }}
+{{- if and .portal $v.portal.existingSecret }}
+- name: ESTEIRA_PORTAL_USERNAME
+  valueFrom:
+    secretKeyRef: {name: {{ $v.portal.existingSecret }}, key: {{ $v.portal.usernameKey }}}
+- name: ESTEIRA_PORTAL_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $v.portal.existingSecret }}, key: {{ $v.portal.passwordKey }}}
+{{- end }}
+{{- if and .apiKeys $v.auth.existingSecret }}
+- name: ESTEIRA_API_KEYS
+  valueFrom:
+    secretKeyRef: {name: {{ $v.auth.existingSecret }}, key: {{ $v.auth.apiKeysKey }}}
+{{- end }}
+{{- end }}
+
+{{- define "esteira.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+{{- end }}
+
+{{/* A component's workload. Arguments: root, component, values (its values block), port and
+portName, livenessPath and readinessPath, env (a map of ESTEIRA_* for it alone), portal and
+apiKeys (secrets it needs), replicas (omitted when an autoscaler owns them), tmpSizeLimit,
+initContainers (a list). */}}
+{{- define "esteira.workload" -}}
+{{- $root := .root }}
+{{- $v := .values }}
+{{- $ctx := dict "root" $root "component" .component }}
+{{- $image := include "esteira.image" (dict "root" $root "component" .component "values" $v) }}
+{{- $name := include "esteira.componentName" $ctx }}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "esteira.labels" $ctx | nindent 4 }}
+  {{- with $root.Values.serviceAccount.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+automountServiceAccountToken: false
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "esteira.labels" $ctx | nindent 4 }}
+spec:
+  type: {{ .serviceType | default "ClusterIP" }}
+  selector:
+    {{- include "esteira.selectorLabels" $ctx | nindent 4 }}
+  ports:
+    - name: {{ .portName }}
+      port: {{ .servicePort | default .port }}
+      targetPort: {{ .portName }}
+      protocol: TCP
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "esteira.labels" $ctx | nindent 4 }}
+spec:
+  {{- if not (kindIs "invalid" .replicas) }}
+  replicas: {{ .replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels:
+      {{- include "esteira.selectorLabels" $ctx | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "esteira.selectorLabels" $ctx | nindent 8 }}
+      annotations:
+        checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+    spec:
+      serviceAccountName: {{ $name }}
+      automountServiceAccountToken: false
+      terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 10001
+        runAsGroup: 10001
+        fsGroup: 10001
+        seccompProfile:
+          type: RuntimeDefault
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- range . }}
+        - name: {{ . }}
+        {{- end }}
+      {{- end }}
+      {{- with .initContainers }}
+      initContainers:
+        {{- range . }}
+        - name: {{ .name }}
+          image: {{ $image }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          command: {{ toJson .command }}
+          envFrom:
+            - configMapRef:
+                name: {{ include "esteira.fullname" $root }}-config
+          {{- with include "esteira.secretEnv" (dict "root" $root) }}
+          env:
+            {{- . | nindent 12 }}
+          {{- end }}
+          resources:
+            {{- toYaml $v.resources | nindent 12 }}
+          securityContext:
+            {{- include "esteira.containerSecurityContext" . | nindent 12 }}
+          volumeMounts:
+            - {name: tmp, mountPath: /tmp}
+            {{- if $root.Values.redis.tls.caSecret }}
+            - {name: redis-ca, mountPath: /etc/esteira/redis-ca, readOnly: true}
+            {{- end }}
+        {{- end }}
+      {{- end }}
+      containers:
+        - name: {{ .component }}
+          image: {{ $image }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          ports:
+            - name: {{ .portName }}
+              containerPort: {{ .port }}
+              protocol: TCP
+          envFrom:
+            - configMapRef:
+                name: {{ include "esteira.fullname" $root }}-config
+          env:
+            {{- range $key, $value := .env }}
+            - name: {{ $key }}
+              value: {{ $value | toString | quote }}
+            {{- end }}
+            {{- range $key, $value := $v.env }}
+            - name: {{ $key }}
+              value: {{ $value | toString | quote }}
+            {{- end }}
+            {{- include "esteira.secretEnv" (dict "root" $root "portal" .portal "apiKeys" .apiKeys) | nindent 12 }}
+          startupProbe:
+            httpGet: {path: {{ .livenessPath }}, port: {{ .portName }}}
+            periodSeconds: 2
+            failureThreshold: 60
+          livenessProbe:
+            httpGet: {path: {{ .livenessPath }}, port: {{ .portName }}}
+            periodSeconds: 10
+            timeoutSeconds: 3
+            failureThreshold: 3
+          readinessProbe:
+            httpGet: {path: {{ .readinessPath }}, port: {{ .portName }}}
+            periodSeconds: 5
+            timeoutSeconds: 3
+            failureThreshold: 2
+          resources:
+            {{- toYaml $v.resources | nindent 12 }}
+          securityContext:
+            {{- include "esteira.containerSecurityContext" . | nindent 12 }}
+          volumeMounts:
+            - {name: tmp, mountPath: /tmp}
+            {{- if $root.Values.redis.tls.caSecret }}
+            - {name: redis-ca, mountPath: /etc/esteira/redis-ca, readOnly: true}
+            {{- end }}
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: {{ .tmpSizeLimit | default "256Mi" }}
+        {{- with $root.Values.redis.tls.caSecret }}
+        - name: redis-ca
+          secret:
+            secretName: {{ . }}
+        {{- end }}
+      {{- with $root.Values.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $root.Values.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $root.Values.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end }}
+
+{{/* A PodDisruptionBudget for a component whose values have pdb.enabled. */}}
+{{- define "esteira.pdb" -}}
+{{- $ctx := dict "root" .root "component" .component }}
+{{- if .values.pdb.enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "esteira.componentName" $ctx }}
+  labels:
+    {{- include "esteira.labels" $ctx | nindent 4 }}
+spec:
+  {{- if hasKey .values.pdb "minAvailable" }}
+  minAvailable: {{ .values.pdb.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ .values.pdb.maxUnavailable }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "esteira.selectorLabels" $ctx | nindent 6 }}
+{{- end }}
+{{- end }}

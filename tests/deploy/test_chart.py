@@ -1,0 +1,256 @@
+"""The Helm chart, rendered offline with the Helm SDK for every ci/*-values.yaml scenario:
+linted strictly, validated against the Kubernetes schemas (1.30 and the newest known) and the
+CRD shapes, and held to the project's policies. Also: the generated files are fresh, the
+Dockerfile is hadolint-clean, skaffold.yaml agrees with the Dockerfile."""
+
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from helm_python.errors import HelmError
+from kubernetes_validate.utils import all_versions, latest_version
+
+from esteira_devtools import chart
+
+from .crd_schemas import BY_KIND
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = chart.scenarios()
+KUBERNETES = [
+    max((v for v in all_versions() if v.startswith("1.30.")), key=lambda v: int(v.split(".")[2])),
+    latest_version(),
+]
+COMPONENTS = {"api", "ruptura-worker", "scraper-worker"}
+
+
+@cache
+def rendered(scenario: str) -> tuple[dict, ...]:
+    return tuple(chart.render(SCENARIOS[scenario]))
+
+
+def _objects(kind: str | None = None):
+    for scenario in SCENARIOS:
+        for obj in rendered(scenario):
+            if kind is None or obj["kind"] == kind:
+                yield scenario, obj
+
+
+def _pod_specs():
+    for scenario, obj in _objects("Deployment"):
+        yield scenario, obj["metadata"]["name"], obj["spec"]["template"]["spec"]
+
+
+def test_the_scenarios_cover_every_mode() -> None:
+    assert {"default", "keda", "hpa", "trial"} <= set(SCENARIOS)
+    kinds = {obj["kind"] for _, obj in _objects()}
+    assert {"ScaledObject", "ServiceMonitor", "PrometheusRule", "Ingress"} <= kinds
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_helm_lint_is_clean_in_strict_mode(scenario) -> None:
+    assert chart.lint(SCENARIOS[scenario]) == []
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_object_matches_the_kubernetes_or_crd_schema(scenario, version) -> None:
+    for obj in rendered(scenario):
+        if obj["kind"] in BY_KIND:
+            jsonschema.validate(obj, BY_KIND[obj["kind"]])
+        else:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_the_crd_objects_appear_only_when_asked_or_available() -> None:
+    default = {obj["kind"] for obj in rendered("default")}
+    assert not default & set(BY_KIND), "offline renders cannot know the CRDs exist"
+    hpa = [obj for obj in rendered("hpa") if obj["kind"] == "HorizontalPodAutoscaler"]
+    external = [o for o in hpa if o["spec"]["metrics"][0]["type"] == "External"]
+    assert {o["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"]["pool"]
+            for o in external} == {"ruptura", "scraper"}  # fmt: skip
+    assert all(o["spec"]["minReplicas"] >= 1 for o in external)
+
+
+def test_every_container_is_hardened_and_bounded() -> None:
+    checked = 0
+    for scenario, name, spec in _pod_specs():
+        pod = spec.get("securityContext", {})
+        assert pod.get("runAsNonRoot") is True, (scenario, name)
+        assert spec.get("automountServiceAccountToken") is False, (scenario, name)
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            where = (scenario, name, container["name"])
+            security = container["securityContext"]
+            assert security["runAsNonRoot"] is True, where
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert security["capabilities"]["drop"] == ["ALL"], where
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][bound]), where
+            checked += 1
+        for container in spec["containers"]:
+            assert "livenessProbe" in container and "readinessProbe" in container, name
+    assert checked >= 4 * 3
+
+
+def test_selectors_never_carry_the_chart_version() -> None:
+    selectors = []
+    for _, obj in _objects():
+        spec = obj.get("spec", {})
+        if obj["kind"] in ("Deployment", "PodDisruptionBudget", "ServiceMonitor"):
+            selectors.append(spec["selector"]["matchLabels"])
+        elif obj["kind"] == "Service":
+            selectors.append(spec["selector"])
+        elif obj["kind"] == "NetworkPolicy":
+            selectors.append(spec["podSelector"]["matchLabels"])
+    assert selectors and all("helm.sh/chart" not in s for s in selectors)
+    assert all("app.kubernetes.io/component" in s for s in selectors)
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}
+
+
+def test_job_timeout_completion_wait_and_grace_keep_their_order() -> None:
+    pools = 0
+    for scenario, name, spec in _pod_specs():
+        env = _env(spec["containers"][0])
+        if "ESTEIRA_JOB_TIMEOUT_SECONDS" not in env:
+            continue
+        pools += 1
+        timeout = float(env["ESTEIRA_JOB_TIMEOUT_SECONDS"])
+        wait = float(env["ESTEIRA_JOB_COMPLETION_WAIT_SECONDS"])
+        assert timeout < wait < spec["terminationGracePeriodSeconds"], (scenario, name)
+        if "ESTEIRA_SCRAPE_HARD_LIMIT_SECONDS" in env:
+            assert float(env["ESTEIRA_SCRAPE_HARD_LIMIT_SECONDS"]) < timeout
+    assert pools == 2 * len(SCENARIOS)
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        (
+            {"rupturaWorker": {"jobCompletionWaitSeconds": 30}},
+            "must be less than jobCompletionWait",
+        ),
+        ({"scraperWorker": {"terminationGracePeriodSeconds": 300}}, "terminationGracePeriod"),
+        ({"scraperWorker": {"hardLimitSeconds": 400}}, "hardLimitSeconds"),
+        ({"autoscaling": {"mode": "magic"}}, "autoscaling"),
+        ({"auth": {"apiKeys": ["vendas:not-a-digest"]}}, "apiKeys"),
+        ({"api": {"replicaz": 3}}, "replicaz"),
+    ],
+)
+def test_bad_values_fail_the_render_with_a_reason(values, complaint) -> None:
+    with pytest.raises(HelmError, match=complaint):
+        chart.render(values)
+
+
+def test_only_the_gateway_is_exposed() -> None:
+    policies = {obj["metadata"]["name"]: obj["spec"] for _, obj in _objects("NetworkPolicy")}
+    for name in ("esteira-ruptura-worker", "esteira-scraper-worker"):
+        (rule,) = policies[name]["ingress"]
+        assert [p["port"] for p in rule["ports"]] == ["metrics"] and rule["from"]
+    ingress = [obj for _, obj in _objects("Ingress")]
+    backends = {
+        path["backend"]["service"]["name"]
+        for obj in ingress
+        for rule in obj["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert backends == {"esteira-api"}
+    for _, obj in _objects("Service"):
+        assert obj["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+
+def test_secrets_come_from_secret_references_only() -> None:
+    for scenario, obj in _objects("Deployment"):
+        for container in obj["spec"]["template"]["spec"]["containers"]:
+            for env in container.get("env") or []:
+                if env["name"].endswith(("PASSWORD", "API_KEYS")) and "valueFrom" not in env:
+                    pytest.fail(f"{scenario}: {env['name']} given as a plain value")
+    keda = {obj["kind"] + "/" + obj["metadata"]["name"]: obj for obj in rendered("keda")}
+    api_env = {
+        e["name"]: e
+        for e in keda["Deployment/esteira-api"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert api_env["ESTEIRA_API_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == "esteira-api-keys"
+    assert api_env["ESTEIRA_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "esteira-redis"
+    config = keda["ConfigMap/esteira-config"]["data"]
+    assert config["ESTEIRA_REDIS_URL"].startswith("rediss://")
+    assert config["ESTEIRA_REDIS_TLS_CA_FILE"] == "/etc/esteira/redis-ca/ca.crt"
+
+
+def test_the_keda_trigger_is_the_recording_rule_of_the_rules_file() -> None:
+    rules = yaml.safe_load((chart.CHART / "files" / "prometheus-rules.yml").read_text())
+    demand = {
+        rule["labels"]["pool"]: " ".join(rule["expr"].split())
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule.get("record") == "esteira:worker_demand:ratio"
+    }
+    triggers = {
+        obj["metadata"]["name"]: obj["spec"]["triggers"][0]["metadata"]["query"]
+        for obj in rendered("keda")
+        if obj["kind"] == "ScaledObject"
+    }
+    assert {k: " ".join(v.split()) for k, v in triggers.items()} == {
+        "esteira-ruptura-worker": demand["ruptura"],
+        "esteira-scraper-worker": demand["scraper"],
+    }
+    scaled = {
+        o["metadata"]["name"]: o["spec"] for o in rendered("keda") if o["kind"] == "ScaledObject"
+    }
+    assert scaled["esteira-scraper-worker"]["minReplicaCount"] == 0
+    assert scaled["esteira-ruptura-worker"]["minReplicaCount"] == 1
+
+
+def test_dashboards_are_configmaps_for_the_grafana_sidecar() -> None:
+    maps = [
+        o
+        for o in rendered("default")
+        if o["kind"] == "ConfigMap" and "dashboard" in o["metadata"]["name"]
+    ]
+    assert len(maps) == len(list((chart.CHART / "files" / "dashboards").glob("*.json"))) == 2
+    assert all(m["metadata"]["labels"]["grafana_dashboard"] == "1" for m in maps)
+
+
+def test_the_generated_files_are_fresh() -> None:
+    assert chart.main(["manifests", "--check"]) == 0, "run make manifests"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kustomize_builds_both_kustomizations() -> None:
+    for path in ("deploy/k8s", "deploy/skaffold"):
+        built = subprocess.run(
+            ["kubectl", "kustomize", path], cwd=ROOT, capture_output=True, text=True, check=False
+        )
+        assert built.returncode == 0, built.stderr
+        assert built.stdout.count("\nkind: Deployment") == 3
+
+
+def test_the_dockerfile_is_hadolint_clean() -> None:
+    linted = subprocess.run(
+        ["hadolint", "Dockerfile"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_skaffold_builds_each_image_from_its_own_dockerfile_target() -> None:
+    config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    assert config["apiVersion"] == "skaffold/v3"
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", (ROOT / "Dockerfile").read_text(), re.M))
+    artifacts = config["build"]["artifacts"]
+    assert {a["docker"]["target"] for a in artifacts} == COMPONENTS <= stages
+    for artifact in artifacts:
+        docker = artifact["docker"]
+        assert docker["buildArgs"] == {"SERVICE": docker["target"]}
+        assert artifact["image"] == f"esteira-{docker['target']}"
+    assert config["build"]["tagPolicy"] == {"gitCommit": {}}
+    assert {p["name"] for p in config["profiles"]} == {"dev", "kustomize"}
+    templates = config["deploy"]["helm"]["releases"][0]["setValueTemplates"]
+    assert set(templates) == {"api.image", "rupturaWorker.image", "scraperWorker.image"}
