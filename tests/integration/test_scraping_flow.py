@@ -202,6 +202,15 @@ def test_not_found_is_final_and_bad_numbers_never_reach_the_portal(scraping_stac
     assert stack.api.get(f"/api/v1/scraping/tasks/{'0' * 32}").status_code == 404
     assert stack.portal.get("/admin/stats").json()["lookups"] == lookups_before
 
+    # "Not found" was the portal's answer, not a browser failure: the same logged-in browser
+    # serves the next lookup (a new one would have logged in again).
+    assert (
+        stack.wait_task(stack.api.post(f"/api/v1/scraping/os/{OS_B}").json()["task_id"])["status"]
+        == "success"
+    )
+    assert stack.portal.get("/admin/stats").json()["logins"] == 1
+    assert stack.worker_metric("esteira_browser_restarts_total") == 0
+
 
 def test_transient_portal_errors_are_retried_until_the_portal_recovers(scraping_stack):
     stack = scraping_stack(ESTEIRA_SCRAPE_BACKOFF_SECONDS="1")

@@ -30,6 +30,7 @@ CHROMIUM_FLAGS = (
     "--window-size=1280,900",
     # Fewer processes, less memory: one portal, one tab, nothing to isolate from each other.
     "--no-zygote",
+    "--in-process-gpu",
     "--disable-software-rasterizer",
     "--renderer-process-limit=1",
     "--enable-features=NetworkServiceInProcess2",

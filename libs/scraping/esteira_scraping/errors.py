@@ -4,9 +4,12 @@ from __future__ import annotations
 
 
 class ScrapeError(Exception):
-    """Base of every scrape failure; `transient` says whether trying again may help."""
+    """Base of every scrape failure. `transient`: trying again may help. `portal_answer`: the
+    portal answered (an error page, a "não encontrada", a login form) through a browser that
+    works, so the browser goes back to the pool instead of being replaced."""
 
     transient = True
+    portal_answer = False
     code = "scrape_failed"
 
 
@@ -14,18 +17,21 @@ class OSNotFound(ScrapeError):
     """The portal says the OS does not exist: final, never retried."""
 
     transient = False
+    portal_answer = True
     code = "not_found"
 
 
 class PortalError(ScrapeError):
     """The portal answered with an error or with something that is not an OS record."""
 
+    portal_answer = True
     code = "portal_error"
 
 
 class SessionExpired(ScrapeError):
     """The portal asked for a login again (handled inside the flow by logging in)."""
 
+    portal_answer = True
     code = "session_expired"
 
 
@@ -33,6 +39,7 @@ class LoginFailed(ScrapeError):
     """The portal refused the configured credentials: retrying won't fix them."""
 
     transient = False
+    portal_answer = True
     code = "login_failed"
 
 

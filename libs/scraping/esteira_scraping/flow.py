@@ -9,11 +9,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from esteira_core import metrics
@@ -85,12 +88,7 @@ class ScrapeFlow:
         submit = self._find(driver, "submit")[0]
         submit.click()
         # Wait for the next page (the old form goes stale), then: the search page, or refused.
-        self._wait(
-            driver,
-            deadline,
-            self.profile.page_timeout_seconds,
-            lambda: expected_conditions.staleness_of(submit)(driver),
-        )
+        self._wait(driver, deadline, self.profile.page_timeout_seconds, lambda: _gone(submit))
         outcome = self._first_of(
             driver, deadline, self.profile.page_timeout_seconds, "search_input", "login_refused"
         )
@@ -187,3 +185,14 @@ class ScrapeFlow:
         if fields.get("numero_os") != numero_os:
             raise PortalError("the portal answered something that is not the record of this OS")
         return ScrapedOS(numero_os=numero_os, fields=fields, raw=raw)
+
+
+def _gone(element: WebElement) -> bool:
+    """Is the element's page gone? chromedriver says so with a stale-element error, or, when the
+    new page is already there, with an "unknown error: Node with given id does not belong to
+    the document" (a plain WebDriverException: seen once in about twenty logins)."""
+    try:
+        element.is_enabled()
+    except (StaleElementReferenceException, WebDriverException):
+        return True
+    return False

@@ -2,7 +2,10 @@
 
 At most `size` browsers (the worker's concurrency). A browser is started lazily, logged in on
 first use (and again whenever the portal asks), lent to one job at a time, and recycled after
-`max_jobs_per_browser` jobs or after any failure, so a browser in a bad state never serves twice.
+`max_jobs_per_browser` jobs or after any failure of the browser itself (it crashed, hung, or
+timed out), so a browser in a bad state never serves twice. The portal's own answers (not
+found, an error page) leave the browser in the pool: starting Chromium costs about as much as
+15 warm lookups.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from esteira_core import metrics
 from esteira_core.processes import kill_tree
 from esteira_scraping.browser import Browser
+from esteira_scraping.errors import ScrapeError
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +79,8 @@ class BrowserPool:
             try:
                 yield pooled
             except BaseException as exc:
-                pooled.broken = pooled.broken or type(exc).__name__
+                if not (isinstance(exc, ScrapeError) and exc.portal_answer):
+                    pooled.broken = pooled.broken or type(exc).__name__
                 raise
             finally:
                 self._in_use -= 1

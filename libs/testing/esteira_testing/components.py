@@ -177,6 +177,13 @@ class PostgresServer:
         )
         return self
 
+    def pid(self) -> int | None:
+        """The postmaster's pid (its backends are its children), or None when not running."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.superuser}@127.0.0.1:{self.port}/{database}"
 
@@ -258,10 +265,18 @@ class PrometheusServer:
 class EsteiraProcess:
     """One Esteira process (`esteira api`, `esteira worker ...`, `esteira portal`) for a test."""
 
-    def __init__(self, name: str, args: Sequence[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        env: dict[str, str],
+        log_dir: Path,
+        wrapper: Sequence[str] = (),
+    ) -> None:
+        """`wrapper` runs the command under another (e.g. setpriv, to drop a capability)."""
         self.log_path = log_dir / f"{name}.log"
         self.log = self.log_path.open("wb")
-        argv = [sys.executable, "-m", "esteira_cli.main", *args]
+        argv = [*wrapper, sys.executable, "-m", "esteira_cli.main", *args]
         self.process = ManagedProcess(name, argv, env={**os.environ, **env}, stdout=self.log)
         self.metrics_port: int | None = None
 
@@ -295,13 +310,17 @@ class LocalStack:
         self.env = {
             "ESTEIRA_REDIS_URL": self.redis.url,
             "ESTEIRA_DATABASE_URL": database_url,
-            # Gateways serve without keys unless the stack is given ESTEIRA_API_KEYS.
+            # Gateways serve without keys unless the stack is given ESTEIRA_API_KEYS, and
+            # without a tenant rate limit unless given one (what is measured is something else).
             "ESTEIRA_AUTH_DISABLED": "false" if "ESTEIRA_API_KEYS" in env else "true",
+            "ESTEIRA_TENANT_RATE_PER_SECOND": "0",
             **env,
         }
         self.processes: list[EsteiraProcess] = []
 
-    def worker(self, pool: str, name: str | None = None, **env: str) -> EsteiraProcess:
+    def worker(
+        self, pool: str, name: str | None = None, wrapper: Sequence[str] = (), **env: str
+    ) -> EsteiraProcess:
         port = free_port()
         worker_env = {**self.env, **env, "ESTEIRA_METRICS_PORT": str(port)}
         process = EsteiraProcess(
@@ -309,6 +328,7 @@ class LocalStack:
             ["worker", pool],
             worker_env,
             self.workdir,
+            wrapper,
         ).start(port)
         process.metrics_port = port
         self.processes.append(process)
