@@ -6,11 +6,18 @@ Each prints a markdown table and exactly one summary line; pass names to run onl
 
 import importlib
 import pkgutil
+import signal
 import sys
 from pathlib import Path
 
 
+def _stop(_signum: int, _frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C, so every benchmark's context managers stop what they started.
+    raise KeyboardInterrupt
+
+
 def main(names: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _stop)
     available = sorted(
         module.name.removeprefix("bench_")
         for module in pkgutil.iter_modules([str(Path(__file__).parent)])

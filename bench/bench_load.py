@@ -1,9 +1,9 @@
 """`make bench-load`: the scraping seed's success metrics, ten times over, on this machine.
 
-The whole local stack runs: PostgreSQL, Redis, the gateway, one ruptura worker, one scraper
-worker with 3 browsers, the demo portal answering 10 % of lookups with an error. USERS virtual
-users (asyncio, one HTTP client) arrive over RAMP_SECONDS and each makes one visit, the mix of
-the seeds' front ends:
+The whole local stack runs: PostgreSQL, Redis, the gateway (two uvicorn processes), one ruptura
+worker, one scraper worker with 3 browsers, the demo portal answering 10 % of lookups with an
+error. USERS virtual users (asyncio, one HTTP client) arrive over RAMP_SECONDS and each makes
+one visit, the mix of the seeds' front ends:
 
 - starts a ruptura session for 50-200 active orders and follows it by polling its results
   every 2 s (the browser client's rhythm) until every result is read;
@@ -11,6 +11,10 @@ the seeds' front ends:
   few "popular" ones many users ask for at once (coalesced into one scrape), and for one user
   in five an OS nobody asked for yet, for another one in five a number the portal does not
   know; each lookup that becomes a scrape task is polled every second until it ends.
+
+The client is aiohttp, one session for every visitor: httpx's pool spent more CPU choosing
+among a thousand connections (or, one client per visitor, building a TLS context each) than
+the gateway spent answering, which made the load generator the bottleneck.
 
 Reported: per endpoint p50 / p95 / p99 latency as the client saw it, errors (any 4xx/5xx the
 visit did not expect, and transport errors), sessions and lookups completed, the peak memory of
@@ -22,6 +26,8 @@ a correct answer, not a failure).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import random
 import statistics
@@ -32,7 +38,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from esteira_api.apikeys import generate_key, key_digest
 from esteira_core.processes import descendants, free_port
@@ -50,10 +58,45 @@ RECORDED_OS = [str(FIRST_OS + i) for i in range(20)]  # scraped before the load 
 POPULAR_OS = [str(FIRST_OS + 100 + i) for i in range(20)]
 FRESH_OS_START = FIRST_OS + 1000
 UNKNOWN_OS_START = 9_000_000  # the portal holds 5,000 records from FIRST_OS
-# Run as root, Chromium raises the priority of its own threads (nice -8) and takes the CPU from
-# every other process; in a pod (non-root, every capability dropped) it cannot. The scraper
-# worker runs here without CAP_SYS_NICE, as there.
-AS_IN_A_POD = ("setpriv", "--bounding-set", "-sys_nice", "--") if os.geteuid() == 0 else ()
+# In a cluster each component has its own pod, and a pod's CPU request becomes the CPU weight
+# of its cgroup: a worker pod busy on every core cannot take the gateway's share. Here all
+# share two cores, so each worker runs in a cgroup of its own with the weight of its chart
+# request (cpu.shares 256 = 250m, as Kubernetes maps it), when this machine lets us make one;
+# else at nice 10, which is weaker (nice weighs threads, and Chromium has dozens). And run as
+# root, Chromium raises the priority of its own threads (nice -8); in a pod (non-root, every
+# capability dropped) it cannot, so the workers run here without CAP_SYS_NICE, as there.
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+WORKER_CPU_SHARES = 256
+WITHOUT_SYS_NICE = ("setpriv", "--bounding-set", "-sys_nice", "--") if os.geteuid() == 0 else ()
+
+
+class PodCpu:
+    """A cgroup (v1 cpu controller) per worker, weighted like its pod; nice 10 without one."""
+
+    def __init__(self) -> None:
+        self.groups: list[Path] = []
+        self.available = os.access(CGROUP_CPU, os.W_OK)
+
+    def wrapper(self) -> tuple[str, ...]:
+        return WITHOUT_SYS_NICE if self.available else (*WITHOUT_SYS_NICE, "nice", "-n", "10")
+
+    def place(self, name: str, pid: int) -> None:
+        """Moves a started worker (and so every process it starts later) into its group."""
+        if not self.available:
+            return
+        group = CGROUP_CPU / f"esteira-bench-{name}-{os.getpid()}"
+        group.mkdir()
+        (group / "cpu.shares").write_text(str(WORKER_CPU_SHARES))
+        (group / "cgroup.procs").write_text(str(pid))
+        self.groups.append(group)
+
+    def remove(self) -> None:
+        for group in self.groups:
+            for pid in (group / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):
+                    (CGROUP_CPU / "cgroup.procs").write_text(pid)
+            with contextlib.suppress(OSError):
+                group.rmdir()
 
 
 @dataclass
@@ -75,7 +118,12 @@ class Visitor:
     """One user's visit."""
 
     def __init__(
-        self, client: httpx.AsyncClient, key: str, orders: list[str], results: Results, index: int
+        self,
+        client: aiohttp.ClientSession,
+        key: str,
+        orders: list[str],
+        results: Results,
+        index: int,
     ) -> None:
         self.client = client
         self.headers = {"Authorization": f"Bearer {key}"}
@@ -86,18 +134,20 @@ class Visitor:
 
     async def request(
         self, endpoint: str, method: str, url: str, expect: tuple[int, ...] = (200,), **kwargs
-    ) -> httpx.Response | None:
+    ) -> tuple[int, dict] | None:
+        """The status and JSON body of an expected answer; None (an error counted) otherwise."""
         started = time.perf_counter()
         try:
-            response = await self.client.request(method, url, headers=self.headers, **kwargs)
-        except httpx.HTTPError as exc:
+            async with self.client.request(method, url, headers=self.headers, **kwargs) as answer:
+                body = await answer.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             self.results.error(endpoint, f"{type(exc).__name__}: {exc}")
             return None
         self.results.latencies[endpoint].append(time.perf_counter() - started)
-        if response.status_code not in expect:
-            self.results.error(endpoint, f"{response.status_code} {response.text[:200]}")
+        if answer.status not in expect:
+            self.results.error(endpoint, f"{answer.status} {body[:200]!r}")
             return None
-        return response
+        return answer.status, json.loads(body)
 
     async def visit(self) -> None:
         await asyncio.sleep(self.random.uniform(0, RAMP_SECONDS))
@@ -119,7 +169,7 @@ class Visitor:
         )
         if started is None:
             return
-        results_url = started.json()["results_url"].split("?")[0]
+        results_url = started[1]["results_url"].split("?")[0]
         offset, received = 0, 0
         while True:
             await asyncio.sleep(POLL_RESULTS_SECONDS)
@@ -128,7 +178,7 @@ class Visitor:
             )
             if page is None:
                 return
-            body = page.json()
+            body = page[1]
             received += len(body["results"])
             offset = body["next_offset"]
             if body["done"]:
@@ -144,8 +194,8 @@ class Visitor:
         )
         if found is None:
             return
-        body = found.json()
-        if found.status_code == 200:
+        code, body = found
+        if code == 200:
             self.results.lookups_completed += 1
             return
         known = int(number) < UNKNOWN_OS_START
@@ -156,27 +206,30 @@ class Visitor:
             )
             if task is None:
                 return
-            status = task.json()["status"]
+            status = task[1]["status"]
             if status in ("success", "failed"):
                 self.results.lookups_completed += 1
                 if known:
                     self.results.scrapes[status] += 1
-                elif status != "failed" or task.json()["error"]["code"] != "not_found":
-                    self.results.error("unknown OS", f"ended {status}: {task.json()}")
+                elif status != "failed" or task[1]["error"]["code"] != "not_found":
+                    self.results.error("unknown OS", f"ended {status}: {task[1]}")
                 return
 
 
-class MemorySampler:
-    """Samples the memory of every process of the stack (each one and its descendants)."""
+class StackSampler:
+    """Samples every process of the stack (each named root and its descendants): the memory of
+    all together, and the CPU time each root's tree has used since the load began."""
 
-    def __init__(self, roots: list[int]) -> None:
+    def __init__(self, roots: dict[str, int]) -> None:
         self.roots = roots
         self.peak_rss_kib = 0
         self.peak_pss_kib = 0
+        self._cpu_at_start = {name: _tree_cpu_seconds(pid) for name, pid in roots.items()}
+        self.cpu_seconds: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> MemorySampler:
+    def __enter__(self) -> StackSampler:
         self._thread.start()
         return self
 
@@ -186,13 +239,29 @@ class MemorySampler:
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
-            pids = {pid for root in self.roots for pid in (root, *descendants(root))}
+            for name, root in self.roots.items():
+                used = _tree_cpu_seconds(root) - self._cpu_at_start[name]
+                self.cpu_seconds[name] = max(self.cpu_seconds.get(name, 0.0), used)
+            pids = {pid for root in self.roots.values() for pid in (root, *descendants(root))}
             rss = pss = 0
             for pid in pids:
                 rss += _field_kib(Path(f"/proc/{pid}/status"), "VmRSS:")
                 pss += _field_kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss:")
             self.peak_rss_kib = max(self.peak_rss_kib, rss)
             self.peak_pss_kib = max(self.peak_pss_kib, pss)
+
+
+def _tree_cpu_seconds(root: int) -> float:
+    """CPU time of a process, its live descendants and the children it has reaped."""
+    ticks = 0
+    for pid in (root, *descendants(root)):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # utime, stime, and for the root the reaped children's cutime, cstime
+        ticks += sum(int(value) for value in fields[11 : 15 if pid == root else 13])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _field_kib(path: Path, name: str) -> int:
@@ -207,8 +276,11 @@ def _field_kib(path: Path, name: str) -> int:
 
 async def _load(base_url: str, keys: list[str], orders: list[str]) -> tuple[Results, float]:
     results = Results()
-    limits = httpx.Limits(max_connections=USERS * 2, max_keepalive_connections=USERS * 2)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+    # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them under
+    # a request, as browsers do.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as client:
         visitors = [
             Visitor(client, keys[index % len(keys)], orders, results, index)
             for index in range(USERS)
@@ -241,17 +313,19 @@ def _quantile(values: list[float], q: float) -> float:
 
 def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="esteira-bench-load-"))
-    postgres = PostgresServer().start()
     keys = [generate_key() for _ in range(TENANTS)]
+    portal_port = free_port()
+    pods = PodCpu()
+    postgres = PostgresServer().start()
+    portal = EsteiraProcess(
+        "portal",
+        ["portal", "--port", str(portal_port)],
+        {"ESTEIRA_LOG_LEVEL": "WARNING", "ESTEIRA_PORTAL_LATENCY_MS": "100"},
+        workdir,
+    )
     try:
         database_url = seeded_database(postgres.create_database(), orders=ORDERS, products=300)
-        portal_port = free_port()
-        portal = EsteiraProcess(
-            "portal",
-            ["portal", "--port", str(portal_port)],
-            {"ESTEIRA_LOG_LEVEL": "WARNING", "ESTEIRA_PORTAL_LATENCY_MS": "100"},
-            workdir,
-        ).start(portal_port)
+        portal.start(portal_port)
         with LocalStack(
             workdir,
             database_url,
@@ -263,9 +337,13 @@ def main() -> None:
             ESTEIRA_SCRAPE_RATE_BURST="50",
             ESTEIRA_SCRAPE_BACKOFF_SECONDS="1",
             ESTEIRA_LOG_LEVEL="WARNING",
+            # Two uvicorn processes: one gateway process uses at most one of the two cores.
+            ESTEIRA_API_WORKERS="2",
+            **{k: v for k, v in os.environ.items() if k.startswith("ESTEIRA_")},
         ) as stack:
-            stack.worker("ruptura")
-            stack.worker("scraper", wrapper=AS_IN_A_POD)
+            for pool in ("ruptura", "scraper"):
+                worker = stack.worker(pool, wrapper=pods.wrapper())
+                pods.place(pool, worker.process.pid)
             base_url = stack.gateway()
             headers = {"Authorization": f"Bearer {keys[0]}"}
             with httpx.Client(base_url=base_url, headers=headers, timeout=60) as client:
@@ -278,15 +356,17 @@ def main() -> None:
                     f"http://127.0.0.1:{portal_port}/admin/switches",
                     json={**switches, "error_rate": 0.1},
                 ).raise_for_status()
-            roots = [p.process.pid for p in (*stack.processes, portal)]
-            roots += [stack.redis.process.pid] if stack.redis.process else []
-            roots += [postgres.pid()] if postgres.pid() else []
-            with MemorySampler([pid for pid in roots if pid]) as memory:
+            roots = {p.process.name: p.process.pid for p in (*stack.processes, portal)}
+            roots["redis"] = stack.redis.process.pid if stack.redis.process else 0
+            roots["postgresql"] = postgres.pid() or 0
+            with StackSampler({n: pid for n, pid in roots.items() if pid}) as memory:
                 results, elapsed = asyncio.run(_load(base_url, keys, orders))
             portal_stats = httpx.get(f"http://127.0.0.1:{portal_port}/admin/stats").json()
-        portal.stop()
+            server = httpx.get(f"{base_url}/metrics").text
     finally:
+        portal.stop()
         postgres.close()
+        pods.remove()
 
     print(f"{USERS} users over {RAMP_SECONDS:.0f} s, all visits done in {elapsed:.0f} s\n")
     print("| endpoint | requests | p50 ms | p95 ms | p99 ms | errors |")
@@ -302,6 +382,12 @@ def main() -> None:
             else "— | — | —"
         )
         print(f"| {endpoint} | {len(values)} | {cells} | {results.errors.get(endpoint, 0)} |")
+    print()
+    print("The gateway's own view (its latency histogram; quantiles are bucket bounds):\n")
+    print("| route | requests | p50 ≤ ms | p99 ≤ ms |")
+    print("|---|---:|---:|---:|")
+    for route, (count, p50, p99) in sorted(_server_quantiles(server).items()):
+        print(f"| {route} | {count:.0f} | {p50 * 1000:.0f} | {p99 * 1000:.0f} |")
     errors = sum(results.errors.values())
     scrapes = results.scrapes["success"] + results.scrapes["failed"]
     success = 100 * results.scrapes["success"] / scrapes if scrapes else 0.0
@@ -318,12 +404,40 @@ def main() -> None:
     print(f"| portal lookups (10 % answered with an error) | {portal_stats.get('lookups')} |")
     print(f"| peak memory of the stack: RSS summed | {results_gib(memory.peak_rss_kib):.2f} GiB |")
     print(f"| peak memory of the stack: PSS | {results_gib(memory.peak_pss_kib):.2f} GiB |")
+    print(
+        f"| worker CPU weight | {'cgroup cpu.shares 256 each' if pods.available else 'nice 10'} |"
+    )
+    print(f"| load generator (this process) CPU | {time.process_time():.0f} s |")
+    for name, seconds in sorted(memory.cpu_seconds.items(), key=lambda item: -item[1]):
+        print(f"| CPU used by {name} and its children | {seconds:.0f} s |")
     for sample in results.error_samples:
         print(f"error: {sample}")
     print(
         f"load: {USERS} users, p99 {p99:.0f} ms, {errors} errors, "
         f"{results_gib(memory.peak_rss_kib):.2f} GiB peak RSS, {success:.1f}% scrape success"
     )
+
+
+def _server_quantiles(exposition: str) -> dict[str, tuple[float, float, float]]:
+    """Per route: requests, and the upper bounds of the buckets holding the median and p99."""
+    buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for family in text_string_to_metric_families(exposition):
+        if family.name != "esteira_http_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels["route"].startswith("/api/"):
+                route = f"{sample.labels['method']} {sample.labels['route']}"
+                buckets[route][float(sample.labels["le"])] += sample.value
+    found = {}
+    for route, cumulative in buckets.items():
+        bounds = sorted(cumulative)
+        total = cumulative[bounds[-1]]
+        found[route] = (
+            total,
+            next(b for b in bounds if cumulative[b] >= 0.5 * total),
+            next(b for b in bounds if cumulative[b] >= 0.99 * total),
+        )
+    return found
 
 
 def results_gib(kib: int) -> float:

@@ -2,6 +2,7 @@
 beat, export metrics on their own port and drain on SIGTERM."""
 
 import asyncio
+import signal
 import time
 
 import httpx
@@ -90,3 +91,25 @@ def test_a_worker_does_not_take_the_other_pools_jobs(
 
     assert asyncio.run(enqueue_for_scraper()) == 1
     assert time.monotonic() > 0
+
+
+def test_a_worker_that_lost_redis_still_stops_on_sigterm(
+    own_redis_server, tmp_path, esteira_processes
+) -> None:
+    """Kubernetes sends SIGTERM to a pod whose Redis is gone too; the worker must not wait for
+    the SIGKILL at the end of the grace period."""
+    metrics_port = free_port()
+    env = {
+        "ESTEIRA_REDIS_URL": own_redis_server.url,
+        "ESTEIRA_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+        "ESTEIRA_METRICS_PORT": str(metrics_port),
+        "ESTEIRA_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+    }
+    worker = esteira_processes("ruptura-worker", ["worker", "ruptura"], env, port=metrics_port)
+    own_redis_server.kill()
+    deadline = time.monotonic() + 60
+    while "lost Redis" not in worker.output():
+        assert time.monotonic() < deadline, worker.output()[-2000:]
+        time.sleep(0.2)
+    # At once: in the pause before the next attempt, when arq's own handlers are not running.
+    assert worker.stop(grace=10) in (0, -signal.SIGTERM)

@@ -24,7 +24,14 @@ def arq_redis_settings(settings: CoreSettings) -> RedisSettings:
     return redis_settings
 
 
-def create_redis(settings: CoreSettings, *, max_connections: int = 64) -> ArqRedis:
+# How long a command waits for a free connection of the pool. Longer than a Redis timeout on
+# purpose: a burst of requests queues for a connection instead of failing, so an overloaded
+# process is not mistaken for a dead Redis (which would send its work inline and overload it
+# further). A dead Redis shows up as a failed connect or command, within the Redis timeout.
+POOL_WAIT_SECONDS = 10.0
+
+
+def create_redis(settings: CoreSettings) -> ArqRedis:
     """A pooled client that also enqueues arq jobs with Esteira's JSON serializer."""
     extra: dict[str, object] = {}
     if settings.redis_password is not None:
@@ -37,8 +44,8 @@ def create_redis(settings: CoreSettings, *, max_connections: int = 64) -> ArqRed
     # A blocking pool makes a burst of requests wait for a connection instead of failing.
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
-        max_connections=max_connections,
-        timeout=settings.redis_timeout_seconds,
+        max_connections=settings.redis_max_connections,
+        timeout=max(POOL_WAIT_SECONDS, settings.redis_timeout_seconds),
         socket_timeout=settings.redis_timeout_seconds,
         socket_connect_timeout=settings.redis_timeout_seconds,
         health_check_interval=30,

@@ -29,6 +29,11 @@ class CoreSettings(BaseSettings):
     redis_timeout_seconds: float = Field(
         1.0, gt=0, description="Connect and command timeout for Redis calls."
     )
+    redis_max_connections: int = Field(
+        256,
+        ge=8,
+        description="Redis connections one process may open (each event stream holds one).",
+    )
     database_url: str = Field(
         "sqlite:///var/esteira.db",
         description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db.",

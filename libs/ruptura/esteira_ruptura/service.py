@@ -1,6 +1,10 @@
 """Analysing orders for a session: the one entry point the workers and the gateway's inline path
 share. A `SessionAnalysis` keeps what its batches have in common (the projection, and in
-allocated mode the allocation of the whole carteira), so batches don't recompute it."""
+allocated mode the allocation of the whole carteira), so batches don't recompute it.
+
+Sessions of one process also share judged carteiras (`CarteiraSnapshots`): an order's verdict
+depends only on the data, the horizon and the mode, never on the session, so when many
+sessions run at once the carteira is judged once for all of them instead of batch by batch."""
 
 from __future__ import annotations
 
@@ -35,23 +39,65 @@ class JudgedCarteira:
     by_order: dict[str, list[int]]
 
 
+def judge_carteira(engine: Engine, horizon: Horizon, mode: RupturaMode) -> JudgedCarteira:
+    with engine.connect() as connection:
+        lines = data.load_lines(connection, None)
+        projection = data.load_projection(connection, horizon, None)
+    judge_lines = allocate if mode is RupturaMode.ALLOCATED else judge_independent
+    return JudgedCarteira(lines, judge_lines(lines, projection), group_by_order(lines))
+
+
+class CarteiraSnapshots:
+    """Judged carteiras shared by the sessions of one process, per (horizon, mode), each reused
+    for `ttl_seconds`: a session started within that time may see data that old. A session
+    keeps the snapshot it started with, so its batches always agree with each other."""
+
+    def __init__(self, ttl_seconds: float = 30.0) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._entries: dict[tuple[Horizon, RupturaMode], tuple[float, JudgedCarteira]] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, horizon: Horizon, mode: RupturaMode) -> JudgedCarteira | None:
+        entry = self._entries.get((horizon, mode))
+        if entry is None or time.monotonic() - entry[0] > self.ttl_seconds:
+            return None
+        return entry[1]
+
+    def get(self, engine: Engine, horizon: Horizon, mode: RupturaMode) -> JudgedCarteira:
+        """The fresh snapshot, or a new one (built once, however many sessions ask at once)."""
+        with self._lock:
+            judged = self.fresh(horizon, mode)
+            if judged is None:
+                judged = judge_carteira(engine, horizon, mode)
+                self._entries[(horizon, mode)] = (time.monotonic(), judged)
+            return judged
+
+
 class SessionAnalysis:
     """Everything needed to analyse any batch of one session, loaded at most once.
 
     Two ways, one answer (an order's verdict does not depend on the batch it comes in):
-    - `whole_carteira` (big sessions, and always in allocated mode, where every line competes):
-      the first call loads every active line and the projection of every product in four
-      queries and judges them all at once; each batch then only builds its reports.
+    - `whole_carteira` (big sessions, busy processes, and always in allocated mode, where every
+      line competes): the first call takes the judged carteira (from `snapshots` when given,
+      shared with other sessions; else loaded in four queries and judged at once); each batch
+      then only builds its reports.
     - otherwise (a few orders): each call loads its orders' lines, and the projection of the
       products not loaded yet; later calls reuse what earlier ones loaded.
     """
 
     def __init__(
-        self, engine: Engine, horizon: Horizon, mode: RupturaMode, *, whole_carteira: bool = False
+        self,
+        engine: Engine,
+        horizon: Horizon,
+        mode: RupturaMode,
+        *,
+        whole_carteira: bool = False,
+        snapshots: CarteiraSnapshots | None = None,
     ) -> None:
         self.engine = engine
         self.horizon = horizon
         self.mode = mode
+        self.snapshots = snapshots
         self.whole_carteira = whole_carteira or mode is RupturaMode.ALLOCATED
         self._lock = threading.Lock()
         self._projection: Projection | None = None
@@ -71,12 +117,10 @@ class SessionAnalysis:
 
     def _judged_carteira(self) -> JudgedCarteira:
         if self._judged is None:
-            with self.engine.connect() as connection:
-                lines = data.load_lines(connection, None)
-                projection = data.load_projection(connection, self.horizon, None)
-            judge_lines = allocate if self.mode is RupturaMode.ALLOCATED else judge_independent
-            self._judged = JudgedCarteira(
-                lines, judge_lines(lines, projection), group_by_order(lines)
+            self._judged = (
+                self.snapshots.get(self.engine, self.horizon, self.mode)
+                if self.snapshots is not None
+                else judge_carteira(self.engine, self.horizon, self.mode)
             )
         return self._judged
 
@@ -102,13 +146,30 @@ class SessionAnalysis:
 
 
 class SessionCache:
-    """The `SessionAnalysis` of recent sessions, per process (least recently used evicted)."""
+    """The `SessionAnalysis` of recent sessions, per process (least recently used evicted), and
+    the carteira snapshots they share. A session judges the whole carteira (from a snapshot)
+    when it is big, when a fresh snapshot is there anyway, or when the process is busy: at
+    least `busy_sessions` sessions started within a snapshot's lifetime, so that judging the
+    carteira once costs less than loading it batch by batch for each of them."""
 
-    def __init__(self, capacity: int = 4, ttl_seconds: float = 600) -> None:
+    def __init__(
+        self,
+        capacity: int = 256,
+        ttl_seconds: float = 600,
+        snapshots: CarteiraSnapshots | None = None,
+        busy_sessions: int = 8,
+    ) -> None:
         self.capacity = capacity
         self.ttl_seconds = ttl_seconds
+        self.snapshots = snapshots or CarteiraSnapshots()
+        self.busy_sessions = busy_sessions
         self._entries: OrderedDict[str, tuple[float, SessionAnalysis]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _busy(self, now: float) -> bool:
+        recent = self.snapshots.ttl_seconds
+        started = sum(1 for created, _ in self._entries.values() if now - created <= recent)
+        return started >= self.busy_sessions
 
     def get(
         self,
@@ -123,7 +184,14 @@ class SessionCache:
         with self._lock:
             entry = self._entries.get(session_id)
             if entry is None or now - entry[0] > self.ttl_seconds:
-                analysis = SessionAnalysis(engine, horizon, mode, whole_carteira=whole_carteira)
+                shared = (
+                    whole_carteira
+                    or self.snapshots.fresh(horizon, mode) is not None
+                    or self._busy(now)
+                )
+                analysis = SessionAnalysis(
+                    engine, horizon, mode, whole_carteira=shared, snapshots=self.snapshots
+                )
                 entry = (now, analysis)
                 self._entries[session_id] = entry
             self._entries.move_to_end(session_id)

@@ -12,7 +12,7 @@ from esteira_ruptura import data
 from esteira_ruptura.demo import CarteiraNotEmptyError, DemoSpec, seed_demo
 from esteira_ruptura.models import OrderNotFound, OrderReport
 from esteira_ruptura.projection import Horizon
-from esteira_ruptura.service import SessionAnalysis, SessionCache
+from esteira_ruptura.service import CarteiraSnapshots, SessionAnalysis, SessionCache
 
 pytestmark = pytest.mark.integration
 REFERENCE = date(2026, 3, 2)
@@ -129,6 +129,40 @@ def test_the_cache_keeps_one_analysis_per_session(carteira) -> None:
     get("s2")
     get("s3")
     assert get("s1") is not first  # evicted
+
+
+def test_sessions_share_a_snapshot_and_each_keeps_the_one_it_started_with(carteira) -> None:
+    orders = _orders(carteira)
+    snapshots = CarteiraSnapshots(ttl_seconds=60)
+    horizon, mode = Horizon(REFERENCE), RupturaMode.INDEPENDENT
+    first = SessionAnalysis(carteira, horizon, mode, whole_carteira=True, snapshots=snapshots)
+    second = SessionAnalysis(carteira, horizon, mode, whole_carteira=True, snapshots=snapshots)
+    expected = SessionAnalysis(carteira, horizon, mode).analyse(orders)
+    assert first.analyse(orders) == expected
+    with count_queries(carteira) as statements:
+        assert second.analyse(orders) == expected  # judged once, for both sessions
+    assert statements == []
+
+    snapshots.ttl_seconds = 0  # every snapshot is stale at once: a new session builds its own
+    third = SessionAnalysis(carteira, horizon, mode, whole_carteira=True, snapshots=snapshots)
+    with count_queries(carteira) as statements:
+        assert first.analyse(orders[:5]) == expected[:5]  # still on the one it started with
+    assert statements == []
+    third.analyse(orders[:5])
+    assert first._judged is not third._judged
+
+
+def test_a_busy_process_judges_the_carteira_once_for_its_small_sessions(carteira) -> None:
+    cache = SessionCache(busy_sessions=3)
+
+    def get(session_id: str) -> SessionAnalysis:
+        return cache.get(
+            session_id, carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT, whole_carteira=False
+        )
+
+    assert [get(f"s{i}").whole_carteira for i in range(4)] == [False, False, False, True]
+    get("s3").analyse(_orders(carteira)[:3])  # builds the shared snapshot
+    assert get("s4").whole_carteira  # a fresh snapshot is there: small sessions use it too
 
 
 def test_seeding_is_deterministic_and_refuses_to_overwrite(migrated_engine) -> None:

@@ -1,4 +1,9 @@
-"""Dependencies shared by the routes, as Annotated aliases."""
+"""Dependencies shared by the routes, as Annotated aliases.
+
+They are `async def` on purpose: FastAPI runs a plain `def` dependency in a worker thread, and
+a thread hop per dependency per request cost more than the rest of a cheap route. They read the
+one Gateway the lifespan put on app.state (settings included), so no dependency override is
+needed either (FastAPI rebuilds an overridden dependency's signature on every request)."""
 
 from __future__ import annotations
 
@@ -9,20 +14,24 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from esteira_api.context import Gateway
-from esteira_api.settings import ApiSettings, get_settings
+from esteira_api.settings import ApiSettings
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def get_redis(request: Request) -> ArqRedis:
-    return get_gateway(request).redis
+async def get_settings(request: Request) -> ApiSettings:
+    return (await get_gateway(request)).settings
 
 
-def get_db(request: Request) -> Engine:
-    return get_gateway(request).db
+async def get_redis(request: Request) -> ArqRedis:
+    return (await get_gateway(request)).redis
+
+
+async def get_db(request: Request) -> Engine:
+    return (await get_gateway(request)).db
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]

@@ -68,8 +68,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         summary="Slow work out of the web request: ruptura analysis and portal scraping.",
         version="0.1.0",
         lifespan=lifespan,
+        # Esteira exports its own Prometheus metrics; FastAPI's OpenTelemetry hooks would look
+        # up the OTEL environment on every request for nothing.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.dependency_overrides[get_settings] = lambda: settings
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)

@@ -1,12 +1,12 @@
 """Per queue, per request: send the work to the workers, or do it here (ARCHITECTURE "Health and
 fallback").
 
-Queue mode while Redis answers and the queue is served: workers online, or the oldest ready job
-younger than the pool's grace period (so a pool at zero replicas whose first worker is starting
-is not a reason to fall back). Inline mode otherwise. A circuit breaker makes a dead Redis cost
-one fast failure, then a probe every few seconds; a background loop keeps probing and keeps the
-queue gauges fresh, so the return to queue mode is automatic. Every switch is logged and counted.
-"""
+Queue mode while Redis answers and the queue is served: workers online, jobs in progress, or the
+oldest ready job younger than the pool's grace period (so a pool at zero replicas whose first
+worker is starting is not a reason to fall back). Inline mode otherwise. A circuit breaker makes
+a dead Redis cost one fast failure, then a probe every few seconds; a background loop keeps
+probing and keeps the queue gauges fresh, so the return to queue mode is automatic. Every switch
+is logged and counted."""
 
 from __future__ import annotations
 
@@ -84,7 +84,14 @@ class QueueHealth:
             self.breaker.failure()
             return Decision(pool, "inline", "redis_down", None)
         self.breaker.success()
-        served = stats.workers_online > 0 or stats.oldest_ready_age_seconds <= self.grace[pool]
+        # Jobs in progress mean a worker is on the queue even when its heartbeat is late (a
+        # worker busy on every core beats late): a slow queue is not an unserved one, and
+        # serving it inline would only add the gateway's CPU to the work.
+        served = (
+            stats.workers_online > 0
+            or stats.in_progress > 0
+            or stats.oldest_ready_age_seconds <= self.grace[pool]
+        )
         return Decision(
             pool, "queue" if served else "inline", "served" if served else "not_served", stats
         )
