@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from selenium.common.exceptions import (
+    JavascriptException,
     StaleElementReferenceException,
     TimeoutException,
     WebDriverException,
@@ -50,6 +51,26 @@ class Deadline:
         if left <= 0:
             raise SoftTimeLimit("soft time limit reached")
         return min(left, cap)
+
+
+# Locator strategies _FIRST_PRESENT can look up in the page itself.
+SCRIPTED_STRATEGIES = frozenset({"id", "class name", "css selector", "name", "tag name", "xpath"})
+_FIRST_PRESENT = """
+const finders = {
+  "id": (v) => document.getElementById(v),
+  "class name": (v) => document.getElementsByClassName(v)[0],
+  "css selector": (v) => document.querySelector(v),
+  "name": (v) => document.getElementsByName(v)[0],
+  "tag name": (v) => document.getElementsByTagName(v)[0],
+  "xpath": (v) => document.evaluate(
+    v, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue,
+};
+const locators = arguments[0];
+for (let i = 0; i < locators.length; i++) {
+  if (finders[locators[i][0]](locators[i][1])) { return i; }
+}
+return -1;
+"""
 
 
 class ScrapeFlow:
@@ -97,14 +118,29 @@ class ScrapeFlow:
         metrics.SCRAPE_PHASE_DURATION.labels("login").observe(time.perf_counter() - started)
 
     def _first_of(self, driver: WebDriver, deadline: Deadline, cap: float, *names: str) -> str:
-        """Waits until one of the named locators finds something; returns that name."""
-        found = self._wait(
-            driver,
-            deadline,
-            cap,
-            lambda: next((name for name in names if self._find(driver, name)), None),
-        )
-        return str(found)
+        """Waits until one of the named locators finds something; returns that name. Each poll
+        is one script run in the page, however many locators (a WebDriver round trip each would
+        cost the scraper more CPU than the page itself); strategies the script does not know
+        are asked of WebDriver one by one."""
+        locators = [list(getattr(self.profile.locators, name)) for name in names]
+        if not all(strategy in SCRIPTED_STRATEGIES for strategy, _ in locators):
+            return str(
+                self._wait(
+                    driver,
+                    deadline,
+                    cap,
+                    lambda: next((name for name in names if self._find(driver, name)), None),
+                )
+            )
+
+        def first_present() -> str | None:
+            try:
+                index = driver.execute_script(_FIRST_PRESENT, locators)
+            except JavascriptException:  # the page is being replaced: look again
+                return None
+            return names[index] if isinstance(index, int) and index >= 0 else None
+
+        return str(self._wait(driver, deadline, cap, first_present))
 
     def _open_search(self, driver: WebDriver, deadline: Deadline, progress: Progress) -> None:
         if self._find(driver, "search_input"):
