@@ -127,13 +127,19 @@ async def canary(ctx: Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     return {"pool": ctx["pool"].value, "worker": ctx["heartbeat"].member, "note": note}
 
 
-def configured_timeouts(worker_settings: type, settings: WorkerPoolSettings) -> dict[str, float]:
-    """The configured job timeout and completion wait, checked: a drained pod must be able to
-    finish a job that is still within its timeout."""
-    job_timeout = settings.job_timeout_seconds or worker_settings.job_timeout  # type: ignore[attr-defined]
-    completion_wait = (
-        settings.job_completion_wait_seconds or worker_settings.job_completion_wait  # type: ignore[attr-defined]
-    )
+def configured_timeouts(
+    worker_settings: type, settings: WorkerPoolSettings, overrides: dict[str, Any] | None = None
+) -> dict[str, float]:
+    """The job timeout and completion wait: configured ones, else the pool's (its `overrides`,
+    else its WorkerSettings), checked: a drained pod must be able to finish a job that is still
+    within its timeout."""
+    defaults = {
+        "job_timeout": worker_settings.job_timeout,  # type: ignore[attr-defined]
+        "job_completion_wait": worker_settings.job_completion_wait,  # type: ignore[attr-defined]
+        **(overrides or {}),
+    }
+    job_timeout = settings.job_timeout_seconds or defaults["job_timeout"]
+    completion_wait = settings.job_completion_wait_seconds or defaults["job_completion_wait"]
     if completion_wait <= job_timeout:
         raise ValueError(
             f"ESTEIRA_JOB_COMPLETION_WAIT_SECONDS ({completion_wait}) must exceed the job "
@@ -171,7 +177,7 @@ def run(
         name: getattr(worker_settings, name, default)
         for name, default in (("on_startup", startup), ("on_shutdown", shutdown))
     }
-    configured = configured_timeouts(worker_settings, settings)
+    configured = configured_timeouts(worker_settings, settings, overrides)
     try:
         # arq's loop ends with an exception when Redis goes away; the process stays and starts
         # the loop again once Redis answers (arq itself retries the first connection 5 times).

@@ -41,3 +41,11 @@ def test_the_completion_wait_must_exceed_the_job_timeout() -> None:
     assert configured_timeouts(Pool, configured) == {"job_timeout": 50, "job_completion_wait": 55}
     with pytest.raises(ValueError, match="must exceed the job timeout"):
         configured_timeouts(Pool, WorkerPoolSettings(job_timeout_seconds=45))
+    # A pool's own overrides (the scraper's, after a raised hard limit) stand in for its
+    # defaults; what is configured still wins.
+    raised = {"job_timeout": 630, "job_completion_wait": 640}
+    assert configured_timeouts(Pool, WorkerPoolSettings(), raised) == raised
+    assert configured_timeouts(Pool, configured, raised) == {
+        "job_timeout": 50,
+        "job_completion_wait": 55,
+    }

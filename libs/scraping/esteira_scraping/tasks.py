@@ -107,7 +107,10 @@ async def finish(redis: Redis, task_id: str, numero_os: str, **fields: Any) -> N
 
 
 async def get(redis: Redis, task_id: str) -> dict[str, Any] | None:
-    raw = await redis.hgetall(keys.scrape_task(task_id))  # type: ignore[misc]
+    return _parsed(await redis.hgetall(keys.scrape_task(task_id)))  # type: ignore[misc]
+
+
+def _parsed(raw: dict[bytes, bytes]) -> dict[str, Any] | None:
     if not raw:
         return None
     task: dict[str, Any] = {}
@@ -133,7 +136,10 @@ async def get(redis: Redis, task_id: str) -> dict[str, Any] | None:
 async def recent(redis: Redis, tenant: str, limit: int) -> list[dict[str, Any]]:
     """The latest tasks of a tenant, newest first (expired ones left out)."""
     ids = await redis.lrange(keys.scrape_recent(tenant), 0, limit - 1)  # type: ignore[misc]
-    found = [await get(redis, task_id.decode()) for task_id in ids]
+    async with redis.pipeline(transaction=False) as pipe:  # one round trip for every task
+        for task_id in ids:
+            pipe.hgetall(keys.scrape_task(task_id.decode()))
+        found = [_parsed(raw) for raw in await pipe.execute()]
     return [task for task in found if task is not None]
 
 

@@ -68,11 +68,13 @@ class WorkerSettings:
 
 def main() -> None:
     settings = ScraperSettings()
+    # A hard limit raised past the defaults moves the backstop and the drain after it.
     job_timeout = max(WorkerSettings.job_timeout, settings.scrape_hard_limit_seconds + 30)
+    completion_wait = max(WorkerSettings.job_completion_wait, job_timeout + 10)
     worker.run(
         WorkerSettings,
         jobs.Pool.SCRAPER,
         default_metrics_port=DEFAULT_METRICS_PORT,
         settings=settings,
-        overrides={"job_timeout": job_timeout},
+        overrides={"job_timeout": job_timeout, "job_completion_wait": completion_wait},
     )

@@ -51,13 +51,13 @@ app.kubernetes.io/part-of: esteira
 {{- end }}
 
 {{/* Gates for objects whose kinds come from CRDs: the value, and the API in the cluster or
-an explicit switch (offline renders cannot see the cluster). */}}
+an explicit switch (offline renders cannot see the cluster). Each is "true" or empty. */}}
 {{- define "esteira.kedaObjects" -}}
 {{- if and (eq .Values.autoscaling.mode "keda") (or .Values.keda.enabled (.Capabilities.APIVersions.Has "keda.sh/v1alpha1")) }}true{{ end }}
 {{- end }}
 
 {{- define "esteira.monitoringApi" -}}
-{{- .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
 {{- end }}
 
 {{/* The Redis DSN the processes use. */}}

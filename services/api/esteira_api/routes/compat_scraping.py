@@ -39,21 +39,16 @@ async def buscar_os_async(
     numero_os: OsNumber, gateway: GatewayDep, tenant: TenantDep
 ) -> dict[str, Any]:
     found = await scraping.lookup(gateway, numero_os, tenant)
-    if found.status == "found_existing":
+    if found.status in ("found_existing", "scraped"):
+        # "scraped": the queue is down and the gateway scraped at once. The seed's hook reads
+        # the data of a found_existing answer, so the fallback stays invisible to it.
+        recorded = found.status == "found_existing"
         return {
             "status": "found_existing",
-            "message": f"OS {numero_os} já existe no sistema",
+            "message": f"OS {numero_os} "
+            + ("já existe no sistema" if recorded else "obtida diretamente do portal"),
             "data": found.data,
-            "fonte": "banco_local",
-        }
-    if found.status == "scraped":
-        # The queue is down and the gateway scraped at once: the seed's hook reads the data
-        # of a found_existing answer, so the fallback stays invisible to it.
-        return {
-            "status": "found_existing",
-            "message": f"OS {numero_os} obtida diretamente do portal",
-            "data": found.data,
-            "fonte": "portal",
+            "fonte": "banco_local" if recorded else "portal",
         }
     message = (
         f"OS {numero_os} já está em processamento"
