@@ -1,0 +1,32 @@
+"""The headless Chromium the scraper starts: what it costs in processes."""
+
+from pathlib import Path
+
+import pytest
+
+from esteira_core.processes import descendants
+
+pytestmark = pytest.mark.integration
+
+
+def _renderers(browser_pid: int) -> list[list[str]]:
+    found = []
+    for pid in descendants(browser_pid):
+        try:
+            # Chromium rewrites its command line as one string: split on spaces too.
+            arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode().replace("\0", " ")
+        except OSError:
+            continue
+        if "--type=renderer" in arguments.split():
+            found.append(arguments.split())
+    return found
+
+
+def test_a_browser_runs_one_renderer_for_its_page_and_no_preloaded_ui(chromium) -> None:
+    chromium.driver.get("data:text/html,<form><input id=numero_os></form>")
+    assert chromium.driver_pid is not None
+    renderers = _renderers(chromium.driver_pid)
+    # A headless browser never shows its address bar: a renderer preloaded for the address
+    # bar's popups (--top-chrome-webui) would be a quarter of the browser's memory.
+    assert [r for r in renderers if "--top-chrome-webui" in r] == []
+    assert len(renderers) == 1
