@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
 import statistics
@@ -40,10 +39,11 @@ from pathlib import Path
 
 import aiohttp
 import httpx
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from esteira_api.apikeys import generate_key, key_digest
-from esteira_core.processes import descendants, free_port
+from esteira_core.processes import descendants, free_port, process_parents
 from esteira_portal.records import FIRST_OS
 from esteira_testing.components import EsteiraProcess, LocalStack, PostgresServer, seeded_database
 
@@ -54,6 +54,8 @@ ORDERS = 3000
 POLL_RESULTS_SECONDS = 2.0
 POLL_TASK_SECONDS = 1.0
 VISIT_TIMEOUT_SECONDS = 240.0
+WINDOW_SECONDS = 10.0
+PSS_EVERY_SAMPLES = 5
 RECORDED_OS = [str(FIRST_OS + i) for i in range(20)]  # scraped before the load starts
 POPULAR_OS = [str(FIRST_OS + 100 + i) for i in range(20)]
 FRESH_OS_START = FIRST_OS + 1000
@@ -102,6 +104,8 @@ class PodCpu:
 @dataclass
 class Results:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    timeline: list[tuple[float, float]] = field(default_factory=list)  # (answered at, latency)
+    started: float = 0.0
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     error_samples: list[str] = field(default_factory=list)
     sessions_completed: int = 0
@@ -143,11 +147,13 @@ class Visitor:
         except (aiohttp.ClientError, TimeoutError) as exc:
             self.results.error(endpoint, f"{type(exc).__name__}: {exc}")
             return None
-        self.results.latencies[endpoint].append(time.perf_counter() - started)
+        answered = time.perf_counter()
+        self.results.latencies[endpoint].append(answered - started)
+        self.results.timeline.append((answered, answered - started))
         if answer.status not in expect:
             self.results.error(endpoint, f"{answer.status} {body[:200]!r}")
             return None
-        return answer.status, json.loads(body)
+        return answer.status, orjson.loads(body)
 
     async def visit(self) -> None:
         await asyncio.sleep(self.random.uniform(0, RAMP_SECONDS))
@@ -238,23 +244,29 @@ class StackSampler:
         self._thread.join()
 
     def _run(self) -> None:
+        samples = 0
         while not self._stop.wait(1.0):
+            parents = process_parents()
+            pids = set()
             for name, root in self.roots.items():
-                used = _tree_cpu_seconds(root) - self._cpu_at_start[name]
+                tree = [root, *descendants(root, parents)]
+                pids.update(tree)
+                used = _tree_cpu_seconds(root, tree) - self._cpu_at_start[name]
                 self.cpu_seconds[name] = max(self.cpu_seconds.get(name, 0.0), used)
-            pids = {pid for root in self.roots.values() for pid in (root, *descendants(root))}
-            rss = pss = 0
-            for pid in pids:
-                rss += _field_kib(Path(f"/proc/{pid}/status"), "VmRSS:")
-                pss += _field_kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss:")
+            rss = sum(_field_kib(Path(f"/proc/{pid}/status"), "VmRSS:") for pid in pids)
             self.peak_rss_kib = max(self.peak_rss_kib, rss)
-            self.peak_pss_kib = max(self.peak_pss_kib, pss)
+            # PSS makes the kernel walk every page table: it is read less often.
+            if samples % PSS_EVERY_SAMPLES == 0:
+                pss = sum(_field_kib(Path(f"/proc/{pid}/smaps_rollup"), "Pss:") for pid in pids)
+                self.peak_pss_kib = max(self.peak_pss_kib, pss)
+            samples += 1
 
 
-def _tree_cpu_seconds(root: int) -> float:
-    """CPU time of a process, its live descendants and the children it has reaped."""
+def _tree_cpu_seconds(root: int, tree: list[int] | None = None) -> float:
+    """CPU time of a process, its live descendants (`tree`, when known) and the children it
+    has reaped."""
     ticks = 0
-    for pid in (root, *descendants(root)):
+    for pid in tree or (root, *descendants(root)):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
@@ -285,7 +297,7 @@ async def _load(base_url: str, keys: list[str], orders: list[str]) -> tuple[Resu
             Visitor(client, keys[index % len(keys)], orders, results, index)
             for index in range(USERS)
         ]
-        started = time.perf_counter()
+        started = results.started = time.perf_counter()
         await asyncio.wait_for(
             asyncio.gather(*(visitor.visit() for visitor in visitors)),
             timeout=RAMP_SECONDS + VISIT_TIMEOUT_SECONDS,
@@ -388,6 +400,19 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for route, (count, p50, p99) in sorted(_server_quantiles(server).items()):
         print(f"| {route} | {count:.0f} | {p50 * 1000:.0f} | {p99 * 1000:.0f} |")
+    print()
+    print(
+        f"Over time (requests answered in each {WINDOW_SECONDS:.0f} s since the first arrival):\n"
+    )
+    print("| seconds | requests | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|")
+    windows: dict[int, list[float]] = defaultdict(list)
+    for answered, latency in results.timeline:
+        windows[int((answered - results.started) // WINDOW_SECONDS)].append(latency)
+    for window, values in sorted(windows.items()):
+        span = f"{window * WINDOW_SECONDS:.0f}-{(window + 1) * WINDOW_SECONDS:.0f}"
+        cells = f"{_quantile(values, 0.5):.0f} | {_quantile(values, 0.99):.0f}"
+        print(f"| {span} | {len(values)} | {cells} |")
     errors = sum(results.errors.values())
     scrapes = results.scrapes["success"] + results.scrapes["failed"]
     success = 100 * results.scrapes["success"] / scrapes if scrapes else 0.0

@@ -144,8 +144,8 @@ def redis_server_argv(port: int, data_dir: Path, *, persist: bool) -> list[str]:
     return argv
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of `pid`, from /proc (children before grandchildren)."""
+def process_parents() -> dict[int, int]:
+    """Every live process and its parent, from /proc."""
     parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -155,6 +155,13 @@ def descendants(pid: int) -> list[int]:
             except OSError:
                 continue
             parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int, parents: dict[int, int] | None = None) -> list[int]:
+    """Every live descendant of `pid` (children before grandchildren), from /proc or from one
+    reading of it (`process_parents()`) shared by several calls."""
+    parents = process_parents() if parents is None else parents
     found: list[int] = []
     frontier = [pid]
     while frontier:

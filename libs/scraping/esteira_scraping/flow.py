@@ -53,9 +53,9 @@ class Deadline:
         return min(left, cap)
 
 
-# Locator strategies _FIRST_PRESENT can look up in the page itself.
-SCRIPTED_STRATEGIES = frozenset({"id", "class name", "css selector", "name", "tag name", "xpath"})
-_FIRST_PRESENT = """
+# Every locator strategy a profile may use (esteira_scraping.profile.Strategy), looked up by
+# the page's own script.
+_FIND = """
 const finders = {
   "id": (v) => document.getElementById(v),
   "class name": (v) => document.getElementsByClassName(v)[0],
@@ -65,12 +65,46 @@ const finders = {
   "xpath": (v) => document.evaluate(
     v, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue,
 };
-const locators = arguments[0];
-for (let i = 0; i < locators.length; i++) {
-  if (finders[locators[i][0]](locators[i][1])) { return i; }
-}
-return -1;
+const find = (locator) => finders[locator[0]](locator[1]);
 """
+# Answers [index, rendered text] of the first locator that finds an element, now or at the
+# first change of the page after which one does; null after arguments[1] ms without one.
+_FIRST_PRESENT = (
+    _FIND
+    + """
+const [locators, waitMs, done] = arguments;
+const first = () => {
+  for (let i = 0; i < locators.length; i++) {
+    const element = find(locators[i]);
+    if (element) { return [i, element.innerText || ""]; }
+  }
+  return null;
+};
+const now = first();
+if (now) { done(now); return; }
+const observer = new MutationObserver(() => {
+  const found = first();
+  if (found) { observer.disconnect(); clearTimeout(timer); done(found); }
+});
+const timer = setTimeout(() => { observer.disconnect(); done(null); }, waitMs);
+observer.observe(document, {childList: true, subtree: true, attributes: true, characterData: true});
+"""
+)
+# Focuses the field and selects its text, which the next input then replaces; false: no field.
+_FOCUS_AND_SELECT = (
+    _FIND
+    + """
+const field = find(arguments[0]);
+if (!field) { return false; }
+field.focus();
+if (field.select) { field.select(); }
+return true;
+"""
+)
+# One script run waits at most this long; a longer wait is several (each within WebDriver's
+# script timeout, 30 s by default).
+SCRIPT_WAIT_SECONDS = 5.0
+_ENTER = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
 
 
 class ScrapeFlow:
@@ -90,10 +124,7 @@ class ScrapeFlow:
         try:
             return WebDriverWait(driver, limit, poll_frequency=0.05).until(lambda _driver: ready())
         except TimeoutException as exc:
-            # Whichever bound the wait had decides what ran out: the job's time, or the portal's.
-            if limit < cap:
-                raise SoftTimeLimit("soft time limit reached while waiting for the portal") from exc
-            raise PortalError("the portal did not answer in time") from exc
+            raise _out_of_time(limit, cap) from exc
 
     def login(self, driver: WebDriver, deadline: Deadline) -> None:
         started = time.perf_counter()
@@ -110,49 +141,48 @@ class ScrapeFlow:
         submit.click()
         # Wait for the next page (the old form goes stale), then: the search page, or refused.
         self._wait(driver, deadline, self.profile.page_timeout_seconds, lambda: _gone(submit))
-        outcome = self._first_of(
+        outcome, _text = self._first_of(
             driver, deadline, self.profile.page_timeout_seconds, "search_input", "login_refused"
         )
         if outcome != "search_input":
             raise LoginFailed("the portal refused the configured credentials")
         metrics.SCRAPE_PHASE_DURATION.labels("login").observe(time.perf_counter() - started)
 
-    def _first_of(self, driver: WebDriver, deadline: Deadline, cap: float, *names: str) -> str:
-        """Waits until one of the named locators finds something; returns that name. Each poll
-        is one script run in the page, however many locators (a WebDriver round trip each would
-        cost the scraper more CPU than the page itself); strategies the script does not know
-        are asked of WebDriver one by one."""
+    def _first_of(
+        self, driver: WebDriver, deadline: Deadline, cap: float, *names: str
+    ) -> tuple[str, str]:
+        """Waits until one of the named locators finds an element; returns that name and the
+        element's rendered text. The page itself watches for it (a MutationObserver): one
+        script run per wait rather than a WebDriver round trip per locator every few
+        milliseconds, which cost the scraper more CPU than the page."""
         locators = [list(getattr(self.profile.locators, name)) for name in names]
-        if not all(strategy in SCRIPTED_STRATEGIES for strategy, _ in locators):
-            return str(
-                self._wait(
-                    driver,
-                    deadline,
-                    cap,
-                    lambda: next((name for name in names if self._find(driver, name)), None),
-                )
-            )
-
-        def first_present() -> str | None:
+        limit = deadline.remaining(cap)
+        ends = time.monotonic() + limit
+        while (left := ends - time.monotonic()) > 0:
             try:
-                index = driver.execute_script(_FIRST_PRESENT, locators)
-            except JavascriptException:  # the page is being replaced: look again
-                return None
-            return names[index] if isinstance(index, int) and index >= 0 else None
-
-        return str(self._wait(driver, deadline, cap, first_present))
+                found = driver.execute_async_script(
+                    _FIRST_PRESENT, locators, int(min(left, SCRIPT_WAIT_SECONDS) * 1000)
+                )
+            except JavascriptException:  # the page was replaced while the script waited
+                continue
+            if found:
+                index, text = found
+                return names[index], str(text)
+        raise _out_of_time(limit, cap)
 
     def _open_search(self, driver: WebDriver, deadline: Deadline, progress: Progress) -> None:
-        if self._find(driver, "search_input"):
+        """Leaves the search field focused with its text selected."""
+        if driver.execute_script(_FOCUS_AND_SELECT, list(self.profile.locators.search_input)):
             return  # a warm browser is already there; an expired login shows up at the search
         driver.get(self.profile.url(self.profile.app_path))
         # The login form's password field means the portal wants a login first.
-        page = self._first_of(
+        page, _text = self._first_of(
             driver, deadline, self.profile.page_timeout_seconds, "search_input", "password"
         )
         if page == "password":
             progress("login", 20)
             self.login(driver, deadline)
+        driver.execute_script(_FOCUS_AND_SELECT, list(self.profile.locators.search_input))
 
     def lookup(
         self, driver: WebDriver, numero_os: str, deadline: Deadline, progress: Progress
@@ -172,16 +202,8 @@ class ScrapeFlow:
         self._open_search(driver, deadline, progress)
         progress("searching", 40)
         started = time.perf_counter()
-        search = self._find(driver, "search_input")[0]
-        # Every WebDriver interaction costs tens of milliseconds: replace the field's text and
-        # submit in one typing command where the portal's form submits on Enter.
-        if self.profile.submit_with_enter:
-            search.send_keys(Keys.CONTROL, "a", Keys.NULL, numero_os, Keys.ENTER)
-        else:
-            search.clear()
-            search.send_keys(numero_os)
-            self._find(driver, "search_button")[0].click()
-        answer = self._first_of(
+        self._search(driver, numero_os)
+        answer, text = self._first_of(
             driver,
             deadline,
             self.profile.answer_timeout_seconds,
@@ -196,18 +218,35 @@ class ScrapeFlow:
         if answer == "not_found":
             raise OSNotFound(f"OS {numero_os} não encontrada no portal")
         if answer == "error":
-            message = self._find(driver, "error")[0].text.strip()[:200]
+            message = text.strip()[:200]
             raise PortalError(f"the portal answered an error: {message or 'no message'}")
         progress("extracting", 70)
         started = time.perf_counter()
-        scraped = self._extract(driver, numero_os)
+        scraped = self._extract(text, numero_os)
         metrics.SCRAPE_PHASE_DURATION.labels("extract").observe(time.perf_counter() - started)
         return scraped
 
-    def _extract(self, driver: WebDriver, numero_os: str) -> ScrapedOS:
-        # The card's whole text in one WebDriver call: a round trip per line would cost more
-        # than the rest of the scrape.
-        text = self._find(driver, "details")[0].text
+    def _search(self, driver: WebDriver, numero_os: str) -> None:
+        """Replaces the focused search field's text with the number and submits it. Every
+        WebDriver command costs the browser milliseconds of CPU, and typing sends three key
+        events per digit: by default the number goes in as one text input."""
+        if self.profile.typing == "insert":
+            driver.execute_cdp_cmd("Input.insertText", {"text": numero_os})
+            if self.profile.submit_with_enter:
+                driver.execute_cdp_cmd(
+                    "Input.dispatchKeyEvent", {"type": "keyDown", "text": "\r", **_ENTER}
+                )
+                driver.execute_cdp_cmd("Input.dispatchKeyEvent", {"type": "keyUp", **_ENTER})
+                return
+        else:
+            keys = (numero_os, Keys.ENTER) if self.profile.submit_with_enter else (numero_os,)
+            driver.switch_to.active_element.send_keys(*keys)
+            if self.profile.submit_with_enter:
+                return
+        self._find(driver, "search_button")[0].click()
+
+    def _extract(self, text: str, numero_os: str) -> ScrapedOS:
+        """The details card's text (read with the wait that found it): a `LABEL: value` a line."""
         raw: list[tuple[str, str]] = []
         for line in text.splitlines():
             label, separator, value = line.partition(":")
@@ -221,6 +260,13 @@ class ScrapeFlow:
         if fields.get("numero_os") != numero_os:
             raise PortalError("the portal answered something that is not the record of this OS")
         return ScrapedOS(numero_os=numero_os, fields=fields, raw=raw)
+
+
+def _out_of_time(limit: float, cap: float) -> Exception:
+    """Whichever bound a wait had decides what ran out: the job's time, or the portal's."""
+    if limit < cap:
+        return SoftTimeLimit("soft time limit reached while waiting for the portal")
+    return PortalError("the portal did not answer in time")
 
 
 def _gone(element: WebElement) -> bool:

@@ -9,26 +9,32 @@ The default profile drives dev/portal; another portal needs only a YAML file
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Selenium's By values but the link texts (an XPath says the same: //a[normalize-space()='...']):
+# the strategies a script in the page can look up too, so that waiting for one of several
+# locators is one script run, not a WebDriver round trip per locator and poll.
+Strategy = Literal["id", "xpath", "css selector", "class name", "name", "tag name"]
+Locator = tuple[Strategy, str]
+
 
 class Locators(BaseModel):
-    """Selenium locators as (strategy, value); strategy is one of selenium's By values."""
+    """Selenium locators as (strategy, value)."""
 
-    username: tuple[str, str] = ("id", "login_username")
-    password: tuple[str, str] = ("id", "login_password")
-    submit: tuple[str, str] = ("xpath", "//button[normalize-space()='Entrar']")
-    login_refused: tuple[str, str] = ("class name", "aviso")
-    search_input: tuple[str, str] = ("id", "numero_os")
-    search_button: tuple[str, str] = ("id", "buscar")
-    details: tuple[str, str] = ("id", "detalhes")
-    not_found: tuple[str, str] = ("class name", "nao-encontrada")
-    error: tuple[str, str] = ("class name", "erro")
+    username: Locator = ("id", "login_username")
+    password: Locator = ("id", "login_password")
+    submit: Locator = ("xpath", "//button[normalize-space()='Entrar']")
+    login_refused: Locator = ("class name", "aviso")
+    search_input: Locator = ("id", "numero_os")
+    search_button: Locator = ("id", "buscar")
+    details: Locator = ("id", "detalhes")
+    not_found: Locator = ("class name", "nao-encontrada")
+    error: Locator = ("class name", "erro")
 
 
 DEFAULT_FIELDS = {
@@ -56,6 +62,15 @@ class PortalProfile(BaseModel):
     )
     submit_with_enter: bool = Field(
         True, description="The search form submits on Enter (else its button is clicked)."
+    )
+    typing: Literal["insert", "keys"] = Field(
+        "insert",
+        description=(
+            "How the OS number goes into the search field: `insert` as one text input (what a"
+            " paste or an input method does: `input` events, no key events; cheap), `keys` key"
+            " by key (keydown/keypress/keyup for every digit), for a portal that listens to"
+            " keystrokes."
+        ),
     )
     page_timeout_seconds: float = Field(30, gt=0)
     answer_timeout_seconds: float = Field(60, gt=0)
