@@ -5,12 +5,18 @@ worker, one scraper worker with 3 browsers, the demo portal answering 10 % of lo
 error. USERS virtual users (asyncio, one HTTP client) arrive over RAMP_SECONDS and each makes
 one visit, the mix of the seeds' front ends:
 
-- starts a ruptura session for 50-200 active orders and follows it by polling its results
-  every 2 s (the browser client's rhythm) until every result is read;
+- starts a ruptura session for 50-200 active orders and follows its results with long polls
+  (`wait=20`: each answer comes with the next batch) until every result is read;
 - meanwhile looks up OS numbers: one already recorded (answered from the database), one of a
   few "popular" ones many users ask for at once (coalesced into one scrape), and for one user
   in five an OS nobody asked for yet, for another one in five a number the portal does not
-  know; each lookup that becomes a scrape task is polled every second until it ends.
+  know; each lookup that becomes a scrape task is followed with long polls (`since` the
+  `updated_at` last seen, `wait=20`: each answer comes with the task's next change) until it
+  ends, as the browser client does.
+
+A long poll's latency is counted from the change it waited for (its total time less the wait
+the gateway declares in `Server-Timing`), so a held request is measured like a plain one that
+arrived at the moment of the change.
 
 The client is aiohttp, one session for every visitor: httpx's pool spent more CPU choosing
 among a thousand connections (or, one client per visitor, building a TLS context each) than
@@ -51,8 +57,8 @@ USERS = int(os.environ.get("BENCH_LOAD_USERS", "1000"))
 RAMP_SECONDS = 30.0
 TENANTS = 10
 ORDERS = 3000
-POLL_RESULTS_SECONDS = 2.0
-POLL_TASK_SECONDS = 1.0
+LONG_POLL_SECONDS = 20
+DEGRADED_POLL_SECONDS = 1.0
 VISIT_TIMEOUT_SECONDS = 240.0
 WINDOW_SECONDS = 10.0
 PSS_EVERY_SAMPLES = 5
@@ -148,8 +154,11 @@ class Visitor:
             self.results.error(endpoint, f"{type(exc).__name__}: {exc}")
             return None
         answered = time.perf_counter()
-        self.results.latencies[endpoint].append(answered - started)
-        self.results.timeline.append((answered, answered - started))
+        # A long poll's latency is the time it took beyond the wait for a change the gateway
+        # declares (Server-Timing: wait;dur=<ms>): the time from the change to the answer.
+        latency = answered - started - _declared_wait(answer.headers.get("Server-Timing", ""))
+        self.results.latencies[endpoint].append(latency)
+        self.results.timeline.append((answered, latency))
         if answer.status not in expect:
             self.results.error(endpoint, f"{answer.status} {body[:200]!r}")
             return None
@@ -178,9 +187,10 @@ class Visitor:
         results_url = started[1]["results_url"].split("?")[0]
         offset, received = 0, 0
         while True:
-            await asyncio.sleep(POLL_RESULTS_SECONDS)
             page = await self.request(
-                "GET /ruptura/sessions/{id}/results", "GET", f"{results_url}?offset={offset}"
+                "GET /ruptura/sessions/{id}/results",
+                "GET",
+                f"{results_url}?offset={offset}&wait={LONG_POLL_SECONDS}",
             )
             if page is None:
                 return
@@ -193,6 +203,8 @@ class Visitor:
                 else:
                     self.results.error("session", f"{received} results for {len(wanted)} orders")
                 return
+            if not body["results"]:  # the gateway could not hold the answer: as a browser would
+                await asyncio.sleep(DEGRADED_POLL_SECONDS)
 
     async def look_up(self, number: str) -> None:
         found = await self.request(
@@ -205,13 +217,18 @@ class Visitor:
             self.results.lookups_completed += 1
             return
         known = int(number) < UNKNOWN_OS_START
+        since = ""
         while True:
-            await asyncio.sleep(POLL_TASK_SECONDS)
             task = await self.request(
-                "GET /scraping/tasks/{id}", "GET", f"/api/v1/scraping/tasks/{body['task_id']}"
+                "GET /scraping/tasks/{id}",
+                "GET",
+                f"/api/v1/scraping/tasks/{body['task_id']}?wait={LONG_POLL_SECONDS}{since}",
             )
             if task is None:
                 return
+            if since == f"&since={task[1]['updated_at']!r}":  # unchanged: the gateway could not
+                await asyncio.sleep(DEGRADED_POLL_SECONDS)  # hold the answer, as a browser would
+            since = f"&since={task[1]['updated_at']!r}"
             status = task[1]["status"]
             if status in ("success", "failed"):
                 self.results.lookups_completed += 1
@@ -232,6 +249,8 @@ class StackSampler:
         self.peak_pss_kib = 0
         self._cpu_at_start = {name: _tree_cpu_seconds(pid) for name, pid in roots.items()}
         self.cpu_seconds: dict[str, float] = {}
+        # (when, CPU seconds used by the stack and the load generator together since the start)
+        self.cpu_timeline: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -253,6 +272,8 @@ class StackSampler:
                 pids.update(tree)
                 used = _tree_cpu_seconds(root, tree) - self._cpu_at_start[name]
                 self.cpu_seconds[name] = max(self.cpu_seconds.get(name, 0.0), used)
+            everything = sum(self.cpu_seconds.values()) + time.process_time()
+            self.cpu_timeline.append((time.perf_counter(), everything))
             rss = sum(_field_kib(Path(f"/proc/{pid}/status"), "VmRSS:") for pid in pids)
             self.peak_rss_kib = max(self.peak_rss_kib, rss)
             # PSS makes the kernel walk every page table: it is read less often.
@@ -402,17 +423,20 @@ def main() -> None:
         print(f"| {route} | {count:.0f} | {p50 * 1000:.0f} | {p99 * 1000:.0f} |")
     print()
     print(
-        f"Over time (requests answered in each {WINDOW_SECONDS:.0f} s since the first arrival):\n"
+        f"Over time (requests answered in each {WINDOW_SECONDS:.0f} s since the first arrival;"
+        " cores: CPU used by the stack and the load generator together):\n"
     )
-    print("| seconds | requests | p50 ms | p99 ms |")
-    print("|---|---:|---:|---:|")
+    print("| seconds | requests | p50 ms | p99 ms | cores busy |")
+    print("|---|---:|---:|---:|---:|")
     windows: dict[int, list[float]] = defaultdict(list)
     for answered, latency in results.timeline:
         windows[int((answered - results.started) // WINDOW_SECONDS)].append(latency)
     for window, values in sorted(windows.items()):
+        start = results.started + window * WINDOW_SECONDS
         span = f"{window * WINDOW_SECONDS:.0f}-{(window + 1) * WINDOW_SECONDS:.0f}"
         cells = f"{_quantile(values, 0.5):.0f} | {_quantile(values, 0.99):.0f}"
-        print(f"| {span} | {len(values)} | {cells} |")
+        cores = _cores_busy(memory.cpu_timeline, start, start + WINDOW_SECONDS)
+        print(f"| {span} | {len(values)} | {cells} | {cores:.2f} |")
     errors = sum(results.errors.values())
     scrapes = results.scrapes["success"] + results.scrapes["failed"]
     success = 100 * results.scrapes["success"] / scrapes if scrapes else 0.0
@@ -443,6 +467,15 @@ def main() -> None:
     )
 
 
+def _cores_busy(timeline: list[tuple[float, float]], start: float, end: float) -> float:
+    """The CPU the timeline's samples show used between two moments, in cores."""
+    inside = [sample for sample in timeline if start <= sample[0] <= end]
+    if len(inside) < 2:
+        return 0.0
+    (first_at, first_cpu), (last_at, last_cpu) = inside[0], inside[-1]
+    return (last_cpu - first_cpu) / (last_at - first_at)
+
+
 def _server_quantiles(exposition: str) -> dict[str, tuple[float, float, float]]:
     """Per route: requests, and the upper bounds of the buckets holding the median and p99."""
     buckets: dict[str, dict[float, float]] = defaultdict(lambda: defaultdict(float))
@@ -463,6 +496,15 @@ def _server_quantiles(exposition: str) -> dict[str, tuple[float, float, float]]:
             next(b for b in bounds if cumulative[b] >= 0.99 * total),
         )
     return found
+
+
+def _declared_wait(server_timing: str) -> float:
+    """Seconds of the `wait` metric of a Server-Timing header (0 without one)."""
+    for metric in server_timing.split(","):
+        name, _, parameters = metric.strip().partition(";")
+        if name == "wait" and parameters.startswith("dur="):
+            return float(parameters.removeprefix("dur=")) / 1000
+    return 0.0
 
 
 def results_gib(kib: int) -> float:

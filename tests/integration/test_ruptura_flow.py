@@ -107,6 +107,30 @@ def test_events_follow_a_running_session_batch_by_batch(stack) -> None:
     assert [e["processed"] for e in events] == sorted(e["processed"] for e in events)
 
 
+def test_a_long_poll_answers_with_each_batch_never_with_an_empty_page(stack) -> None:
+    client, engine = stack
+    started = client.post(
+        "/api/v1/ruptura/sessions", json={"all": True, "reference_date": str(REFERENCE)}
+    ).json()
+    results_url = started["results_url"].split("?")[0]
+    offset, answers = 0, 0
+    while True:
+        answer = client.get(results_url, params={"offset": offset, "wait": 20})
+        body = answer.json()
+        answers += 1
+        # Held until there is something to say: new results, or the end.
+        assert body["results"] or body["done"]
+        offset = body["next_offset"]
+        if body["done"]:
+            break
+    assert offset == 70
+    assert answers <= started["batches"] + 1
+    # Finished: a long poll at the end answers at once.
+    began = time.monotonic()
+    body = client.get(results_url, params={"offset": offset, "wait": 20}).json()
+    assert body["done"] and body["results"] == [] and time.monotonic() - began < 5
+
+
 def test_allocated_sessions_cover_no_more_orders_than_independent_ones(stack) -> None:
     client, engine = stack
     orders = _orders(engine)

@@ -18,7 +18,7 @@ from esteira_core.processes import descendants, free_port
 from esteira_portal.records import FIRST_OS
 
 pytestmark = pytest.mark.integration
-OS_A, OS_B, OS_C = str(FIRST_OS + 1), str(FIRST_OS + 2), str(FIRST_OS + 3)
+OS_A, OS_B, OS_C, OS_D = (str(FIRST_OS + n) for n in (1, 2, 3, 4))
 MISSING = "999999"
 PORTAL_PASSWORD = "s3nha-do-portal"
 API_KEYS = {"vendas": generate_key(), "suporte": generate_key()}
@@ -221,6 +221,38 @@ def test_transient_portal_errors_are_retried_until_the_portal_recovers(scraping_
     stack.switches(error_rate=0.0)
     task = stack.wait_task(task_id)
     assert task["status"] == "success" and task["attempts"] >= 2
+
+
+def test_a_long_poll_answers_at_each_change_of_the_task_and_at_once_once_it_ended(
+    scraping_stack,
+):
+    stack = scraping_stack()
+    stack.switches(latency_ms=1500)  # the search takes a while: the polls must wait for it
+    task = stack.api.post(f"/api/v1/scraping/os/{OS_D}").json()
+    task = stack.task(task["task_id"])
+    answers, waited = [], 0.0
+    while task["status"] not in ("success", "failed"):
+        answer = stack.api.get(
+            f"/api/v1/scraping/tasks/{task['task_id']}",
+            params={"since": task["updated_at"], "wait": 20},
+        )
+        assert answer.status_code == 200
+        if "server-timing" in answer.headers:
+            waited = max(waited, float(answer.headers["server-timing"].split("dur=")[1]))
+        changed = answer.json()
+        # Held until something changed: never the state the client already had.
+        assert changed["updated_at"] > task["updated_at"] or changed["status"] == "success"
+        answers.append(changed["stage"])
+        task = changed
+    assert task["status"] == "success"
+    assert len(answers) <= 8  # a handful of changes, not a request every 100 ms for 1.5 s
+    assert waited > 500  # one answer waited for the portal's 1.5 s, and said so
+    began = time.monotonic()
+    ended = stack.api.get(
+        f"/api/v1/scraping/tasks/{task['task_id']}",
+        params={"since": task["updated_at"], "wait": 20},
+    )
+    assert ended.json()["status"] == "success" and time.monotonic() - began < 5
 
 
 def test_garbage_fails_the_task_with_a_clear_error_and_the_worker_goes_on(scraping_stack):

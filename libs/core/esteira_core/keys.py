@@ -43,6 +43,16 @@ def scrape_task(task_id: str) -> str:
     return f"{PREFIX}:scrape:task:{task_id}"
 
 
+def scrape_task_events(task_id: str) -> str:
+    """Pub/sub channel: one message per change of the task (what a long poll waits for)."""
+    return f"{PREFIX}:scrape:task:{task_id}:events"
+
+
+# Every change channel, as patterns: a gateway process listens to all of them on one
+# connection, whatever the number of requests waiting.
+CHANGE_PATTERNS = (ruptura_session_events("*"), scrape_task_events("*"))
+
+
 def scrape_recent(tenant: str) -> str:
     """List of the latest task ids one tenant started or joined, newest first, capped (what the
     operator page lists)."""

@@ -8,7 +8,10 @@ request limit.
 
 from __future__ import annotations
 
+import hashlib
+
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 _TAKE = """
 local now_parts = redis.call('TIME')
@@ -29,10 +32,18 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
 return tostring(wait)
 """
+# Called by its digest (EVALSHA), as every request of the gateway takes a token: sending the
+# script's text each time would make Redis read and hash it each time.
+_TAKE_SHA1 = hashlib.sha1(_TAKE.encode()).hexdigest()
 
 
 async def take(redis: Redis, bucket: str, per_second: float, burst: int) -> float:
     """Takes a token from the bucket at key `bucket`: 0.0 when allowed now, else the seconds to
     wait before a token will be there (nothing is taken then)."""
-    wait = await redis.eval(_TAKE, 1, bucket, str(per_second), str(burst))  # type: ignore[misc]
+    arguments = (1, bucket, str(per_second), str(burst))
+    try:
+        wait = await redis.evalsha(_TAKE_SHA1, *arguments)  # type: ignore[misc]
+    except NoScriptError:  # a Redis that has not seen it yet (or was restarted): teach it once
+        await redis.script_load(_TAKE)
+        wait = await redis.evalsha(_TAKE_SHA1, *arguments)  # type: ignore[misc]
     return float(wait)

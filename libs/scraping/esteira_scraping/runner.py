@@ -92,7 +92,7 @@ class Scraper:
         """Runs the task once; returns its result, None when it failed for good, or raises
         RetryLater."""
         task = await tasks.get(redis, task_id)
-        if task is None or task["status"] in ("success", "failed"):
+        if task is None or task["status"] in tasks.ENDED:
             return None  # expired, or a duplicate delivery of a finished task
         host = self.flow.profile.host
         wait = await ratelimit.take(

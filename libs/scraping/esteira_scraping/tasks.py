@@ -23,6 +23,8 @@ from esteira_core import keys
 
 ACTIVE = ("queued", "in_progress", "deferred", "retrying")
 
+ENDED = frozenset({"success", "failed"})  # statuses a task never leaves
+
 _START_OR_JOIN = """
 local function remember(task_id)
   redis.call('LREM', KEYS[2], 0, task_id)
@@ -53,6 +55,7 @@ return {ARGV[1], 1}
 _FINISH = """
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('PUBLISH', KEYS[3], 'finished')
 return 1
 """
 
@@ -91,9 +94,13 @@ async def start_or_join(
 
 
 async def update(redis: Redis, task_id: str, **fields: Any) -> None:
+    """Changes fields of the task and tells whoever waits for it (in one round trip)."""
     values = {name: _text(value) for name, value in fields.items()}
     values["updated_at"] = str(time.time())
-    await redis.hset(keys.scrape_task(task_id), mapping=values)  # type: ignore[misc]
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.scrape_task(task_id), mapping=values)
+        pipe.publish(keys.scrape_task_events(task_id), values["updated_at"])
+        await pipe.execute()
 
 
 async def finish(redis: Redis, task_id: str, numero_os: str, **fields: Any) -> None:
@@ -102,7 +109,13 @@ async def finish(redis: Redis, task_id: str, numero_os: str, **fields: Any) -> N
     values["updated_at"] = str(time.time())
     flat = [item for pair in values.items() for item in pair]
     await redis.eval(  # type: ignore[misc]
-        _FINISH, 2, keys.scrape_task(task_id), keys.scrape_active_os(numero_os), task_id, *flat
+        _FINISH,
+        3,
+        keys.scrape_task(task_id),
+        keys.scrape_active_os(numero_os),
+        keys.scrape_task_events(task_id),
+        task_id,
+        *flat,
     )
 
 

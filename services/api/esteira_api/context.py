@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from arq.connections import ArqRedis
 from sqlalchemy import Engine
 
+from esteira_api.changes import Changes
 from esteira_api.queue_health import QueueHealth
 from esteira_api.settings import ApiSettings
 
@@ -23,6 +24,7 @@ class Gateway:
     redis: ArqRedis
     db: Engine
     health: QueueHealth
+    changes: Changes
     inline_scraper: InlineScraper
     background: set[asyncio.Task[None]] = field(default_factory=set)
 

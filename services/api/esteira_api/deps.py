@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from arq.connections import ArqRedis
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy import Engine
 
+from esteira_api.changes import MAX_WAIT_SECONDS
 from esteira_api.context import Gateway
 from esteira_api.settings import ApiSettings
 
@@ -38,3 +39,11 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 RedisDep = Annotated[ArqRedis, Depends(get_redis)]
 DbDep = Annotated[Engine, Depends(get_db)]
+LongPollWait = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        description="Seconds the answer may wait for a change (a long poll); 0 answers at once.",
+    ),
+]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from esteira_api.changes import Changes
 from esteira_api.context import Gateway
 from esteira_api.errors import install_error_handlers
 from esteira_api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -46,10 +47,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             redis=redis,
             db=db,
             health=QueueHealth(redis, settings),
+            changes=Changes(redis),
             inline_scraper=InlineScraper(db, settings),
         )
         app.state.gateway = gateway
         watcher = asyncio.create_task(gateway.health.watch(), name="queue-health")
+        listener = asyncio.create_task(gateway.changes.listen(), name="change-listener")
         if settings.auth_disabled:
             logger.warning(
                 "AUTHENTICATION IS OFF (ESTEIRA_AUTH_DISABLED=true): every caller is tenant "
@@ -60,6 +63,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             yield
         finally:
             watcher.cancel()
+            listener.cancel()
             await gateway.close()
             logger.info("gateway stopped")
 
@@ -75,12 +79,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(health.router)
-    app.include_router(queues.router)
-    app.include_router(ruptura.router)
-    app.include_router(compat_ruptura.router)
+    # Routes are matched one by one in this order: the ones clients poll come first.
     app.include_router(scraping.router)
+    app.include_router(ruptura.router)
     app.include_router(compat_scraping.router)
+    app.include_router(compat_ruptura.router)
+    app.include_router(queues.router)
+    app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/ui", include_in_schema=False)

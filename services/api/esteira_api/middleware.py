@@ -10,6 +10,7 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from esteira_api.changes import WAITED_SCOPE_KEY
 from esteira_core import metrics
 from esteira_core.logging import bind
 
@@ -35,8 +36,11 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"].append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers = message.setdefault("headers", [])
+                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                waited = scope.get(WAITED_SCOPE_KEY)
+                if waited is not None:  # a long poll says how long it held the answer back
+                    headers.append((b"server-timing", f"wait;dur={waited * 1000:.1f}".encode()))
             await send(message)
 
         try:
@@ -45,8 +49,10 @@ class RequestContextMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
+            # The gateway's own latency: a long poll's wait for a change is not work.
+            spent = time.perf_counter() - started - scope.get(WAITED_SCOPE_KEY, 0.0)
             metrics.HTTP_REQUEST_DURATION.labels(template, scope["method"], str(status)).observe(
-                time.perf_counter() - started
+                spent
             )
 
 

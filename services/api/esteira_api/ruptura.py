@@ -17,6 +17,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 from sqlalchemy import Engine
+from starlette.types import Scope
 
 from esteira_api.context import Gateway
 from esteira_api.errors import ApiError
@@ -251,6 +252,26 @@ async def results_since(
     found = await sessions.results_since(redis, session_id, offset, limit)
     info, results = found if found is not None else (None, [])
     return ResultsPage(_owned(info, session_id, tenant), results, offset + len(results))
+
+
+async def watch_results(
+    gateway: Gateway,
+    scope: Scope,
+    session_id: str,
+    tenant: str,
+    offset: int,
+    limit: int,
+    wait: float,
+) -> ResultsPage:
+    """The results from `offset` now if there are any or the session is finished; else after
+    the session's next batch, or `wait` seconds."""
+    return await gateway.changes.answer(
+        scope,
+        keys.ruptura_session_events(session_id),
+        wait,
+        lambda: results_since(gateway.redis, session_id, tenant, offset, limit),
+        lambda page: bool(page.results) or page.info.done,
+    )
 
 
 async def delete_session(redis: ArqRedis, session_id: str, tenant: str) -> None:

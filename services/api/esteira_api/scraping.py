@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from arq.connections import ArqRedis
 from sqlalchemy import Engine
+from starlette.types import Scope
 
 from esteira_api.errors import ApiError
 from esteira_api.queue_health import REDIS_ERRORS
 from esteira_api.settings import ApiSettings
-from esteira_core import jobs, metrics
+from esteira_core import jobs, keys, metrics
 from esteira_core.queues import QueueStats
 from esteira_scraping import tasks
 from esteira_scraping.errors import OSNotFound, ScrapeError
@@ -158,6 +159,30 @@ async def task_status(redis: ArqRedis, task_id: str, tenant: str) -> dict[str, A
     if task is None or tenant not in task["owners"]:
         raise ApiError(404, "task_not_found", f"Task {task_id} does not exist or expired.")
     return without_owners(task)
+
+
+async def watch_task(
+    gateway: Gateway,
+    scope: Scope,
+    task_id: str,
+    tenant: str,
+    *,
+    since: float | None,
+    wait: float,
+) -> dict[str, Any]:
+    """The task now if it changed after `since` (its `updated_at` as the client last saw it)
+    or has ended; else after its next change, or `wait` seconds. Without `since`, now."""
+
+    def news(task: dict[str, Any]) -> bool:
+        return since is None or task["status"] in tasks.ENDED or task["updated_at"] > since
+
+    return await gateway.changes.answer(
+        scope,
+        keys.scrape_task_events(task_id),
+        wait,
+        lambda: task_status(gateway.redis, task_id, tenant),
+        news,
+    )
 
 
 def without_owners(task: dict[str, Any]) -> dict[str, Any]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import Path, Query, Response
+from fastapi import Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from esteira_api import ruptura
 from esteira_api.auth import TenantDep, authenticated_router
-from esteira_api.deps import DbDep, GatewayDep, RedisDep, SettingsDep
+from esteira_api.deps import DbDep, GatewayDep, LongPollWait, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
 from esteira_core.jobs import RupturaMode
 from esteira_ruptura.models import ORDER_NUMBER_MAX_LENGTH, ORDER_NUMBER_PATTERN, OrderReport
@@ -165,16 +165,25 @@ Limit = Annotated[int, Query(ge=1, le=5000, description="Most results in one ans
     "/sessions/{session_id}/results",
     summary="Results stored since an offset",
     response_model=ResultsBody,
-    description="`done` is true once the session is finished and every result has been read.",
+    description=(
+        "`done` is true once the session is finished and every result has been read. With"
+        " `wait`, a long poll: when there is nothing new after `offset` and the session is"
+        " not finished, the answer waits for its next batch, at most `wait` seconds (the"
+        " `Server-Timing` header says how long it waited)."
+    ),
 )
 async def session_results(
     session_id: SessionId,
-    redis: RedisDep,
+    request: Request,
+    gateway: GatewayDep,
     tenant: TenantDep,
     offset: Offset = 0,
     limit: Limit = 2000,
+    wait: LongPollWait = 0,
 ) -> Response:
-    page = await ruptura.results_since(redis, session_id, tenant, offset, limit)
+    page = await ruptura.watch_results(
+        gateway, request.scope, session_id, tenant, offset, limit, wait
+    )
     envelope = {
         "session_id": session_id,
         "offset": offset,

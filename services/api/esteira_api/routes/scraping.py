@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from esteira_api import scraping
 from esteira_api.auth import TenantDep, authenticated_router
-from esteira_api.deps import GatewayDep, RedisDep
+from esteira_api.deps import GatewayDep, LongPollWait, RedisDep
 from esteira_scraping import tasks
 from esteira_scraping.runner import OS_NUMBER_PATTERN
 
@@ -75,6 +75,26 @@ async def recent_tasks(
     return [TaskBody.model_validate(scraping.without_owners(task)) for task in found]
 
 
-@router.get("/tasks/{task_id}", summary="A scrape task's status, progress and result")
-async def task_status(task_id: TaskId, redis: RedisDep, tenant: TenantDep) -> TaskBody:
-    return TaskBody.model_validate(await scraping.task_status(redis, task_id, tenant))
+@router.get(
+    "/tasks/{task_id}",
+    summary="A scrape task's status, progress and result",
+    description=(
+        "With `since` (the `updated_at` last seen) and `wait`, a long poll: the answer comes"
+        " at once if the task changed after `since` or has ended, else at its next change or"
+        " after `wait` seconds (the `Server-Timing` header says how long it waited)."
+    ),
+)
+async def task_status(
+    task_id: TaskId,
+    request: Request,
+    gateway: GatewayDep,
+    tenant: TenantDep,
+    wait: LongPollWait = 0,
+    since: Annotated[
+        float | None, Query(ge=0, description="The task's `updated_at` as last seen.")
+    ] = None,
+) -> TaskBody:
+    task = await scraping.watch_task(
+        gateway, request.scope, task_id, tenant, since=since, wait=wait
+    )
+    return TaskBody.model_validate(task)

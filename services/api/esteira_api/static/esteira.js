@@ -3,9 +3,9 @@
  *
  * As a classic script it defines window.Esteira; as an ES module, import from esteira.mjs.
  *
- *  - Esteira.RupturaClient: starts a ruptura session, follows it (polling every 2 s, or the
- *    event stream), calls back once per order result, and falls back by itself to the
- *    synchronous per-order endpoint when the queue path fails.
+ *  - Esteira.RupturaClient: starts a ruptura session, follows it (long polls that answer with
+ *    each batch, or the event stream), calls back once per order result, and falls back by
+ *    itself to the synchronous per-order endpoint when the queue path fails.
  *  - Esteira.RupturaWorkerAddon: the seed's add-on. Switched on by
  *    <meta name="ruptura-workers" content="true"> or window.RUPTURA_USE_WORKERS = true, it
  *    analyses every element with data-ruptura-pedido on the page, shows a progress bar
@@ -15,7 +15,9 @@
  *    percentage, success, error, cancel).
  *  - Esteira.setApiKey(key): every request then sends `Authorization: Bearer <key>`; a page may
  *    instead carry <meta name="esteira-api-key" content="...">. EventSource cannot send that
- *    header, so with a key the clients poll instead of following the event stream.
+ *    header, so with a key the clients long-poll instead of following the event stream.
+ *  Long polls (`wait`): the gateway holds the answer until something changed; when it answers
+ *  with nothing new (it could not wait), the clients wait pollMs before asking again.
  *  - Esteira.request(url, options): fetch with the key, answering { status, ok, body }.
  */
 (function (global) {
@@ -26,6 +28,7 @@
   }
 
   let apiKey = null;
+  const LONG_POLL_SECONDS = 20;
   if (typeof document !== "undefined") {
     const meta = document.querySelector('meta[name="esteira-api-key"]');
     if (meta && meta.content) { apiKey = meta.content; }
@@ -103,23 +106,26 @@
       const sessionId = started.body.session_id;
       let offset = 0;
       let failures = 0;
+      const longPoll = this.useEvents ? "" : "&wait=" + LONG_POLL_SECONDS;
       while (!this.stopped) {
         let page;
+        let fresh = false;
         try {
-          page = await request(this.base + "/api/v1/ruptura/sessions/" + sessionId + "/results?offset=" + offset);
+          page = await request(this.base + "/api/v1/ruptura/sessions/" + sessionId + "/results?offset=" + offset + longPoll);
         } catch (error) { page = { ok: false, status: 0 }; }
         if (!page.ok) {
           failures += 1;
           if (failures >= 2) { throw new Error("results unavailable: " + page.status); }
         } else {
           failures = 0;
+          fresh = page.body.results.length > 0;
           page.body.results.forEach(deliver);
           offset = page.body.next_offset;
           if (page.body.done) { return; }
         }
         const workers = await this.workers();
         if (workers !== null) { this.onWorkers(workers); }
-        await this.wait(sessionId);
+        if (this.useEvents || !fresh) { await this.wait(sessionId); }
       }
     }
 
@@ -258,14 +264,19 @@
         throw new Error((answer.body && answer.body.error && answer.body.error.message) || ("erro " + answer.status));
       }
       const taskId = answer.body.task_id;
+      let since = null;
       while (!this.cancelled) {
-        const task = await request(this.base + "/api/v1/scraping/tasks/" + taskId);
+        const seen = since === null ? "" : "&since=" + since;
+        const task = await request(this.base + "/api/v1/scraping/tasks/" + taskId + "?wait=" + LONG_POLL_SECONDS + seen);
+        let changed = false;
         if (task.ok) {
+          changed = since === null || task.body.updated_at > since;
+          since = task.body.updated_at;
           report(task.body);
           if (task.body.status === "success") { return task.body.result.data; }
           if (task.body.status === "failed") { throw new Error(task.body.error.message); }
         }
-        await sleep(this.pollMs);
+        if (!changed) { await sleep(this.pollMs); }
       }
       throw new Error("cancelada");
     }

@@ -1,0 +1,104 @@
+"""Long polls on a real Redis: a waiting request is woken by its channel's message, by nothing
+else, and never waits while nobody listens."""
+
+import asyncio
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from esteira_api.changes import WAITED_SCOPE_KEY, Changes
+from esteira_core import keys
+
+pytestmark = pytest.mark.integration
+
+CHANNEL = keys.scrape_task_events("a" * 32)
+OTHER_CHANNEL = keys.scrape_task_events("b" * 32)
+
+
+async def _listening(redis_url: str) -> tuple[Redis, Changes, asyncio.Task[None]]:
+    # A socket timeout shorter than the quiet spells: listening must outlive them.
+    redis = Redis.from_url(redis_url, socket_timeout=0.2)
+    changes = Changes(redis)
+    listener = asyncio.create_task(changes.listen())
+    while not changes.listening:
+        await asyncio.sleep(0.01)
+    return redis, changes, listener
+
+
+def test_a_long_poll_answers_at_its_channels_message_and_ignores_others(redis_url) -> None:
+    async def scenario() -> tuple[list[int], float, dict]:
+        redis, changes, listener = await _listening(redis_url)
+        reads: list[int] = []
+
+        async def read() -> int:
+            reads.append(len(reads))
+            return len(reads)
+
+        async def publish_later() -> None:
+            await asyncio.sleep(0.3)
+            await redis.publish(OTHER_CHANNEL, "not for us")
+            await asyncio.sleep(0.3)
+            await redis.publish(CHANNEL, "changed")
+
+        await asyncio.sleep(0.5)  # quiet for longer than the socket timeout
+        assert changes.listening
+        scope: dict = {}
+        started = time.perf_counter()
+        publisher = asyncio.create_task(publish_later())
+        answer = await changes.answer(scope, CHANNEL, 20, read, lambda found: found > 1)
+        elapsed = time.perf_counter() - started
+        await publisher
+        listener.cancel()
+        await redis.aclose()
+        return [answer, *reads], elapsed, scope
+
+    (answer, *reads), elapsed, scope = asyncio.run(scenario())
+    assert answer == 2 and reads == [0, 1]  # read, nothing new, woken, read again
+    assert 0.5 < elapsed < 10  # after our channel's message, not the other one's
+    assert 0.5 < scope[WAITED_SCOPE_KEY] < 10
+
+
+def test_news_answers_at_once_and_silence_ends_with_the_wait(redis_url) -> None:
+    async def scenario() -> tuple[float, dict, float, dict]:
+        redis, changes, listener = await _listening(redis_url)
+
+        async def read() -> str:
+            return "state"
+
+        news: dict = {}
+        started = time.perf_counter()
+        await changes.answer(news, CHANNEL, 20, read, lambda _found: True)
+        at_once = time.perf_counter() - started
+        silence: dict = {}
+        started = time.perf_counter()
+        await changes.answer(silence, CHANNEL, 0.5, read, lambda _found: False)
+        waited = time.perf_counter() - started
+        listener.cancel()
+        await redis.aclose()
+        return at_once, news, waited, silence
+
+    at_once, news, waited, silence = asyncio.run(scenario())
+    assert at_once < 0.5 and WAITED_SCOPE_KEY not in news
+    assert 0.5 <= waited < 5 and silence[WAITED_SCOPE_KEY] >= 0.5
+
+
+def test_nobody_waits_while_the_listener_has_no_redis() -> None:
+    async def scenario() -> tuple[float, dict]:
+        redis = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
+        changes = Changes(redis)
+        listener = asyncio.create_task(changes.listen())
+        await asyncio.sleep(0.3)
+        scope: dict = {}
+        started = time.perf_counter()
+
+        async def read() -> str:
+            return "state"
+
+        await changes.answer(scope, CHANNEL, 20, read, lambda _found: False)
+        elapsed = time.perf_counter() - started
+        listener.cancel()
+        return elapsed, scope
+
+    elapsed, scope = asyncio.run(scenario())
+    assert elapsed < 1 and WAITED_SCOPE_KEY not in scope
