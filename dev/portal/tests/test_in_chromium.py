@@ -5,25 +5,18 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from esteira_core.processes import free_port
 from esteira_portal import records
+from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
 
 pytestmark = pytest.mark.integration
 
 
-def test_login_then_search_renders_the_details_card(chromium, esteira_processes) -> None:
-    port = free_port()
-    esteira_processes(
-        "portal",
-        ["portal", "--port", str(port)],
-        {"ESTEIRA_PORTAL_USERNAME": "ana", "ESTEIRA_PORTAL_PASSWORD": "s3nha"},
-        port=port,
-    )
+def test_login_then_search_renders_the_details_card(chromium, demo_portal: str) -> None:
     driver = chromium.driver
     wait = WebDriverWait(driver, 15)
-    driver.get(f"http://127.0.0.1:{port}/")
-    driver.find_element(By.ID, "login_username").send_keys("ana")
-    driver.find_element(By.ID, "login_password").send_keys("s3nha")
+    driver.get(f"{demo_portal}/")
+    driver.find_element(By.ID, "login_username").send_keys(DEMO_PORTAL_USERNAME)
+    driver.find_element(By.ID, "login_password").send_keys(DEMO_PORTAL_PASSWORD)
     driver.find_element(By.XPATH, "//button[normalize-space()='Entrar']").click()
 
     search = wait.until(expected_conditions.presence_of_element_located((By.ID, "numero_os")))

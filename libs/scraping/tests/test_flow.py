@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from esteira_core.processes import free_port
 from esteira_portal import records
 from esteira_scraping.errors import OSNotFound
 from esteira_scraping.flow import Deadline, ScrapeFlow
 from esteira_scraping.profile import PortalCredentials, PortalProfile, ProfileSettings, load_profile
+from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
 
 
 def _no_progress(_stage: str, _percent: int) -> None:
@@ -21,19 +21,15 @@ def _no_progress(_stage: str, _percent: int) -> None:
 @pytest.mark.parametrize("typing", ["insert", "keys"])
 @pytest.mark.parametrize("submit_with_enter", [True, False])
 def test_every_way_of_typing_and_submitting_reads_the_record(
-    chromium, esteira_processes, typing: str, submit_with_enter: bool
+    chromium, demo_portal: str, typing: str, submit_with_enter: bool
 ) -> None:
-    port = free_port()
-    esteira_processes(
-        "portal",
-        ["portal", "--port", str(port)],
-        {"ESTEIRA_PORTAL_USERNAME": "ana", "ESTEIRA_PORTAL_PASSWORD": "s3nha"},
-        port=port,
-    )
     profile = PortalProfile(
-        base_url=f"http://127.0.0.1:{port}", typing=typing, submit_with_enter=submit_with_enter
+        base_url=demo_portal, typing=typing, submit_with_enter=submit_with_enter
     )
-    flow = ScrapeFlow(profile, PortalCredentials(username="ana", password=SecretStr("s3nha")))
+    credentials = PortalCredentials(
+        username=DEMO_PORTAL_USERNAME, password=SecretStr(DEMO_PORTAL_PASSWORD)
+    )
+    flow = ScrapeFlow(profile, credentials)
     driver = chromium.driver
     # Several numbers in one page: each search must replace the number the last one left.
     for numero_os in (records.FIRST_OS, records.FIRST_OS + 7, records.FIRST_OS + 123):

@@ -6,7 +6,8 @@ Fixtures:
 - `postgres_server` (session) and `database_url`, parametrized over SQLite and PostgreSQL so every
   database test runs on both; `migrated_engine` is that database at the newest migration.
 - `start_prometheus(targets)`, `chromium` (a headless Chromium webdriver),
-  `esteira_processes` (starts `esteira api/worker/portal` processes and stops them after the test).
+  `esteira_processes` (starts `esteira api/worker/portal` processes and stops them after the test),
+  `demo_portal` (the demo portal's URL, its account DEMO_PORTAL_USERNAME / DEMO_PORTAL_PASSWORD).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import Engine
 
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
+from esteira_core.processes import free_port
 from esteira_scraping.browser import Browser
 from esteira_testing.components import (
     EsteiraProcess,
@@ -119,3 +121,23 @@ def esteira_processes(tmp_path: Path) -> Iterator[Callable[..., EsteiraProcess]]
         log = process.log_path.read_text(errors="replace")
         if log:
             print(f"\n----- {process.process.name} output -----\n{log[-6000:]}")  # noqa: T201
+
+
+DEMO_PORTAL_USERNAME = "ana"
+DEMO_PORTAL_PASSWORD = "s3nha"
+
+
+@pytest.fixture
+def demo_portal(esteira_processes: Callable[..., EsteiraProcess]) -> str:
+    """The demo portal on a free port, with one account; its base URL."""
+    port = free_port()
+    esteira_processes(
+        "portal",
+        ["portal", "--port", str(port)],
+        {
+            "ESTEIRA_PORTAL_USERNAME": DEMO_PORTAL_USERNAME,
+            "ESTEIRA_PORTAL_PASSWORD": DEMO_PORTAL_PASSWORD,
+        },
+        port=port,
+    )
+    return f"http://127.0.0.1:{port}"
