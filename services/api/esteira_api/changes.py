@@ -26,7 +26,8 @@ from esteira_core import keys
 
 logger = logging.getLogger(__name__)
 
-MAX_WAIT_SECONDS = 30.0
+# Below the gateway pod's termination grace (30 s): at shutdown uvicorn lets held answers finish.
+MAX_WAIT_SECONDS = 25.0
 RECONNECT_SECONDS = 1.0
 QUIET_READ_SECONDS = 1.0
 # Where a request notes how long it waited, for the latency histogram (which measures the
