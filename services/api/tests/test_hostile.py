@@ -90,3 +90,22 @@ def test_negative_or_absurd_offsets_are_refused(client) -> None:
         assert (
             _error(client.get(base, params={"offset": offset}), 422)["code"] == "validation_error"
         )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"wait": "nan"},
+        {"wait": "inf"},
+        {"wait": "-1"},
+        {"wait": "26"},
+        {"wait": "soon"},
+        {"since": "nan", "wait": "1"},
+        {"since": "-5", "wait": "1"},
+    ],
+)
+def test_a_long_poll_refuses_odd_waits_and_times(client, query) -> None:
+    for path in (f"/api/v1/scraping/tasks/{'a' * 32}", f"{SESSIONS}/{'a' * 32}/results"):
+        if "since" in query and "scraping" not in path:
+            continue  # results follow an offset, not a time
+        assert _error(client.get(path, params=query), 422)["code"] == "validation_error"
