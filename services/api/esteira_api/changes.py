@@ -6,7 +6,8 @@ channel. Each gateway process listens to every change channel on one pub/sub con
 (pattern subscriptions) and wakes the requests waiting for that channel: a thousand waiting
 clients cost the gateway a thousand idle futures, not a thousand Redis connections or a
 thousand requests a second. While it is not listening (Redis down, reconnecting) nobody
-waits: a long poll answers at once, as a plain poll would.
+waits: a long poll answers at once, as a plain poll would. The sessions' event streams are
+woken the same way.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from redis.asyncio import Redis
@@ -76,8 +77,10 @@ class Changes:
             for event in waiting:
                 event.set()
 
-    @asynccontextmanager
-    async def _watching(self, channel: str) -> AsyncIterator[asyncio.Event]:
+    @contextmanager
+    def watching(self, channel: str) -> Iterator[asyncio.Event]:
+        """An event set at each message on the channel (and whenever the listener loses
+        Redis); the watcher clears it."""
         event = asyncio.Event()
         self._waiters[channel].add(event)
         try:
@@ -102,7 +105,7 @@ class Changes:
         between the two is not missed."""
         if wait <= 0 or not self.listening:
             return await read()
-        async with self._watching(channel) as event:
+        with self.watching(channel) as event:
             found = await read()
             if changed(found):
                 return found

@@ -10,6 +10,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -286,40 +287,42 @@ async def workers_online(redis: ArqRedis, settings: ApiSettings) -> int:
     )
 
 
+NO_LISTENER_POLL_SECONDS = 1.0
+
+
 def _progress_event(info: sessions.SessionInfo) -> str:
     body = {"processed": info.processed, "total": info.total, "done": info.done}
     return f"event: progress\ndata: {json.dumps(body)}\n\n"
 
 
 async def session_events(
-    redis: ArqRedis, session_id: str, tenant: str, keepalive_seconds: float = 15
+    gateway: Gateway, session_id: str, tenant: str, keepalive_seconds: float = 15
 ) -> AsyncIterator[str]:
-    """Server-sent events: the progress now, then one event per batch until the session is done.
-    Subscribing comes first, so no batch finished in between is missed."""
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(keys.ruptura_session_events(session_id))
-    try:
+    """Server-sent events: the progress now, then the progress after each change (one per batch,
+    or one for several that finished together) until the session is done. Woken by the
+    gateway's change listener, so a stream holds no Redis connection of its own; watching
+    starts before the first read, so no batch finished in between is missed."""
+    redis = gateway.redis
+    with gateway.changes.watching(keys.ruptura_session_events(session_id)) as changed:
         info = await session_info(redis, session_id, tenant)
         yield _progress_event(info)
         while not info.done:
-            message = await pubsub.get_message(
-                ignore_subscribe_messages=True, timeout=keepalive_seconds
-            )
-            if message is None:
-                found = await sessions.info(redis, session_id)
-                if found is None:
-                    yield 'event: gone\ndata: {"reason": "session deleted or expired"}\n\n'
-                    return
-                info = found
-                yield ": keepalive\n\n" if not info.done else _progress_event(info)
-                continue
-            event = json.loads(message["data"])
-            yield f"event: progress\ndata: {json.dumps(event)}\n\n"
-            if event.get("done"):
+            # Without the listener (Redis lost, or not subscribed yet) look again each second.
+            quiet = keepalive_seconds if gateway.changes.listening else NO_LISTENER_POLL_SECONDS
+            with suppress(TimeoutError):
+                async with asyncio.timeout(quiet):
+                    await changed.wait()
+            woken = changed.is_set()
+            changed.clear()
+            found = await sessions.info(redis, session_id)
+            if found is None:
+                yield 'event: gone\ndata: {"reason": "session deleted or expired"}\n\n'
                 return
-    finally:
-        await pubsub.unsubscribe()
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+            if found.processed != info.processed or found.done:
+                yield _progress_event(found)
+            elif not woken:
+                yield ": keepalive\n\n"
+            info = found
 
 
 async def analyse_order(

@@ -202,11 +202,11 @@ async def session_results(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def session_events(
-    session_id: SessionId, redis: RedisDep, tenant: TenantDep
+    session_id: SessionId, gateway: GatewayDep, tenant: TenantDep
 ) -> StreamingResponse:
-    await ruptura.session_info(redis, session_id, tenant)  # a 404 before the stream starts
+    await ruptura.session_info(gateway.redis, session_id, tenant)  # a 404 before the stream
     return StreamingResponse(
-        ruptura.session_events(redis, session_id, tenant),
+        ruptura.session_events(gateway, session_id, tenant),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
