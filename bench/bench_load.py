@@ -49,8 +49,9 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from esteira_api.apikeys import generate_key, key_digest
-from esteira_core.processes import descendants, free_port, process_parents
+from esteira_cli.processes import free_port
 from esteira_portal.records import FIRST_OS
+from esteira_scraping.processes import descendants, process_parents
 from esteira_testing.components import EsteiraProcess, LocalStack, PostgresServer, seeded_database
 
 USERS = int(os.environ.get("BENCH_LOAD_USERS", "1000"))

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import httpx
 
+from esteira_cli.processes import free_port
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
-from esteira_core.processes import descendants, free_port
 from esteira_portal.records import FIRST_OS
 from esteira_scraping.browser import Browser
 from esteira_scraping.flow import Deadline, ScrapeFlow
+from esteira_scraping.processes import descendants
 from esteira_scraping.profile import PortalCredentials, PortalProfile
 from esteira_testing.components import EsteiraProcess, LocalStack
 

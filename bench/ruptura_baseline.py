@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import Engine, select
 
-from esteira_core.db.schema import carteira_itens, estoque, programacao_producao, saidas_previstas
+from esteira_ruptura.tables import carteira_itens, estoque, programacao_producao, saidas_previstas
 
 
 def _projection(connection, cod_produto: str, start: date, days: int) -> list[float]:

@@ -8,7 +8,7 @@ from esteira_api.settings import ApiSettings
 from esteira_core.settings import WorkerPoolSettings
 from esteira_portal.settings import PortalSettings
 from esteira_scraping.profile import PortalCredentials, ProfileSettings
-from esteira_scraping.settings import ScraperSettings
+from esteira_scraping.settings import ScraperWorkerSettings
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -29,7 +29,7 @@ def test_every_setting_is_documented() -> None:
                 ApiSettings,
                 WorkerPoolSettings,
                 PortalSettings,
-                ScraperSettings,
+                ScraperWorkerSettings,
                 PortalCredentials,
                 ProfileSettings,
             )

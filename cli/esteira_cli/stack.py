@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from esteira_core.processes import ManagedProcess, port_is_open, redis_server_argv
+from esteira_cli.processes import ManagedProcess, port_is_open, redis_server_argv
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from esteira_api.apikeys import generate_key, key_digest
-from esteira_core.processes import free_port
+from esteira_cli.processes import free_port
 from esteira_portal.records import FIRST_OS
 from esteira_testing.components import seeded_database
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 
-from esteira_core.processes import free_port
+from esteira_cli.processes import free_port
 from esteira_portal.records import FIRST_OS
 from esteira_testing.components import seeded_database
 

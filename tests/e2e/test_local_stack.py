@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from esteira_core.processes import free_port, port_is_open
+from esteira_cli.processes import free_port, port_is_open
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from esteira_api.apikeys import generate_key, key_digest
-from esteira_core.processes import free_port
+from esteira_cli.processes import free_port
 from esteira_testing.components import RedisServer, seeded_database
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 
 from esteira_api.main import create_app
 from esteira_api.settings import ApiSettings
+from esteira_cli.processes import free_port
 from esteira_core.jobs import RupturaMode
-from esteira_core.processes import free_port
 from esteira_ruptura import data
 from esteira_ruptura.demo import DemoSpec, seed_demo
 from esteira_ruptura.projection import Horizon

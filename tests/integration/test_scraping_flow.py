@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from esteira_api.apikeys import generate_key, key_digest
+from esteira_cli.processes import free_port
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
-from esteira_core.db.schema import clientes, equipamentos, ordens_servico
-from esteira_core.processes import descendants, free_port
 from esteira_portal.records import FIRST_OS
+from esteira_scraping.processes import descendants
+from esteira_scraping.tables import clientes, equipamentos, ordens_servico
 
 pytestmark = pytest.mark.integration
 OS_A, OS_B, OS_C, OS_D = (str(FIRST_OS + n) for n in (1, 2, 3, 4))

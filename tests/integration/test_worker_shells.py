@@ -9,8 +9,8 @@ import httpx
 import pytest
 from arq.jobs import Job
 
+from esteira_cli.processes import free_port
 from esteira_core import heartbeats, jobs
-from esteira_core.processes import free_port
 from esteira_core.redis import create_redis
 from esteira_core.serialization import deserialize_job
 from esteira_core.settings import CoreSettings

@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from esteira_cli.processes import free_port
 from esteira_core import jobs
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
-from esteira_core.processes import free_port
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 

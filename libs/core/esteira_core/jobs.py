@@ -41,9 +41,6 @@ SCRAPE_OS = "scrape_os"
 
 # Orders per ruptura job: the seeds' batch size, and the granularity of progress events.
 RUPTURA_BATCH_SIZE = 20
-# From this many orders a session is analysed from the whole carteira, judged once per worker,
-# instead of loading each batch's lines: one big read beats a thousand small ones.
-RUPTURA_WHOLE_CARTEIRA_FROM = 1000
 
 
 class RupturaMode(StrEnum):
@@ -84,10 +81,6 @@ class RupturaBatchPayload(JobPayload):
     horizon_days: int = Field(28, ge=1, le=366)
     window_days: int = Field(7, ge=0, le=366)
     session_orders: int = Field(1, ge=1, description="Orders in the whole session.")
-
-    @property
-    def whole_carteira(self) -> bool:
-        return self.session_orders >= RUPTURA_WHOLE_CARTEIRA_FROM
 
 
 async def enqueue(

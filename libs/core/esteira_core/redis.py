@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import BlockingConnectionPool
+from redis.exceptions import RedisError
 
+from esteira_core.breaker import CircuitOpen
 from esteira_core.serialization import deserialize_job, serialize_job
 from esteira_core.settings import CoreSettings
+
+# What a failing Redis raises: refused, reset, timed out, or the breaker saying not to try.
+REDIS_ERRORS = (RedisError, OSError, TimeoutError, CircuitOpen)
 
 
 def arq_redis_settings(settings: CoreSettings) -> RedisSettings:

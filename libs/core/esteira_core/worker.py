@@ -1,9 +1,11 @@
 """What every worker pool shares, written once: start-up and shut-down hooks (heartbeat, metrics
-port, database engine), job instrumentation, the canary job and the process entry point.
+port, database engine), job instrumentation, the canary job, and the one constructor of an arq
+worker (used by a worker process, and by the gateway's standby worker when a queue is not served).
 
-A service's `WorkerSettings` is a plain class of explicit attributes (arq ignores inherited ones)
-holding only what differs between pools: functions, queue, concurrency and timeouts. `run()` adds
-what every pool shares (hooks, JSON serializer) and what the environment says (Redis, concurrency).
+A pool's `WorkerSettings` is a plain class of explicit attributes (arq ignores inherited ones)
+holding only what differs between pools: functions, queue, concurrency and timeouts; it lives in
+the pool's domain library, beside its jobs. `create()` adds what every pool shares (JSON
+serializer, checked timeouts) and what the environment says (Redis, concurrency).
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ from contextlib import suppress
 from typing import Any, ParamSpec, TypeVar, cast
 
 from arq.typing import WorkerCoroutine
-from arq.worker import Retry, run_worker
+from arq.worker import Retry, Worker, create_worker
 from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
 from esteira_core import metrics
 from esteira_core.db import create_db_engine
-from esteira_core.heartbeats import Heartbeat
+from esteira_core.heartbeats import Heartbeat, worker_id
 from esteira_core.jobs import CanaryPayload, Pool
 from esteira_core.logging import bind, configure_logging
 from esteira_core.redis import arq_redis_settings
@@ -35,21 +37,34 @@ logger = logging.getLogger(__name__)
 
 Ctx = dict[str, Any]
 REDIS_RETRY_SECONDS = 1.0
-# Jobs running now in this process, per queue (what the heartbeat reports as busy).
-_running: collections.Counter[str] = collections.Counter()
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def job_context(pool: Pool, member: str, path: str, **shared: Any) -> Ctx:
+    """What every job of a pool finds in its ctx, besides what arq adds: the pool, who runs it
+    (`member`), whether it runs on the queue's workers or in the gateway (`path`), and a
+    counter of the jobs running now (arq copies ctx for each job; the counter is shared)."""
+    return {
+        **shared,
+        "pool": pool,
+        "worker_id": member,
+        "path": path,
+        "jobs_running": collections.Counter[str](),
+    }
 
 
 async def startup(ctx: Ctx) -> None:
     settings: WorkerPoolSettings = ctx["settings"]
     pool: Pool = ctx["pool"]
+    running: collections.Counter[str] = ctx["jobs_running"]
     ctx["db"] = create_db_engine(settings)
     ctx["heartbeat"] = Heartbeat(
         ctx["redis"],
         pool.value,
         settings.heartbeat_interval_seconds,
-        busy=lambda: _running[pool.queue],
+        member=ctx["worker_id"],
+        busy=lambda: running[pool.queue],
     )
     await ctx["heartbeat"].start()
     metrics.WORKER_CAPACITY.labels(pool.queue).set(ctx["max_jobs"])
@@ -88,6 +103,7 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
         async def run(*args: P.args, **kwargs: P.kwargs) -> R:
             ctx: Ctx = args[0]  # type: ignore[assignment]
             queue = ctx["pool"].queue
+            running: collections.Counter[str] = ctx["jobs_running"]
             started = time.time()
             enqueued = ctx.get("enqueue_time")
             if enqueued is not None:
@@ -96,7 +112,7 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
                 )
             in_progress = metrics.JOBS_IN_PROGRESS.labels(queue)
             in_progress.inc()
-            _running[queue] += 1
+            running[queue] += 1
             outcome = "failure"
             try:
                 with bind(job_id=str(ctx.get("job_id", "")), job=name):
@@ -111,7 +127,7 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
                 raise
             finally:
                 in_progress.dec()
-                _running[queue] -= 1
+                running[queue] -= 1
                 metrics.JOB_DURATION.labels(queue, name).observe(time.time() - started)
                 metrics.JOBS.labels(queue, name, outcome).inc()
 
@@ -124,22 +140,26 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
 async def canary(ctx: Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     """Answers which worker served it: proves a pool consumes its queue end to end."""
     note = CanaryPayload.from_kwargs(payload).note
-    return {"pool": ctx["pool"].value, "worker": ctx["heartbeat"].member, "note": note}
+    return {"pool": ctx["pool"].value, "worker": ctx["worker_id"], "note": note}
 
 
 def configured_timeouts(
-    worker_settings: type, settings: WorkerPoolSettings, overrides: dict[str, Any] | None = None
+    worker_settings: type,
+    settings: WorkerPoolSettings | None,
+    overrides: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """The job timeout and completion wait: configured ones, else the pool's (its `overrides`,
-    else its WorkerSettings), checked: a drained pod must be able to finish a job that is still
-    within its timeout."""
+    """The job timeout and completion wait: configured ones (a worker process's `settings`),
+    else the pool's (its `overrides`, else its WorkerSettings), checked: a drained pod must be
+    able to finish a job that is still within its timeout."""
     defaults = {
         "job_timeout": worker_settings.job_timeout,  # type: ignore[attr-defined]
         "job_completion_wait": worker_settings.job_completion_wait,  # type: ignore[attr-defined]
         **(overrides or {}),
     }
-    job_timeout = settings.job_timeout_seconds or defaults["job_timeout"]
-    completion_wait = settings.job_completion_wait_seconds or defaults["job_completion_wait"]
+    job_timeout = (settings and settings.job_timeout_seconds) or defaults["job_timeout"]
+    completion_wait = (settings and settings.job_completion_wait_seconds) or defaults[
+        "job_completion_wait"
+    ]
     if completion_wait <= job_timeout:
         raise ValueError(
             f"ESTEIRA_JOB_COMPLETION_WAIT_SECONDS ({completion_wait}) must exceed the job "
@@ -148,51 +168,71 @@ def configured_timeouts(
     return {"job_timeout": job_timeout, "job_completion_wait": completion_wait}
 
 
+def create(
+    worker_settings: type,
+    settings: WorkerPoolSettings | None,
+    *,
+    ctx: Ctx,
+    max_jobs: int,
+    overrides: dict[str, Any] | None = None,
+    **arq_options: Any,
+) -> Worker:
+    """An arq worker for a pool: its WorkerSettings, the configured and checked timeouts, our
+    JSON serializer, and whatever the caller adds (`arq_options`: hooks, a Redis pool, signal
+    handling)."""
+    return create_worker(
+        worker_settings,
+        **{**(overrides or {}), **configured_timeouts(worker_settings, settings, overrides)},
+        job_serializer=serialize_job,
+        job_deserializer=deserialize_job,
+        max_jobs=max_jobs,
+        ctx=ctx,
+        **arq_options,
+    )
+
+
 def run(
     worker_settings: type,
     pool: Pool,
     *,
     default_metrics_port: int,
     settings: WorkerPoolSettings | None = None,
-    context: dict[str, Any] | None = None,
+    shared: Ctx | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> None:
     """Runs one worker process of `pool` until SIGTERM/SIGINT (after job_completion_wait).
 
-    `context` holds what the pool's jobs share for the life of the process (arq hands each job a
+    `shared` holds what the pool's jobs share for the life of the process (arq hands each job a
     copy of the worker's ctx, so state set by a job itself would not outlive the job).
     `overrides` replaces WorkerSettings attributes that depend on the configuration.
     A pool whose WorkerSettings names its own on_startup/on_shutdown calls ours from them."""
     settings = settings or WorkerPoolSettings()
     configure_logging(settings.log_level, settings.log_format)
     max_jobs = settings.worker_concurrency or worker_settings.max_jobs  # type: ignore[attr-defined]
-    ctx: Ctx = {
-        **(context or {}),
-        "settings": settings,
-        "pool": pool,
-        "max_jobs": max_jobs,
-        "metrics_port": settings.metrics_port or default_metrics_port,
-    }
+    ctx = job_context(pool, worker_id(), "queue", **(shared or {}))
+    ctx.update(
+        settings=settings,
+        max_jobs=max_jobs,
+        metrics_port=settings.metrics_port or default_metrics_port,
+    )
     hooks = {
         name: getattr(worker_settings, name, default)
         for name, default in (("on_startup", startup), ("on_shutdown", shutdown))
     }
-    configured = configured_timeouts(worker_settings, settings, overrides)
     try:
         # arq's loop ends with an exception when Redis goes away; the process stays and starts
         # the loop again once Redis answers (arq itself retries the first connection 5 times).
         while True:
             try:
-                run_worker(
+                create(
                     worker_settings,
+                    settings,
+                    ctx=ctx,
+                    max_jobs=max_jobs,
+                    overrides=overrides,
                     redis_settings=arq_redis_settings(settings),
                     **hooks,
-                    **{**(overrides or {}), **configured},
-                    job_serializer=serialize_job,
-                    job_deserializer=deserialize_job,
-                    max_jobs=max_jobs,
-                    ctx=ctx,
-                )
+                ).run()
                 return
             except (RedisError, OSError) as exc:
                 logger.error(

@@ -5,14 +5,14 @@ from sqlalchemy import Engine, inspect, text
 
 from esteira_core.db import create_db_engine, ping
 from esteira_core.db.migrate import upgrade
-from esteira_core.db.schema import metadata
+from esteira_core.db.schema import all_tables
 
 pytestmark = pytest.mark.integration
 
 
 def test_upgrade_creates_every_table_of_the_schema(migrated_engine: Engine) -> None:
     tables = set(inspect(migrated_engine).get_table_names())
-    assert set(metadata.tables) <= tables
+    assert set(all_tables().tables) <= tables
     assert "alembic_version" in tables
 
 
@@ -28,7 +28,7 @@ def test_the_migrated_schema_matches_the_models(migrated_engine: Engine) -> None
     from alembic.migration import MigrationContext
 
     with migrated_engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), metadata)
+        diff = compare_metadata(MigrationContext.configure(connection), all_tables())
     assert diff == []
 
 

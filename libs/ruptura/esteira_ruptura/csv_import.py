@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, delete, insert
 
-from esteira_core.db.schema import carteira_itens, estoque, programacao_producao, saidas_previstas
 from esteira_ruptura.models import ORDER_NUMBER_MAX_LENGTH
+from esteira_ruptura.tables import carteira_itens, estoque, programacao_producao, saidas_previstas
 
 
 def _text(value: str) -> str:

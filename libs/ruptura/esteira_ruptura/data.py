@@ -8,9 +8,9 @@ from typing import cast
 
 from sqlalchemy import Connection, Select, func, select
 
-from esteira_core.db.schema import carteira_itens, estoque, programacao_producao, saidas_previstas
 from esteira_ruptura.models import OrderLine
 from esteira_ruptura.projection import Horizon, Movement, Projection
+from esteira_ruptura.tables import carteira_itens, estoque, programacao_producao, saidas_previstas
 
 # Bound parameters per IN (...): far below SQLite's and PostgreSQL's limits.
 CHUNK = 900

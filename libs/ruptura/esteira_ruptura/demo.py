@@ -13,7 +13,7 @@ from datetime import date, timedelta
 import numpy as np
 from sqlalchemy import Engine, delete, func, insert, select
 
-from esteira_core.db.schema import carteira_itens, estoque, programacao_producao, saidas_previstas
+from esteira_ruptura.tables import carteira_itens, estoque, programacao_producao, saidas_previstas
 
 CARTEIRA_TABLES = (carteira_itens, estoque, programacao_producao, saidas_previstas)
 _CLIENTES = (

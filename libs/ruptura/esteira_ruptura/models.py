@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, StringConstraints
 
 # An order number: letters, digits and . / - _ (no spaces, quotes or control characters).
 ORDER_NUMBER_PATTERN = r"^[\w./-]+$"
 ORDER_NUMBER_MAX_LENGTH = 40
+
+
+def _number_as_text(value: Any) -> Any:
+    """Order numbers may come as JSON numbers, as the seed's front ends send them."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+OrderNumber = Annotated[
+    str,
+    BeforeValidator(_number_as_text),
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=ORDER_NUMBER_MAX_LENGTH,
+        pattern=ORDER_NUMBER_PATTERN,
+    ),
+]
 
 
 class Criticidade(StrEnum):

@@ -15,6 +15,7 @@ from datetime import date
 from redis.asyncio import Redis
 
 from esteira_core import keys
+from esteira_core.errors import NotFound
 from esteira_core.jobs import RupturaMode
 
 _RECORD_BATCH = """
@@ -63,10 +64,6 @@ class SessionInfo:
     @property
     def percent(self) -> float:
         return round(100.0 * self.processed / self.total, 1) if self.total else 100.0
-
-
-def batches_of(order_numbers: Sequence[str], size: int) -> list[list[str]]:
-    return [list(order_numbers[i : i + size]) for i in range(0, len(order_numbers), size)]
 
 
 async def create(
@@ -155,29 +152,55 @@ async def info(redis: Redis, session_id: str) -> SessionInfo | None:
     return _info(session_id, fields, processed) if fields else None
 
 
+def _owned(info: SessionInfo | None, session_id: str, tenant: str) -> SessionInfo:
+    """Another tenant's session is, to this one, a session that does not exist."""
+    if info is None or info.owner != tenant:
+        raise NotFound("session_not_found", f"Session {session_id} does not exist or expired.")
+    return info
+
+
+async def owned(redis: Redis, session_id: str, tenant: str) -> SessionInfo:
+    """The tenant's session; NotFound for any other (expired, or another tenant's)."""
+    return _owned(await info(redis, session_id), session_id, tenant)
+
+
+@dataclass(frozen=True)
+class ResultsPage:
+    info: SessionInfo
+    results: list[bytes]  # stored JSON documents, passed through undecoded
+    next_offset: int
+
+    @property
+    def done(self) -> bool:
+        """Finished, and every result read: a client may stop polling."""
+        return self.info.done and self.next_offset >= self.info.total
+
+
 async def results_since(
-    redis: Redis, session_id: str, offset: int, limit: int
-) -> tuple[SessionInfo, list[bytes]] | None:
-    """The session and at most `limit` results stored from index `offset` on, as the JSON bytes
-    stored (None: no session). They are passed through undecoded: a 20,000-order session is tens
-    of megabytes, and decoding it only to encode it again would cost the gateway most of its CPU."""
+    redis: Redis, session_id: str, tenant: str, offset: int, limit: int
+) -> ResultsPage:
+    """The tenant's session and at most `limit` results stored from index `offset` on, as the
+    JSON bytes stored. They are passed through undecoded: a 20,000-order session is tens of
+    megabytes, and decoding it only to encode it again would cost the gateway most of its CPU."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.ruptura_session(session_id))
         pipe.lrange(keys.ruptura_session_results(session_id), offset, offset + limit - 1)
         pipe.llen(keys.ruptura_session_results(session_id))
         fields, raw, processed = await pipe.execute()
-    if not fields:
-        return None
-    return _info(session_id, fields, processed), raw
+    found = _info(session_id, fields, processed) if fields else None
+    return ResultsPage(_owned(found, session_id, tenant), raw, offset + len(raw))
 
 
-async def delete(redis: Redis, session_id: str) -> bool:
+async def delete(redis: Redis, session_id: str, tenant: str) -> None:
+    """Drops the tenant's session (NotFound for any other)."""
+    await owned(redis, session_id, tenant)
     removed: int = await redis.delete(
         keys.ruptura_session(session_id),
         keys.ruptura_session_results(session_id),
         keys.ruptura_session_batches_done(session_id),
     )
-    return removed > 0
+    if not removed:
+        raise NotFound("session_not_found", f"Session {session_id} does not exist or expired.")
 
 
 async def batch_pending(redis: Redis, session_id: str, batch_index: int) -> bool:

@@ -5,9 +5,9 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from esteira_core.db.schema import carteira_itens, estoque, programacao_producao
 from esteira_ruptura.csv_import import CsvRejected, load
 from esteira_ruptura.demo import DemoSpec, seed_demo
+from esteira_ruptura.tables import carteira_itens, estoque, programacao_producao
 
 pytestmark = pytest.mark.integration
 

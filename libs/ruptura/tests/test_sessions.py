@@ -6,10 +6,12 @@ from datetime import date
 
 import pytest
 
+from esteira_core.errors import NotFound
 from esteira_core.jobs import RupturaMode
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
-from esteira_ruptura import sessions
+from esteira_ruptura import sessions, use_cases
+from esteira_ruptura.projection import Horizon
 
 pytestmark = pytest.mark.integration
 SID = "0123456789abcdef0123456789abcdef"
@@ -41,8 +43,9 @@ def test_a_batch_is_written_once_however_often_it_is_delivered(redis_url: str) -
         pending_before = await sessions.batch_pending(redis, SID, 1)
         last = await sessions.record_batch(redis, SID, 1, [b'{"n": 3}'])
         pending_after = await sessions.batch_pending(redis, SID, 1)
-        info, tail = await sessions.results_since(redis, SID, 1, 100)
-        _, limited = await sessions.results_since(redis, SID, 0, 1)
+        page = await sessions.results_since(redis, SID, "t", 1, 100)
+        limited = (await sessions.results_since(redis, SID, "t", 0, 1)).results
+        info, tail = page.info, page.results
         events = []
         while len(events) < 2:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
@@ -70,16 +73,41 @@ def test_nothing_is_written_for_a_deleted_session(redis_url: str) -> None:
     async def scenario():
         redis = create_redis(CoreSettings(redis_url=redis_url))
         await _create(redis, total=1)
-        deleted = await sessions.delete(redis, SID)
+        await sessions.delete(redis, SID, "t")
         written = await sessions.record_batch(redis, SID, 0, [b'{"n": 1}'])
         leftovers = await redis.exists(f"esteira:ruptura:session:{SID}:results")
         found = await sessions.info(redis, SID)
         await redis.aclose()
-        return deleted, written, leftovers, found
+        return written, leftovers, found
 
-    assert asyncio.run(scenario()) == (True, sessions.SESSION_GONE, 0, None)
+    assert asyncio.run(scenario()) == (sessions.SESSION_GONE, 0, None)
 
 
-def test_batches_of_twenty() -> None:
-    batches = sessions.batches_of([str(i) for i in range(45)], 20)
-    assert [len(b) for b in batches] == [20, 20, 5]
+def test_another_tenants_session_does_not_exist_to_this_one(redis_url: str) -> None:
+    async def scenario():
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        await _create(redis, total=1)
+        refusals = []
+        for attempt in (
+            sessions.owned(redis, SID, "other"),
+            sessions.results_since(redis, SID, "other", 0, 10),
+            sessions.delete(redis, SID, "other"),
+        ):
+            with pytest.raises(NotFound) as refused:
+                await attempt
+            refusals.append(refused.value.code)
+        still_there = await sessions.owned(redis, SID, "t")
+        await redis.aclose()
+        return refusals, still_there.total
+
+    assert asyncio.run(scenario()) == (["session_not_found"] * 3, 1)
+
+
+def test_a_session_is_planned_in_batches_of_twenty() -> None:
+    horizon = Horizon(date(2026, 3, 2), 28, 7)
+    batches = use_cases.plan(SID, [str(i) for i in range(45)], RupturaMode.ALLOCATED, horizon)
+    assert [len(b.pedidos) for b in batches] == [20, 20, 5]
+    assert [b.batch_index for b in batches] == [0, 1, 2]
+    assert {(b.session_orders, b.reference_date, b.mode) for b in batches} == {
+        (45, horizon.start, RupturaMode.ALLOCATED)
+    }

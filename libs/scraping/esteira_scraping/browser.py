@@ -3,9 +3,12 @@ pool, the tests and the benchmarks all come here)."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +44,13 @@ CHROMIUM_FLAGS = (
 )
 
 
+logger = logging.getLogger(__name__)
+
+# The threads that start chromedriver: a parent-death signal follows the thread that forked,
+# so it must be one that lives as long as the process, not a caller's short-lived thread.
+LAUNCHERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="browser-launcher")
+
+
 @dataclass(frozen=True)
 class BrowserBinaries:
     chromium: str = "/usr/bin/chromium"
@@ -50,7 +60,28 @@ class BrowserBinaries:
     def discover(cls) -> BrowserBinaries:
         chromium = shutil.which("chromium") or shutil.which("chromium-browser") or cls.chromium
         driver = shutil.which("chromedriver") or cls.chromedriver
-        return cls(chromium=chromium, chromedriver=driver)
+        return leashed(cls(chromium=chromium, chromedriver=driver))
+
+
+@functools.cache
+def leashed(binaries: BrowserBinaries) -> BrowserBinaries:
+    """The same binaries, each started through `setpriv --pdeathsig KILL`: chromedriver dies
+    with the thread that started it (one of LAUNCHERS, which live as long as the process), and
+    Chromium with chromedriver (its renderers follow their browser), so a worker or gateway
+    killed with SIGKILL leaves no browser behind. Without setpriv (util-linux), the binaries as
+    they are, and a warning."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        logger.warning("setpriv not found: a killed process would leave its browsers running")
+        return binaries
+    folder = Path(tempfile.mkdtemp(prefix="esteira-leash-"))
+    wrapped = {}
+    for name, target in (("chromium", binaries.chromium), ("chromedriver", binaries.chromedriver)):
+        script = folder / name
+        script.write_text(f'#!/bin/sh\nexec {setpriv} --pdeathsig KILL -- {target} "$@"\n')
+        script.chmod(0o755)
+        wrapped[name] = str(script)
+    return BrowserBinaries(**wrapped)
 
 
 class Browser:
@@ -67,7 +98,9 @@ class Browser:
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         self.service = Service(executable_path=binaries.chromedriver)
         try:
-            self.driver = webdriver.Chrome(options=options, service=self.service)
+            self.driver = LAUNCHERS.submit(
+                webdriver.Chrome, options=options, service=self.service
+            ).result()
         except Exception:
             shutil.rmtree(self.profile, ignore_errors=True)
             raise

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from esteira_core.db.schema import clientes, equipamentos, ordens_servico
 from esteira_scraping.flow import ScrapedOS
+from esteira_scraping.tables import clientes, equipamentos, ordens_servico
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class SavedOS:
     os_id: int
     cliente_id: int | None
     equipamento_id: int | None
+    record: dict[str, Any]  # the OS as every route shows it (`os_record`)
 
 
 def cnpj_digits(value: str | None) -> str | None:
@@ -139,11 +140,19 @@ def save_os(engine: Engine, scraped: ScrapedOS) -> SavedOS:
                 "scraped_at": datetime.now(UTC),
             },
         )
-    return SavedOS(os_id=os_id, cliente_id=cliente_id, equipamento_id=equipamento_id)
+        record = os_record(connection, scraped.numero_os)
+    assert record is not None  # written in this transaction
+    return SavedOS(os_id, cliente_id, equipamento_id, record)
 
 
 def find_os(engine: Engine, numero_os: str) -> dict[str, Any] | None:
-    """The recorded OS with its cliente and equipamento, as the lookup routes return it."""
+    with engine.connect() as connection:
+        return os_record(connection, numero_os)
+
+
+def os_record(connection: Connection, numero_os: str) -> dict[str, Any] | None:
+    """The recorded OS with its cliente and equipamento: the one shape every route and task
+    result shows an OS in (CNPJ as digits; the portal's own text of every field in `campos`)."""
     query = (
         select(
             ordens_servico.c.id,
@@ -167,8 +176,7 @@ def find_os(engine: Engine, numero_os: str) -> dict[str, Any] | None:
         .outerjoin(equipamentos, equipamentos.c.id == ordens_servico.c.equipamento_id)
         .where(ordens_servico.c.numero_os == numero_os)
     )
-    with engine.connect() as connection:
-        row = connection.execute(query).mappings().first()
+    row = connection.execute(query).mappings().first()
     if row is None:
         return None
     equipamento = " ".join(filter(None, (row["tipo"], row["fabricante"], row["modelo"])))

@@ -17,9 +17,9 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 from esteira_core import metrics
-from esteira_core.processes import kill_tree
 from esteira_scraping.browser import Browser
 from esteira_scraping.errors import ScrapeError
+from esteira_scraping.processes import kill_tree
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ class BrowserPool:
     @property
     def alive(self) -> int:
         return self._alive
+
+    @property
+    def exhausted(self) -> bool:
+        """Every browser is lent: a new lease would wait."""
+        return self._slots.locked()
 
     @asynccontextmanager
     async def lease(self) -> AsyncIterator[PooledBrowser]:

@@ -56,24 +56,10 @@ class RetryLater(Exception):
 
 
 def result_of(scraped: ScrapedOS, saved: SavedOS) -> dict[str, Any]:
-    fields = scraped.fields
-    equipamento = " ".join(
-        filter(
-            None, (fields.get("tipo_equipamento"), fields.get("fabricante"), fields.get("modelo"))
-        )
-    )
+    """A successful task's result, in the seed's shape, around the recorded OS."""
     return {
         "status": "success",
-        "data": {
-            "numero_os": scraped.numero_os,
-            "cliente": fields.get("cliente"),
-            "equipamento": equipamento or None,
-            **{
-                name: value
-                for name, value in fields.items()
-                if name not in ("numero_os", "cliente")
-            },
-        },
+        "data": saved.record,
         "cliente_id": saved.cliente_id,
         "equipamento_id": saved.equipamento_id,
         "os_id": saved.os_id,
@@ -120,6 +106,10 @@ class Scraper:
 
         try:
             result = await self.scrape_and_save(numero_os, progress)
+        except asyncio.CancelledError:
+            # Handed back (a draining gateway or worker): queued again for whoever is alive.
+            await asyncio.shield(tasks.update(redis, task_id, status="queued", stage="queued"))
+            raise
         except ScrapeError as exc:
             await self._failed(redis, task_id, numero_os, attempt, exc)
             return None

@@ -1,14 +1,15 @@
-"""What a scraper process (a worker, or the gateway scraping inline) is configured with."""
+"""What a scraping process is configured with: a scraper worker, or the gateway (which looks OS
+numbers up, and scrapes itself while no worker serves the queue)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from esteira_core.settings import WorkerPoolSettings
+from esteira_core.settings import CoreSettings, WorkerPoolSettings
 from esteira_scraping.runner import ScrapeLimits
 
 
-class ScraperSettings(WorkerPoolSettings):
+class ScrapingSettings(CoreSettings):
     scrape_soft_limit_seconds: float = Field(
         240, gt=0, description="A scrape stops cleanly between steps after this long."
     )
@@ -26,6 +27,11 @@ class ScraperSettings(WorkerPoolSettings):
     browser_max_jobs: int = Field(
         50, ge=1, description="Jobs a pooled browser serves before it is replaced."
     )
+    scrape_active_ttl_seconds: int = Field(
+        1800,
+        ge=60,
+        description="Longest a scrape task may stay active; lookups of its OS join it meanwhile.",
+    )
 
     def limits(self) -> ScrapeLimits:
         return ScrapeLimits(
@@ -36,3 +42,7 @@ class ScraperSettings(WorkerPoolSettings):
             rate_per_minute=self.scrape_rate_per_minute,
             rate_burst=self.scrape_rate_burst,
         )
+
+
+class ScraperWorkerSettings(ScrapingSettings, WorkerPoolSettings):
+    """A scraper worker process: scraping, plus what every worker process needs."""

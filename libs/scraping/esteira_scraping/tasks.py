@@ -20,10 +20,26 @@ from typing import Any
 from redis.asyncio import Redis
 
 from esteira_core import keys
+from esteira_core.errors import NotFound
 
 ACTIVE = ("queued", "in_progress", "deferred", "retrying")
 
 ENDED = frozenset({"success", "failed"})  # statuses a task never leaves
+
+# What each stage of a task tells the people waiting for it, in their language (the seed's).
+STAGE_MESSAGES = {
+    "queued": "Aguardando na fila...",
+    "rate_limited": "Aguardando o limite de acessos ao portal...",
+    "starting": "Preparando o navegador...",
+    "opening": "Abrindo o portal...",
+    "login": "Entrando no portal...",
+    "searching": "Executando scraping externo...",
+    "extracting": "Lendo os dados da OS...",
+    "saving": "Gravando os dados...",
+    "waiting_retry": "Falha temporária, nova tentativa em instantes...",
+    "done": "Scraping concluído com sucesso",
+    "failed": "Scraping falhou",
+}
 
 _START_OR_JOIN = """
 local function remember(task_id)
@@ -121,6 +137,20 @@ async def finish(redis: Redis, task_id: str, numero_os: str, **fields: Any) -> N
 
 async def get(redis: Redis, task_id: str) -> dict[str, Any] | None:
     return _parsed(await redis.hgetall(keys.scrape_task(task_id)))  # type: ignore[misc]
+
+
+async def owned(redis: Redis, task_id: str, tenant: str) -> dict[str, Any]:
+    """A task the tenant started or joined, as the tenant may see it (not who else shares it);
+    any other is, to this tenant, a task that does not exist."""
+    task = await get(redis, task_id)
+    if task is None or tenant not in task["owners"]:
+        raise NotFound("task_not_found", f"Task {task_id} does not exist or expired.")
+    return without_owners(task)
+
+
+def without_owners(task: dict[str, Any]) -> dict[str, Any]:
+    """What a tenant may see of a task: not who else shares it."""
+    return {name: value for name, value in task.items() if name != "owners"}
 
 
 def _parsed(raw: dict[bytes, bytes]) -> dict[str, Any] | None:

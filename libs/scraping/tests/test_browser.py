@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from esteira_core.processes import descendants
+from esteira_scraping.processes import descendants
 
 pytestmark = pytest.mark.integration
 

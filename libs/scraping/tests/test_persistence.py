@@ -3,9 +3,9 @@
 import pytest
 from sqlalchemy import func, select
 
-from esteira_core.db.schema import clientes, equipamentos, ordens_servico
 from esteira_scraping.flow import ScrapedOS
 from esteira_scraping.persistence import cnpj_digits, find_os, normalize_name, save_os
+from esteira_scraping.tables import clientes, equipamentos, ordens_servico
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import redis
 
+from esteira_cli.processes import ManagedProcess, free_port, redis_server_argv
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
-from esteira_core.processes import ManagedProcess, free_port, redis_server_argv
 
 
 class RedisServer:

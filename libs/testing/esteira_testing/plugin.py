@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from esteira_cli.processes import free_port
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
-from esteira_core.processes import free_port
 from esteira_scraping.browser import Browser
 from esteira_testing.components import (
     EsteiraProcess,

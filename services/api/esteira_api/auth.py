@@ -16,8 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from esteira_api.context import Gateway
 from esteira_api.deps import get_gateway
 from esteira_api.errors import ApiError, error_responses
-from esteira_api.queue_health import REDIS_ERRORS
 from esteira_core import keys, metrics, ratelimit
+from esteira_core.redis import REDIS_ERRORS
 
 ANONYMOUS = "anonymous"
 
@@ -58,7 +58,7 @@ async def _within_rate(gateway: Gateway, tenant: str) -> None:
     """429 over the tenant's rate. Skipped while Redis is failing: the limit protects the
     workers, and with Redis down the gateway's inline paths have their own bounds."""
     settings = gateway.settings
-    if not settings.tenant_rate_per_second or not gateway.health.redis_trusted():
+    if not settings.tenant_rate_per_second or not gateway.dispatcher.redis_trusted():
         return
     try:
         wait = await ratelimit.take(
@@ -68,7 +68,7 @@ async def _within_rate(gateway: Gateway, tenant: str) -> None:
             settings.tenant_rate_burst,
         )
     except REDIS_ERRORS:
-        gateway.health.redis_failed()
+        gateway.dispatcher.redis_failed()
         return
     if wait > 0:
         metrics.REQUESTS_REJECTED.labels("rate_limited").inc()

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from esteira_core.breaker import CircuitOpen
+from esteira_core.errors import Busy, DomainError, Invalid, NotFound, TooLarge, UpstreamFailed
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,23 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, exc.status, exc.code, exc.message, headers=exc.headers)
 
 
+# Each kind of error a library raises, as the one status a client sees for it.
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    Invalid: 400,
+    NotFound: 404,
+    TooLarge: 413,
+    UpstreamFailed: 502,
+    Busy: 503,
+}
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    status = next(code for kind, code in DOMAIN_STATUS.items() if isinstance(exc, kind))
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+    return error_response(request, status, exc.code, exc.message, headers=headers)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
@@ -124,7 +142,7 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     status): the client is told to come back, and the queue health learns of it at once."""
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is not None:
-        gateway.health.redis_failed()
+        gateway.dispatcher.redis_failed()
     logger.warning(
         "redis unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
     )
@@ -146,6 +164,8 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    for kind in DOMAIN_STATUS:
+        app.add_exception_handler(kind, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for redis_error in (RedisError, CircuitOpen):

@@ -15,9 +15,9 @@ from fastapi.staticfiles import StaticFiles
 
 from esteira_api.changes import Changes
 from esteira_api.context import Gateway
+from esteira_api.dispatch import Dispatcher
 from esteira_api.errors import install_error_handlers
 from esteira_api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from esteira_api.queue_health import QueueHealth
 from esteira_api.routes import (
     compat_ruptura,
     compat_scraping,
@@ -26,7 +26,6 @@ from esteira_api.routes import (
     ruptura,
     scraping,
 )
-from esteira_api.scraping import InlineScraper
 from esteira_api.settings import ApiSettings, get_settings
 from esteira_core.db import create_db_engine
 from esteira_core.redis import create_redis
@@ -46,12 +45,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             settings=settings,
             redis=redis,
             db=db,
-            health=QueueHealth(redis, settings),
+            dispatcher=Dispatcher(redis, db, settings),
             changes=Changes(redis),
-            inline_scraper=InlineScraper(db, settings),
         )
         app.state.gateway = gateway
-        watcher = asyncio.create_task(gateway.health.watch(), name="queue-health")
+        watcher = asyncio.create_task(gateway.dispatcher.watch(), name="queue-health")
         listener = asyncio.create_task(gateway.changes.listen(), name="change-listener")
         if settings.auth_disabled:
             logger.warning(

@@ -1,44 +1,24 @@
-"""The gateway's settings: the core ones plus where it listens and how long it waits."""
+"""The gateway's settings: ruptura's and scraping's (it runs both, inline), plus where it listens,
+how it authenticates and limits, and how it decides between the queue and doing work itself."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from esteira_api import apikeys
-from esteira_core.settings import CoreSettings
+from esteira_ruptura.settings import RupturaSettings
+from esteira_scraping.settings import ScrapingSettings
 
 
-class ApiSettings(CoreSettings):
+class ApiSettings(RupturaSettings, ScrapingSettings):
     api_host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port the gateway listens on.")
     api_workers: int = Field(1, ge=1, description="uvicorn worker processes of the gateway.")
     readiness_timeout_seconds: float = Field(
         2.0, gt=0, description="How long /readyz waits for each dependency."
     )
-    timezone: str = Field(
-        "America/Sao_Paulo", description="Time zone whose today is the default reference date."
-    )
-    ruptura_max_orders: int = Field(
-        50_000, ge=1, description="Most orders one ruptura session may hold (more: 413)."
-    )
-    ruptura_horizon_days: int = Field(28, ge=1, le=366, description="Days projected ahead.")
-    ruptura_window_days: int = Field(
-        7, ge=0, le=366, description="Look-ahead window of the rupture rule (the seeds' D7)."
-    )
-    ruptura_order_cache_seconds: int = Field(
-        15, ge=0, description="How long one order analysed synchronously is cached (0: never)."
-    )
-
-    scrape_active_ttl_seconds: int = Field(
-        1800,
-        ge=60,
-        description="Longest a scrape task may stay active; lookups of its OS join it meanwhile.",
-    )
-
     max_body_bytes: int = Field(
         2 * 1024 * 1024, ge=1024, description="Largest request body accepted (more: 413)."
     )
@@ -55,7 +35,10 @@ class ApiSettings(CoreSettings):
         180, ge=0, description="The same for scraping; covers a scraper pool scaling from 0."
     )
     inline_scrape_limit: int = Field(
-        1, ge=1, description="Scrapes one gateway process runs itself at once (beyond: 503)."
+        1, ge=1, description="Scrapes one gateway process runs itself at once (its browsers)."
+    )
+    inline_ruptura_jobs: int = Field(
+        4, ge=1, description="Ruptura batches one gateway process runs itself at once."
     )
 
     api_keys: str = Field(
@@ -78,15 +61,6 @@ class ApiSettings(CoreSettings):
     )
     _tenants_by_digest: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
-
     @model_validator(mode="after")
     def _keys_or_explicitly_open(self) -> ApiSettings:
         self._tenants_by_digest = apikeys.parse_entries(self.api_keys)
@@ -100,9 +74,6 @@ class ApiSettings(CoreSettings):
     def tenant_for(self, key: str) -> str | None:
         """The tenant an API key belongs to, or None."""
         return self._tenants_by_digest.get(apikeys.key_digest(key))
-
-    def today(self) -> date:
-        return datetime.now(ZoneInfo(self.timezone)).date()
 
 
 @lru_cache

@@ -10,20 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from esteira_api import ruptura
 from esteira_api.auth import TenantDep, authenticated_router
 from esteira_api.deps import DbDep, GatewayDep, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
 from esteira_api.routes.ruptura import (
     Limit,
     Offset,
-    OrderNumber,
     OrderNumberPath,
     SessionId,
+    workers_online,
 )
 from esteira_core.jobs import RupturaMode
+from esteira_ruptura import sessions, use_cases
+from esteira_ruptura.models import OrderNumber
 
 router = authenticated_router("/api/ruptura", "compat: ruptura", 400, 404, 413)
 
@@ -31,16 +32,6 @@ router = authenticated_router("/api/ruptura", "compat: ruptura", 400, 404, 413)
 class IniciarRequest(BaseModel):
     pedidos: list[OrderNumber] = Field(description="Order numbers (numbers are accepted too).")
     modo: RupturaMode = RupturaMode.INDEPENDENT
-
-    @field_validator("pedidos", mode="before")
-    @classmethod
-    def _numbers_as_text(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [
-                str(item) if isinstance(item, int) and not isinstance(item, bool) else item
-                for item in value
-            ]
-        return value
 
 
 class LimparRequest(BaseModel):
@@ -56,14 +47,8 @@ def _progress(processed: int, total: int) -> dict[str, Any]:
 async def iniciar_processamento(
     body: IniciarRequest, gateway: GatewayDep, tenant: TenantDep
 ) -> dict[str, Any]:
-    started = await ruptura.start_session(
-        gateway,
-        order_numbers=body.pedidos,
-        mode=body.modo,
-        reference_date=None,
-        owner=tenant,
-    )
-    if isinstance(started, ruptura.InlineAnswer):
+    started = await gateway.dispatcher.start_session(body.pedidos, body.modo, None, tenant)
+    if isinstance(started, use_cases.InlineAnswer):
         # Redis is down: no session to poll, so every result comes in this answer.
         return {
             "success": True,
@@ -80,7 +65,7 @@ async def iniciar_processamento(
         "session_id": started.session_id,
         "total_pedidos": started.total,
         "total_lotes": started.batches,
-        "workers": await ruptura.workers_online(gateway.redis, gateway.settings),
+        "workers": await workers_online(gateway.redis, gateway.settings),
         "mensagem": f"{started.total} pedidos enviados para processamento em "
         f"{started.batches} lotes",
     }
@@ -94,7 +79,7 @@ async def buscar_resultados(
     offset: Offset = 0,
     limit: Limit = 2000,
 ) -> Response:
-    page = await ruptura.results_since(redis, session_id, tenant, offset, limit)
+    page = await sessions.results_since(redis, session_id, tenant, offset, limit)
     envelope = {
         "success": True,
         "offset_novo": page.next_offset,
@@ -108,20 +93,20 @@ async def buscar_resultados(
 async def status(
     session_id: SessionId, redis: RedisDep, settings: SettingsDep, tenant: TenantDep
 ) -> dict[str, Any]:
-    info = await ruptura.session_info(redis, session_id, tenant)
+    info = await sessions.owned(redis, session_id, tenant)
     return {
         "success": True,
         "session_id": session_id,
         "status": info.status,
         "completo": info.done,
         "progresso": _progress(info.processed, info.total),
-        "workers": await ruptura.workers_online(redis, settings),
+        "workers": await workers_online(redis, settings),
     }
 
 
 @router.post("/worker/limpar-cache")
 async def limpar_cache(body: LimparRequest, redis: RedisDep, tenant: TenantDep) -> dict[str, Any]:
-    await ruptura.delete_session(redis, body.session_id, tenant)
+    await sessions.delete(redis, body.session_id, tenant)
     return {"success": True, "mensagem": f"Cache da sessão {body.session_id} removido"}
 
 
@@ -129,5 +114,5 @@ async def limpar_cache(body: LimparRequest, redis: RedisDep, tenant: TenantDep) 
 async def analisar_pedido(
     num_pedido: OrderNumberPath, redis: RedisDep, db: DbDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    report = await ruptura.analyse_order(redis, db, settings, num_pedido, RupturaMode.INDEPENDENT)
+    report = await use_cases.analyse_order(redis, db, settings, num_pedido, RupturaMode.INDEPENDENT)
     return {"success": True, **report.model_dump(mode="json")}

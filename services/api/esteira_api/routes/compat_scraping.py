@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from esteira_api import scraping
 from esteira_api.auth import TenantDep, authenticated_router
 from esteira_api.deps import GatewayDep, RedisDep
 from esteira_api.routes.scraping import OsNumber, TaskId
+from esteira_core.jobs import Pool
+from esteira_scraping import tasks
 
 router = authenticated_router("/api/desenvolvimento", "compat: scraping", 404, 502)
 
@@ -19,27 +20,14 @@ _STATE = {
     "success": "SUCCESS",
     "failed": "FAILURE",
 }
-_MESSAGES = {
-    "queued": "Aguardando na fila...",
-    "rate_limited": "Aguardando o limite de acessos ao portal...",
-    "starting": "Preparando o navegador...",
-    "opening": "Abrindo o portal...",
-    "login": "Entrando no portal...",
-    "searching": "Executando scraping externo...",
-    "extracting": "Lendo os dados da OS...",
-    "saving": "Gravando os dados...",
-    "waiting_retry": "Falha temporária, nova tentativa em instantes...",
-    "done": "Scraping concluído com sucesso",
-    "failed": "Scraping falhou",
-}
 
 
 @router.post("/buscar-os-async/{numero_os}")
 async def buscar_os_async(
     numero_os: OsNumber, gateway: GatewayDep, tenant: TenantDep
 ) -> dict[str, Any]:
-    found = await scraping.lookup(gateway, numero_os, tenant)
-    if found.status in ("found_existing", "scraped"):
+    found = await gateway.dispatcher.lookup(numero_os, tenant)
+    if found.answered:
         # "scraped": the queue is down and the gateway scraped at once. The seed's hook reads
         # the data of a found_existing answer, so the fallback stays invisible to it.
         recorded = found.status == "found_existing"
@@ -66,11 +54,11 @@ async def buscar_os_async(
 
 @router.get("/scraping-status/{task_id}")
 async def scraping_status(task_id: TaskId, redis: RedisDep, tenant: TenantDep) -> dict[str, Any]:
-    task = await scraping.task_status(redis, task_id, tenant)
+    task = await tasks.owned(redis, task_id, tenant)
     body: dict[str, Any] = {
         "task_id": task_id,
         "status": _STATE.get(task["status"], "PENDING"),
-        "message": _MESSAGES.get(task["stage"], task["stage"]),
+        "message": tasks.STAGE_MESSAGES.get(task["stage"], task["stage"]),
         "progress": task["progress"],
         "numero_os": task["numero_os"],
     }
@@ -84,7 +72,7 @@ async def scraping_status(task_id: TaskId, redis: RedisDep, tenant: TenantDep) -
 
 @router.get("/queue-status")
 async def queue_status(gateway: GatewayDep) -> dict[str, Any]:
-    stats = await scraping.scraper_queue(gateway)
+    stats = (await gateway.dispatcher.decide(Pool.SCRAPER, fresh=True)).stats
     if stats is None:
         return {
             "status": "success",

@@ -3,6 +3,8 @@ whether this gateway sends work to the queue or does it itself (and why)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from pydantic import BaseModel
 
 from esteira_api.auth import authenticated_router
@@ -18,11 +20,11 @@ class QueueBody(BaseModel):
     mode: str  # queue | inline
     reason: str  # served | not_served | redis_down
     redis: str  # up | down
-    ready: int | None
-    deferred: int | None
-    in_progress: int | None
-    oldest_ready_age_seconds: float | None
-    workers_online: int | None
+    ready: int | None = None
+    deferred: int | None = None
+    in_progress: int | None = None
+    oldest_ready_age_seconds: float | None = None
+    workers_online: int | None = None
 
 
 class QueuesBody(BaseModel):
@@ -33,20 +35,18 @@ class QueuesBody(BaseModel):
 async def queues(gateway: GatewayDep) -> QueuesBody:
     bodies = []
     for pool in Pool:
-        decision = await gateway.health.decide(pool, fresh=True)
-        stats = decision.stats
+        decision = await gateway.dispatcher.decide(pool, fresh=True)
+        stats = {} if decision.stats is None else dataclasses.asdict(decision.stats)
         bodies.append(
-            QueueBody(
-                pool=pool.value,
-                queue=pool.queue,
-                mode=decision.mode,
-                reason=decision.reason,
-                redis="down" if stats is None else "up",
-                ready=None if stats is None else stats.ready,
-                deferred=None if stats is None else stats.deferred,
-                in_progress=None if stats is None else stats.in_progress,
-                oldest_ready_age_seconds=None if stats is None else stats.oldest_ready_age_seconds,
-                workers_online=None if stats is None else stats.workers_online,
+            QueueBody.model_validate(
+                {
+                    **stats,
+                    "pool": pool.value,
+                    "queue": pool.queue,
+                    "mode": decision.mode,
+                    "reason": decision.reason,
+                    "redis": "down" if decision.stats is None else "up",
+                }
             )
         )
     return QueuesBody(queues=bodies)

@@ -2,31 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import suppress
 from datetime import date
 from typing import Annotated, Any
 
+from arq.connections import ArqRedis
 from fastapi import Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from esteira_api import ruptura
 from esteira_api.auth import TenantDep, authenticated_router
+from esteira_api.context import Gateway
 from esteira_api.deps import DbDep, GatewayDep, LongPollWait, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
-from esteira_core.jobs import RupturaMode
-from esteira_ruptura.models import ORDER_NUMBER_MAX_LENGTH, ORDER_NUMBER_PATTERN, OrderReport
+from esteira_api.settings import ApiSettings
+from esteira_core import heartbeats, keys
+from esteira_core.jobs import Pool, RupturaMode
+from esteira_ruptura import sessions, use_cases
+from esteira_ruptura.models import (
+    ORDER_NUMBER_MAX_LENGTH,
+    ORDER_NUMBER_PATTERN,
+    OrderNumber,
+    OrderReport,
+)
 
 router = authenticated_router("/api/v1/ruptura", "ruptura", 400, 404, 413)
 
-OrderNumber = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        min_length=1,
-        max_length=ORDER_NUMBER_MAX_LENGTH,
-        pattern=ORDER_NUMBER_PATTERN,
-    ),
-]
 OrderNumberPath = Annotated[
     str, Path(min_length=1, max_length=ORDER_NUMBER_MAX_LENGTH, pattern=ORDER_NUMBER_PATTERN)
 ]
@@ -110,14 +114,10 @@ class InlineResultsBody(BaseModel):
 async def start_session(
     body: SessionRequest, gateway: GatewayDep, tenant: TenantDep
 ) -> SessionStartedBody | JSONResponse:
-    started = await ruptura.start_session(
-        gateway,
-        order_numbers=body.pedidos,
-        mode=body.mode,
-        reference_date=body.reference_date,
-        owner=tenant,
+    started = await gateway.dispatcher.start_session(
+        body.pedidos, body.mode, body.reference_date, tenant
     )
-    if isinstance(started, ruptura.InlineAnswer):
+    if isinstance(started, use_cases.InlineAnswer):
         inline = InlineResultsBody(
             analysis_mode=started.mode,
             total=started.total,
@@ -142,7 +142,7 @@ async def start_session(
 async def session_status(
     session_id: SessionId, redis: RedisDep, settings: SettingsDep, tenant: TenantDep
 ) -> SessionStatusBody:
-    info = await ruptura.session_info(redis, session_id, tenant)
+    info = await sessions.owned(redis, session_id, tenant)
     return SessionStatusBody(
         session_id=session_id,
         status=info.status,
@@ -153,7 +153,13 @@ async def session_status(
         done=info.done,
         batches=info.batches,
         reference_date=info.reference_date,
-        workers_online=await ruptura.workers_online(redis, settings),
+        workers_online=await workers_online(redis, settings),
+    )
+
+
+async def workers_online(redis: ArqRedis, settings: ApiSettings) -> int:
+    return await heartbeats.workers_online(
+        redis, Pool.RUPTURA.value, settings.heartbeat_interval_seconds
     )
 
 
@@ -181,8 +187,14 @@ async def session_results(
     limit: Limit = 2000,
     wait: LongPollWait = 0,
 ) -> Response:
-    page = await ruptura.watch_results(
-        gateway, request.scope, session_id, tenant, offset, limit, wait
+    # The results from `offset` now if there are any or the session is finished; else after
+    # the session's next batch, or `wait` seconds.
+    page = await gateway.changes.answer(
+        request.scope,
+        keys.ruptura_session_events(session_id),
+        wait,
+        lambda: sessions.results_since(gateway.redis, session_id, tenant, offset, limit),
+        lambda page: bool(page.results) or page.info.done,
     )
     envelope = {
         "session_id": session_id,
@@ -204,17 +216,55 @@ async def session_results(
 async def session_events(
     session_id: SessionId, gateway: GatewayDep, tenant: TenantDep
 ) -> StreamingResponse:
-    await ruptura.session_info(gateway.redis, session_id, tenant)  # a 404 before the stream
+    await sessions.owned(gateway.redis, session_id, tenant)  # a 404 before the stream
     return StreamingResponse(
-        ruptura.session_events(gateway, session_id, tenant),
+        progress_events(gateway, session_id, tenant),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
+NO_LISTENER_POLL_SECONDS = 1.0
+
+
+def _progress_event(info: sessions.SessionInfo) -> str:
+    body = {"processed": info.processed, "total": info.total, "done": info.done}
+    return f"event: progress\ndata: {json.dumps(body)}\n\n"
+
+
+async def progress_events(
+    gateway: Gateway, session_id: str, tenant: str, keepalive_seconds: float = 15
+) -> AsyncIterator[str]:
+    """Server-sent events: the progress now, then the progress after each change (one per batch,
+    or one for several that finished together) until the session is done. Woken by the
+    gateway's change listener, so a stream holds no Redis connection of its own; watching
+    starts before the first read, so no batch finished in between is missed."""
+    redis = gateway.redis
+    with gateway.changes.watching(keys.ruptura_session_events(session_id)) as changed:
+        info = await sessions.owned(redis, session_id, tenant)
+        yield _progress_event(info)
+        while not info.done:
+            # Without the listener (Redis lost, or not subscribed yet) look again each second.
+            quiet = keepalive_seconds if gateway.changes.listening else NO_LISTENER_POLL_SECONDS
+            with suppress(TimeoutError):
+                async with asyncio.timeout(quiet):
+                    await changed.wait()
+            woken = changed.is_set()
+            changed.clear()
+            found = await sessions.info(redis, session_id)
+            if found is None:
+                yield 'event: gone\ndata: {"reason": "session deleted or expired"}\n\n'
+                return
+            if found.processed != info.processed or found.done:
+                yield _progress_event(found)
+            elif not woken:
+                yield ": keepalive\n\n"
+            info = found
+
+
 @router.delete("/sessions/{session_id}", status_code=204, summary="Drop a session's data")
 async def delete_session(session_id: SessionId, redis: RedisDep, tenant: TenantDep) -> Response:
-    await ruptura.delete_session(redis, session_id, tenant)
+    await sessions.delete(redis, session_id, tenant)
     return Response(status_code=204)
 
 
@@ -227,7 +277,7 @@ class ActiveOrder(BaseModel):
 async def active_orders(
     db: DbDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> list[ActiveOrder]:
-    rows = await ruptura.active_orders(db, limit)
+    rows = await use_cases.active_orders(db, limit)
     return [ActiveOrder(num_pedido=number, cliente=cliente) for number, cliente in rows]
 
 
@@ -239,4 +289,4 @@ async def analyse_order(
     settings: SettingsDep,
     mode: RupturaMode = RupturaMode.INDEPENDENT,
 ) -> OrderReport:
-    return await ruptura.analyse_order(redis, db, settings, num_pedido, mode)
+    return await use_cases.analyse_order(redis, db, settings, num_pedido, mode)

@@ -9,9 +9,9 @@ from fastapi import Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from esteira_api import scraping
 from esteira_api.auth import TenantDep, authenticated_router
 from esteira_api.deps import GatewayDep, LongPollWait, RedisDep
+from esteira_core import keys
 from esteira_scraping import tasks
 from esteira_scraping.runner import OS_NUMBER_PATTERN
 
@@ -54,7 +54,7 @@ class TaskBody(BaseModel):
     responses={202: {"model": LookupBody, "description": "A scrape is queued or running"}},
 )
 async def lookup_os(numero_os: OsNumber, gateway: GatewayDep, tenant: TenantDep) -> JSONResponse:
-    found = await scraping.lookup(gateway, numero_os, tenant)
+    found = await gateway.dispatcher.lookup(numero_os, tenant)
     body = LookupBody(
         status=found.status,
         numero_os=found.numero_os,
@@ -63,7 +63,7 @@ async def lookup_os(numero_os: OsNumber, gateway: GatewayDep, tenant: TenantDep)
         coalesced=found.coalesced,
         status_url=f"/api/v1/scraping/tasks/{found.task_id}" if found.task_id else None,
     )
-    code = 200 if found.status in ("found_existing", "scraped") else 202
+    code = 200 if found.answered else 202
     return JSONResponse(body.model_dump(mode="json"), status_code=code)
 
 
@@ -72,7 +72,7 @@ async def recent_tasks(
     redis: RedisDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> list[TaskBody]:
     found = await tasks.recent(redis, tenant, limit)
-    return [TaskBody.model_validate(scraping.without_owners(task)) for task in found]
+    return [TaskBody.model_validate(tasks.without_owners(task)) for task in found]
 
 
 @router.get(
@@ -94,7 +94,16 @@ async def task_status(
         float | None, Query(ge=0, description="The task's `updated_at` as last seen.")
     ] = None,
 ) -> TaskBody:
-    task = await scraping.watch_task(
-        gateway, request.scope, task_id, tenant, since=since, wait=wait
+    # The task now if it changed after `since` or has ended; else after its next change, or
+    # `wait` seconds. Without `since`, now.
+    def news(task: dict[str, Any]) -> bool:
+        return since is None or task["status"] in tasks.ENDED or task["updated_at"] > since
+
+    task = await gateway.changes.answer(
+        request.scope,
+        keys.scrape_task_events(task_id),
+        wait,
+        lambda: tasks.owned(gateway.redis, task_id, tenant),
+        news,
     )
     return TaskBody.model_validate(task)

@@ -1,4 +1,5 @@
-"""Child processes that are always cleaned up: used by `esteira up` and by the test plugin.
+"""Child processes that are always cleaned up: the local stack (`esteira up`) and the test plugin
+supervise their processes with this; nothing in a service image does.
 
 Each child runs in its own session (process group), so stopping it also stops whatever it
 started (uvicorn's workers, a worker's Chromium tree), and a Ctrl-C in the terminal reaches
@@ -142,39 +143,3 @@ def redis_server_argv(port: int, data_dir: Path, *, persist: bool) -> list[str]:
         "warning",
     ]
     return argv
-
-
-def process_parents() -> dict[int, int]:
-    """Every live process and its parent, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                    fields = stat.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(fields[1])
-    return parents
-
-
-def descendants(pid: int, parents: dict[int, int] | None = None) -> list[int]:
-    """Every live descendant of `pid` (children before grandchildren), from /proc or from one
-    reading of it (`process_parents()`) shared by several calls."""
-    parents = process_parents() if parents is None else parents
-    found: list[int] = []
-    frontier = [pid]
-    while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier]
-        found += frontier
-    return found
-
-
-def kill_tree(pid: int) -> list[int]:
-    """SIGKILLs `pid` and all its descendants (a browser's renderers, GPU and zygote processes
-    included); returns the pids signalled."""
-    victims = [pid, *descendants(pid)]
-    for victim in victims:
-        with suppress(ProcessLookupError, PermissionError):
-            os.kill(victim, signal.SIGKILL)
-    return victims

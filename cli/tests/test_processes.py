@@ -2,7 +2,7 @@ import os
 import sys
 import time
 
-from esteira_core.processes import ManagedProcess, free_port, port_is_open
+from esteira_cli.processes import ManagedProcess, free_port, port_is_open
 
 # A parent that starts a grandchild and ignores SIGTERM: stop() must still leave nothing behind.
 STUBBORN = """

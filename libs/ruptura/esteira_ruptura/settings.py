@@ -1,0 +1,54 @@
+"""What a ruptura analysis is configured with, wherever it runs (a worker, or the gateway)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from esteira_core.errors import Invalid
+from esteira_core.settings import CoreSettings
+from esteira_ruptura.projection import Horizon
+
+
+class RupturaSettings(CoreSettings):
+    timezone: str = Field(
+        "America/Sao_Paulo", description="Time zone whose today is the default reference date."
+    )
+    ruptura_max_orders: int = Field(
+        50_000, ge=1, description="Most orders one ruptura session may hold (more: 413)."
+    )
+    ruptura_horizon_days: int = Field(28, ge=1, le=366, description="Days projected ahead.")
+    ruptura_window_days: int = Field(
+        7, ge=0, le=366, description="Look-ahead window of the rupture rule (the seeds' D7)."
+    )
+    ruptura_order_cache_seconds: int = Field(
+        15, ge=0, description="How long one order analysed synchronously is cached (0: never)."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    def today(self) -> date:
+        return datetime.now(ZoneInfo(self.timezone)).date()
+
+    def horizon(self, reference: date | None = None) -> Horizon:
+        """The days a session or an order is judged on, from `reference` (default: today)."""
+        horizon = Horizon(
+            reference or self.today(), self.ruptura_horizon_days, self.ruptura_window_days
+        )
+        try:
+            horizon.day(horizon.days + horizon.window)
+        except OverflowError:
+            raise Invalid(
+                "reference_date_out_of_range",
+                f"reference_date {horizon.start} leaves no room for a {horizon.days}-day horizon.",
+            ) from None
+        return horizon

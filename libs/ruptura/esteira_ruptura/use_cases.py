@@ -1,0 +1,207 @@
+"""Ruptura's use cases, each one function called the same way by a worker job and by the
+gateway: start a session (validate, plan, record, queue), analyse one of its batches, analyse
+orders at once (when Redis is down), analyse one order, list the carteira's active orders.
+
+They raise esteira_core.errors (the gateway maps each kind to one HTTP status). Reading and
+deleting a session, with its ownership check, is the session store's (sessions.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import orjson
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import Engine
+
+from esteira_core import jobs, keys, metrics
+from esteira_core.errors import Invalid, NotFound, TooLarge
+from esteira_core.jobs import RupturaBatchPayload, RupturaMode
+from esteira_ruptura import data, sessions
+from esteira_ruptura.models import OrderReport
+from esteira_ruptura.projection import Horizon
+from esteira_ruptura.service import SessionAnalysis, SessionCache
+from esteira_ruptura.settings import RupturaSettings
+
+logger = logging.getLogger(__name__)
+
+# From this many orders a session is analysed from the whole carteira, judged once per process,
+# instead of loading each batch's lines: one big read beats a thousand small ones.
+WHOLE_CARTEIRA_FROM = 1000
+
+
+@dataclass(frozen=True)
+class SessionStarted:
+    session_id: str
+    total: int
+    batches: int
+    mode: RupturaMode
+    reference_date: date
+
+
+async def wanted_orders(
+    db: Engine, settings: RupturaSettings, order_numbers: Sequence[str] | None
+) -> list[str]:
+    """The orders a request asks for (each once, in the order first given; None: every active
+    order), refused when empty or over the limit."""
+    if order_numbers is None:
+        wanted = await asyncio.to_thread(_active_orders, db)
+        if not wanted:
+            raise Invalid("no_active_orders", "The carteira has no active orders.")
+    else:
+        if not order_numbers:
+            raise Invalid("empty_order_list", "Send at least one order number in pedidos.")
+        wanted = list(dict.fromkeys(order_numbers))
+    if len(wanted) > settings.ruptura_max_orders:
+        raise TooLarge(
+            "too_many_orders",
+            f"{len(wanted)} orders exceed the limit of {settings.ruptura_max_orders} per session.",
+        )
+    return wanted
+
+
+@dataclass(frozen=True)
+class InlineAnswer:
+    """Every result at once, with no session: what the gateway answers when Redis is down."""
+
+    total: int
+    mode: RupturaMode
+    reference_date: date
+    results: list[dict[str, Any]]
+
+
+def _active_orders(db: Engine) -> list[str]:
+    with db.connect() as connection:
+        return data.active_order_numbers(connection)
+
+
+def plan(
+    session_id: str, wanted: Sequence[str], mode: RupturaMode, horizon: Horizon
+) -> list[RupturaBatchPayload]:
+    """The session's jobs: one per RUPTURA_BATCH_SIZE orders, in the order given."""
+    size = jobs.RUPTURA_BATCH_SIZE
+    return [
+        RupturaBatchPayload(
+            session_id=session_id,
+            batch_index=index,
+            pedidos=list(wanted[start : start + size]),
+            mode=mode,
+            reference_date=horizon.start,
+            horizon_days=horizon.days,
+            window_days=horizon.window,
+            session_orders=len(wanted),
+        )
+        for index, start in enumerate(range(0, len(wanted), size))
+    ]
+
+
+async def start_session(
+    redis: ArqRedis,
+    wanted: Sequence[str],
+    mode: RupturaMode,
+    horizon: Horizon,
+    *,
+    owner: str,
+    path: str,
+) -> SessionStarted:
+    """Records the session and queues its batches. Whoever serves the queue runs them: the
+    ruptura workers, or a gateway's standby worker while none is online (`path` says which the
+    gateway expected, for the record)."""
+    session_id = uuid.uuid4().hex
+    batches = plan(session_id, wanted, mode, horizon)
+    await sessions.create(
+        redis,
+        session_id=session_id,
+        owner=owner,
+        total=len(wanted),
+        batches=len(batches),
+        mode=mode,
+        path=path,
+        reference_date=horizon.start,
+        horizon_days=horizon.days,
+        window_days=horizon.window,
+    )
+    named = [(f"ruptura-{session_id}-{batch.batch_index}", batch) for batch in batches]
+    await jobs.enqueue_many(redis, jobs.Pool.RUPTURA, jobs.RUPTURA_ANALYSE_BATCH, named)
+    metrics.JOBS_ENQUEUED.labels(jobs.RUPTURA_QUEUE).inc(len(named))
+    logger.info(
+        "ruptura session started",
+        extra={"session_id": session_id, "orders": len(wanted), "batches": len(batches)},
+    )
+    return SessionStarted(session_id, len(wanted), len(batches), mode, horizon.start)
+
+
+def horizon_of(batch: RupturaBatchPayload) -> Horizon:
+    return Horizon(batch.reference_date, batch.horizon_days, batch.window_days)
+
+
+async def analyse_batch(
+    redis: Redis, engine: Engine, cache: SessionCache, batch: RupturaBatchPayload
+) -> int:
+    """Analyses and stores one batch; returns the results stored for the session so far, or
+    sessions.SESSION_GONE / sessions.DUPLICATE_BATCH when there was nothing to do."""
+    if not await sessions.batch_pending(redis, batch.session_id, batch.batch_index):
+        return sessions.DUPLICATE_BATCH
+    analysis = cache.get(
+        batch.session_id,
+        engine,
+        horizon_of(batch),
+        batch.mode,
+        whole_carteira=batch.session_orders >= WHOLE_CARTEIRA_FROM,
+    )
+    results = await asyncio.to_thread(analysis.analyse, batch.pedidos)
+    encoded = [orjson.dumps(result) for result in results]
+    return await sessions.record_batch(redis, batch.session_id, batch.batch_index, encoded)
+
+
+async def analyse_now(
+    db: Engine, wanted: Sequence[str], mode: RupturaMode, horizon: Horizon
+) -> InlineAnswer:
+    analysis = SessionAnalysis(db, horizon, mode, whole_carteira=len(wanted) >= WHOLE_CARTEIRA_FROM)
+    results = await asyncio.to_thread(analysis.analyse, wanted)
+    metrics.ORDERS_ANALYSED.labels(mode.value, "inline").inc(len(results))
+    return InlineAnswer(len(results), mode, horizon.start, results)
+
+
+async def analyse_order(
+    redis: Redis, db: Engine, settings: RupturaSettings, num_pedido: str, mode: RupturaMode
+) -> OrderReport:
+    """One order, analysed in this process, cached briefly in Redis (skipped if Redis is down)."""
+    cache_key = keys.ruptura_order_cache(num_pedido, mode.value)
+    ttl = settings.ruptura_order_cache_seconds
+    if ttl:
+        try:
+            cached = await redis.get(cache_key)
+        except (RedisError, OSError):
+            cached = None
+        if cached:
+            return OrderReport.model_validate_json(cached)
+    analysis = SessionAnalysis(db, settings.horizon(), mode)
+    (result,) = await asyncio.to_thread(analysis.analyse, [num_pedido])
+    metrics.ORDERS_ANALYSED.labels(mode.value, "sync").inc()
+    if result["status"] != "analisado":
+        raise NotFound("order_not_found", f"Order {num_pedido} is not an active order.")
+    report = OrderReport.model_validate(result)
+    if ttl:
+        try:
+            await redis.set(cache_key, report.model_dump_json(), ex=ttl)
+        except (RedisError, OSError):
+            logger.warning("order cache unavailable", extra={"num_pedido": num_pedido})
+    return report
+
+
+async def active_orders(db: Engine, limit: int) -> list[tuple[str, str]]:
+    """The first active orders by number, with their cliente (what the operator page lists)."""
+
+    def read() -> list[tuple[str, str]]:
+        with db.connect() as connection:
+            return data.order_summaries(connection, limit)
+
+    return await asyncio.to_thread(read)

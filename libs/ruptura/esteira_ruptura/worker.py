@@ -1,0 +1,44 @@
+"""The ruptura pool: its job and the arq settings it runs with, one definition for every process
+that serves the queue (the ruptura worker service, and the gateway's standby worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.worker import func
+
+from esteira_core import jobs, metrics, worker
+from esteira_ruptura import use_cases
+from esteira_ruptura.service import SessionCache
+
+
+@worker.instrumented(jobs.RUPTURA_ANALYSE_BATCH)
+async def analyse_batch(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, Any]:
+    batch = jobs.RupturaBatchPayload.from_kwargs(payload)
+    stored = await use_cases.analyse_batch(ctx["redis"], ctx["db"], ctx["ruptura_sessions"], batch)
+    if stored >= 0:
+        metrics.ORDERS_ANALYSED.labels(batch.mode.value, ctx["path"]).inc(len(batch.pedidos))
+    return {"session_id": batch.session_id, "batch": batch.batch_index, "stored": stored}
+
+
+def shared() -> worker.Ctx:
+    """What the pool's jobs share for the life of a process: recent sessions' analyses."""
+    return {"ruptura_sessions": SessionCache()}
+
+
+class WorkerSettings:
+    functions = [
+        func(analyse_batch, name=jobs.RUPTURA_ANALYSE_BATCH),
+        func(worker.canary, name=jobs.CANARY),
+    ]
+    queue_name = jobs.RUPTURA_QUEUE
+    # A batch of 20 orders takes well under a second; a short timeout keeps a job whose worker
+    # was killed blocked only briefly (arq holds it until timeout + 10 s), and
+    # job_timeout < job_completion_wait < the pod's terminationGracePeriodSeconds (60).
+    max_jobs = 8
+    job_timeout = 30
+    job_completion_wait = 40
+    max_tries = 5
+    keep_result = 300
+    poll_delay = 0.02
+    health_check_interval = 60

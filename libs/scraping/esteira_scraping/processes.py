@@ -1,0 +1,44 @@
+"""Killing a browser's whole process tree: chromedriver and every Chromium process under it
+(renderers, GPU and zygote processes included), found from /proc."""
+
+from __future__ import annotations
+
+import os
+import signal
+from contextlib import suppress
+
+
+def process_parents() -> dict[int, int]:
+    """Every live process and its parent, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def descendants(pid: int, parents: dict[int, int] | None = None) -> list[int]:
+    """Every live descendant of `pid` (children before grandchildren), from /proc or from one
+    reading of it (`process_parents()`) shared by several calls."""
+    parents = process_parents() if parents is None else parents
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILLs `pid` and all its descendants (a browser's renderers, GPU and zygote processes
+    included); returns the pids signalled."""
+    victims = [pid, *descendants(pid)]
+    for victim in victims:
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(victim, signal.SIGKILL)
+    return victims

@@ -1,0 +1,74 @@
+"""The scraper pool: its job, the one constructor of a scraper (browser pool + flow + limits) and
+the arq settings it runs with, one definition for every process that serves the queue (the
+scraper worker service, and the gateway's standby worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq.worker import Retry, func
+from sqlalchemy import Engine
+
+from esteira_core import jobs, worker
+from esteira_scraping.flow import ScrapeFlow
+from esteira_scraping.pool import BrowserPool
+from esteira_scraping.profile import PortalCredentials, load_profile
+from esteira_scraping.runner import RetryLater, Scraper
+from esteira_scraping.settings import ScrapingSettings
+
+
+def build_scraper(settings: ScrapingSettings, db: Engine, size: int, pool_name: str) -> Scraper:
+    """A scraper with a pool of `size` browsers, named `pool_name` in metrics."""
+    pool = BrowserPool(size, pool_name=pool_name, max_jobs_per_browser=settings.browser_max_jobs)
+    return Scraper(pool, ScrapeFlow(load_profile(), PortalCredentials()), db, settings.limits())
+
+
+@worker.instrumented(jobs.SCRAPE_OS)
+async def scrape_os(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, Any] | None:
+    task = jobs.ScrapePayload.from_kwargs(payload)
+    scraper: Scraper = ctx["scraper"]
+    try:
+        return await scraper.attempt(ctx["redis"], task.task_id, task.numero_os)
+    except RetryLater as later:
+        raise Retry(defer=later.delay) from later
+
+
+async def startup(ctx: worker.Ctx) -> None:
+    await worker.startup(ctx)
+    ctx["scraper"] = build_scraper(ctx["settings"], ctx["db"], ctx["max_jobs"], "scraper")
+
+
+async def shutdown(ctx: worker.Ctx) -> None:
+    scraper = ctx.pop("scraper", None)
+    if scraper is not None:
+        await scraper.pool.close()
+    await worker.shutdown(ctx)
+
+
+def timeouts(settings: ScrapingSettings) -> dict[str, float]:
+    """arq's backstop and the drain after it, moved past a hard limit raised above the default:
+    hard limit < job_timeout < job_completion_wait < terminationGracePeriodSeconds."""
+    job_timeout = max(WorkerSettings.job_timeout, settings.scrape_hard_limit_seconds + 30)
+    completion_wait = max(WorkerSettings.job_completion_wait, job_timeout + 10)
+    return {"job_timeout": job_timeout, "job_completion_wait": completion_wait}
+
+
+class WorkerSettings:
+    functions = [
+        func(scrape_os, name=jobs.SCRAPE_OS),
+        func(worker.canary, name=jobs.CANARY),
+    ]
+    queue_name = jobs.SCRAPER_QUEUE
+    on_startup = startup
+    on_shutdown = shutdown
+    # One job per pooled browser. Our own hard limit (default 300 s) kills a stuck browser first;
+    # arq's job_timeout is only the backstop, and the pod drains for longer than either.
+    max_jobs = 3
+    job_timeout = 330
+    job_completion_wait = 340
+    # Retries are counted by the task itself (transient failures only); arq's count also grows
+    # with every rate-limit deferral, so its ceiling is only a safety net.
+    max_tries = 1000
+    keep_result = 300
+    poll_delay = 0.2
+    health_check_interval = 60

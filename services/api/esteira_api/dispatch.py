@@ -1,0 +1,222 @@
+"""The one dispatcher: per queue, per request, where the work goes (ARCHITECTURE "Health and
+fallback").
+
+- Redis answers: the work is recorded and queued, always, so it outlives this process. The
+  queue is served by the pool's workers; while none is online and the oldest ready job is older
+  than the pool's grace period (which covers a pool scaling from zero), this gateway serves the
+  queue itself with a standby worker running the pool's own job code. Jobs it has not finished
+  stay on the queue: on SIGTERM it cancels what it runs (arq puts it back), on SIGKILL arq's
+  in-progress key expires; either way whoever is alive next (a worker, another replica, this
+  gateway restarted) takes them, and every write being idempotent, each order counts once.
+- Redis is down: the work is done in the request (all of a ruptura session's results in the
+  answer; a scrape bounded by the gateway's browsers), as nothing could be recorded anyway.
+
+A circuit breaker makes a dead Redis cost one fast failure, then a probe every few seconds; a
+background loop keeps probing, keeps the queue gauges fresh, starts a standby worker for a
+queue nobody serves (so work queued during the grace is not stranded) and stops it once a
+worker is online. Every switch is logged and counted."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import date
+
+from arq.connections import ArqRedis
+from sqlalchemy import Engine
+
+from esteira_api.settings import ApiSettings
+from esteira_core import metrics
+from esteira_core.breaker import CircuitBreaker, State
+from esteira_core.errors import Busy
+from esteira_core.jobs import Pool, RupturaMode
+from esteira_core.queues import QueueStats, queue_stats
+from esteira_core.redis import REDIS_ERRORS
+from esteira_core.standby import StandbyWorker
+from esteira_ruptura import use_cases
+from esteira_ruptura import worker as ruptura_pool
+from esteira_scraping import lookups
+from esteira_scraping import worker as scraper_pool
+from esteira_scraping.lookups import Lookup
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    pool: Pool
+    mode: str  # queue | inline
+    reason: str  # served | redis_down | not_served
+    stats: QueueStats | None
+
+    @property
+    def inline(self) -> bool:
+        return self.mode == "inline"
+
+
+class Dispatcher:
+    def __init__(self, redis: ArqRedis, db: Engine, settings: ApiSettings) -> None:
+        self.redis = redis
+        self.db = db
+        self.settings = settings
+        self.breaker = CircuitBreaker("redis", settings.redis_breaker_reset_seconds)
+        self.grace = {
+            Pool.RUPTURA: settings.ruptura_grace_seconds,
+            Pool.SCRAPER: settings.scraper_grace_seconds,
+        }
+        # The gateway's browsers: its standby scraper's and the Redis-down lookups' alike.
+        self.scraper = scraper_pool.build_scraper(
+            settings, db, settings.inline_scrape_limit, "gateway"
+        )
+        self.standbys = {
+            Pool.RUPTURA: StandbyWorker(
+                Pool.RUPTURA,
+                ruptura_pool.WorkerSettings,
+                settings,
+                max_jobs=settings.inline_ruptura_jobs,
+                shared={"db": db, **ruptura_pool.shared()},
+            ),
+            Pool.SCRAPER: StandbyWorker(
+                Pool.SCRAPER,
+                scraper_pool.WorkerSettings,
+                settings,
+                max_jobs=settings.inline_scrape_limit,
+                shared={"db": db, "scraper": self.scraper},
+                overrides=scraper_pool.timeouts(settings),
+            ),
+        }
+        self._checked: dict[Pool, tuple[float, Decision]] = {}
+        self._modes: dict[Pool, str] = {}
+
+    def redis_trusted(self) -> bool:
+        """True while nothing has seen Redis fail: optional calls (the rate limit) skip it
+        otherwise, without taking the breaker's probe."""
+        return self.breaker.state is State.CLOSED
+
+    def redis_failed(self) -> None:
+        """A request found Redis failing: stop trying until the next probe."""
+        self.breaker.failure()
+        self._checked.clear()
+
+    async def decide(self, pool: Pool, *, fresh: bool = False) -> Decision:
+        now = time.monotonic()
+        cached = self._checked.get(pool)
+        if not fresh and cached and now - cached[0] < self.settings.queue_check_seconds:
+            return cached[1]
+        decision = await self._check(pool)
+        self._checked[pool] = (now, decision)
+        self._record(decision)
+        return decision
+
+    async def _check(self, pool: Pool) -> Decision:
+        if not self.breaker.allow():
+            return Decision(pool, "inline", "redis_down", None)
+        try:
+            stats = await queue_stats(self.redis, pool, self.settings.heartbeat_interval_seconds)
+        except REDIS_ERRORS:
+            self.breaker.failure()
+            return Decision(pool, "inline", "redis_down", None)
+        self.breaker.success()
+        # Jobs in progress mean a worker is on the queue even when its heartbeat is late (a
+        # worker busy on every core beats late): a slow queue is not an unserved one.
+        standby = self.standbys[pool]
+        served = stats.workers_online > 0 or stats.in_progress > 0
+        if not served and not standby.running:
+            served = stats.oldest_ready_age_seconds <= self.grace[pool]
+        if stats.workers_online > 0:
+            standby.retire()
+        elif not served:
+            standby.start()
+        return Decision(
+            pool, "queue" if served else "inline", "served" if served else "not_served", stats
+        )
+
+    def _record(self, decision: Decision) -> None:
+        queue = decision.pool.queue
+        metrics.QUEUE_MODE.labels(queue).set(0 if decision.inline else 1)
+        if decision.stats is not None:
+            stats = decision.stats
+            metrics.QUEUE_JOBS.labels(queue, "ready").set(stats.ready)
+            metrics.QUEUE_JOBS.labels(queue, "deferred").set(stats.deferred)
+            metrics.QUEUE_JOBS.labels(queue, "in_progress").set(stats.in_progress)
+            metrics.QUEUE_OLDEST_READY_AGE.labels(queue).set(stats.oldest_ready_age_seconds)
+            metrics.WORKERS_ONLINE.labels(decision.pool.value).set(stats.workers_online)
+        previous = self._modes.get(decision.pool)
+        self._modes[decision.pool] = decision.mode
+        if previous is not None and previous != decision.mode:
+            metrics.QUEUE_MODE_SWITCHES.labels(queue, decision.mode).inc()
+            log = logger.warning if decision.inline else logger.info
+            log(
+                "queue mode changed",
+                extra={"queue": queue, "mode": decision.mode, "reason": decision.reason},
+            )
+
+    async def watch(self, interval: float = 2.0) -> None:
+        """Probes every pool forever (until cancelled): gauges stay fresh, modes switch back."""
+        while True:
+            for pool in Pool:
+                with suppress(Exception):
+                    await self.decide(pool, fresh=True)
+            await asyncio.sleep(interval)
+
+    async def start_session(
+        self,
+        order_numbers: Sequence[str] | None,
+        mode: RupturaMode,
+        reference_date: date | None,
+        owner: str,
+    ) -> use_cases.SessionStarted | use_cases.InlineAnswer:
+        """The orders asked for (None: every active one), checked, then a recorded, queued
+        session; or, while Redis is down, every result at once."""
+        wanted = await use_cases.wanted_orders(self.db, self.settings, order_numbers)
+        horizon = self.settings.horizon(reference_date)
+        decision = await self.decide(Pool.RUPTURA)
+        if decision.reason != "redis_down":
+            if decision.inline:
+                metrics.INLINE_FALLBACKS.labels(Pool.RUPTURA.queue, "not_served").inc()
+            try:
+                return await use_cases.start_session(
+                    self.redis, wanted, mode, horizon, owner=owner, path=decision.mode
+                )
+            except REDIS_ERRORS:
+                self.redis_failed()
+        metrics.INLINE_FALLBACKS.labels(Pool.RUPTURA.queue, "redis_down").inc()
+        return await use_cases.analyse_now(self.db, wanted, mode, horizon)
+
+    async def lookup(self, numero_os: str, owner: str) -> Lookup:
+        """The recorded OS; else its scrape task, joined or queued; or, while Redis is down,
+        the OS scraped at once by this gateway's browsers (503 when they are all busy)."""
+        found = await lookups.recorded(self.db, numero_os)
+        if found is not None:
+            return found
+        decision = await self.decide(Pool.SCRAPER)
+        if decision.reason != "redis_down":
+            if decision.inline:
+                metrics.INLINE_FALLBACKS.labels(Pool.SCRAPER.queue, "not_served").inc()
+            try:
+                return await lookups.start_or_join(
+                    self.redis,
+                    numero_os,
+                    owner,
+                    active_ttl=self.settings.scrape_active_ttl_seconds,
+                )
+            except REDIS_ERRORS:
+                self.redis_failed()
+        if self.scraper.pool.exhausted:
+            raise Busy(
+                "inline_scraping_busy",
+                "No scraper worker is available and this gateway is already scraping; try again.",
+                retry_after=10,
+            )
+        metrics.INLINE_FALLBACKS.labels(Pool.SCRAPER.queue, "redis_down").inc()
+        return await lookups.scrape_now(self.scraper, numero_os)
+
+    async def close(self) -> None:
+        """SIGTERM: hands back what the standby workers run, then closes the browsers."""
+        for standby in self.standbys.values():
+            await standby.stop(hand_back=True)
+        await self.scraper.pool.close()
