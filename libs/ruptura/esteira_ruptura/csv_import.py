@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, delete, insert
 
 from esteira_core.db.schema import carteira_itens, estoque, programacao_producao, saidas_previstas
+from esteira_ruptura.data import bump_carteira_version
 from esteira_ruptura.models import ORDER_NUMBER_MAX_LENGTH
 
 
@@ -149,7 +150,8 @@ def parse(kind: str, path: Path, problems: list[str]) -> list[dict[str, Any]]:
 
 
 def load(engine: Engine, files: dict[str, Path]) -> dict[str, int]:
-    """Checks every file, then replaces the tables they are for in one transaction."""
+    """Checks every file, then replaces the tables they are for and bumps the carteira version,
+    in one transaction."""
     problems: list[str] = []
     parsed = {kind: parse(kind, path, problems) for kind, path in files.items()}
     if problems:
@@ -160,4 +162,5 @@ def load(engine: Engine, files: dict[str, Path]) -> dict[str, int]:
             connection.execute(delete(table))
             if rows:
                 connection.execute(insert(table), rows)
+        bump_carteira_version(connection)
     return {kind: len(rows) for kind, rows in parsed.items()}
