@@ -58,18 +58,28 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_migrated_database(command: str, settings: CoreSettings) -> Engine | None:
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _open_migrated_database(command: str) -> Engine | None:
     """The configured database's engine, or None (after saying why on stderr) when it does not
     exist, cannot be reached or has not been migrated. A missing SQLite file is not created."""
     from pathlib import Path
 
+    from pydantic import ValidationError
     from sqlalchemy import inspect
     from sqlalchemy.exc import SQLAlchemyError
 
     from esteira_core.db import create_db_engine, database_url
     from esteira_core.db.schema import metadata
 
-    url = database_url(settings)
+    try:
+        url = database_url(CoreSettings())
+    except (ValidationError, SQLAlchemyError) as exc:
+        sys.stderr.write(f"esteira {command}: the configuration is not valid: {exc}\n")
+        return None
     shown = url.render_as_string(hide_password=True)
     upgrade_first = (
         "run `esteira db upgrade` with the same ESTEIRA_DATABASE_URL first, or point "
@@ -78,20 +88,25 @@ def _open_migrated_database(command: str, settings: CoreSettings) -> Engine | No
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         path = Path(str(url.database))
         if not path.is_file():
+            relative = "" if path.is_absolute() else ", a path taken from the current folder"
             sys.stderr.write(
                 f"esteira {command}: there is no database at {path.resolve()} "
-                f"(ESTEIRA_DATABASE_URL={shown}, a relative path is taken from the current "
-                f"folder); {upgrade_first}\n"
+                f"(ESTEIRA_DATABASE_URL={shown}{relative}); {upgrade_first}\n"
             )
             return None
-    engine = create_db_engine(url)
+    try:
+        engine = create_db_engine(url)
+    except SQLAlchemyError as exc:  # e.g. an unknown driver
+        sys.stderr.write(f"esteira {command}: cannot use the database {shown}: {exc}\n")
+        return None
     try:
         with engine.connect() as connection:
             tables = set(inspect(connection).get_table_names())
     except SQLAlchemyError as exc:
         engine.dispose()
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        sys.stderr.write(f"esteira {command}: cannot open the database {shown}: {reason}\n")
+        sys.stderr.write(
+            f"esteira {command}: cannot open the database {shown}: {_first_line(exc)}\n"
+        )
         return None
     missing = sorted(set(metadata.tables) - tables)
     if missing:
@@ -107,11 +122,10 @@ def _open_migrated_database(command: str, settings: CoreSettings) -> Engine | No
 def _seed_demo(args: argparse.Namespace) -> int:
     from esteira_ruptura.demo import CarteiraNotEmptyError, DemoSpec, seed_demo
 
-    settings = CoreSettings()
-    configure_logging(settings.log_level, "text")
-    engine = _open_migrated_database("seed-demo", settings)
+    engine = _open_migrated_database("seed-demo")
     if engine is None:
         return 1
+    configure_logging(CoreSettings().log_level, "text")
     try:
         spec = DemoSpec(orders=args.orders, products=args.products, seed=args.seed, horizon_days=28)
         counts = seed_demo(engine, spec, replace=args.replace, if_empty=args.if_empty)
@@ -149,8 +163,7 @@ def _load_csv(args: argparse.Namespace) -> int:
     if not files:
         sys.stderr.write("esteira load-csv: name at least one file (see --help)\n")
         return 2
-    settings = CoreSettings()
-    engine = _open_migrated_database("load-csv", settings)
+    engine = _open_migrated_database("load-csv")
     if engine is None:
         return 1
     try:
@@ -169,9 +182,17 @@ def _load_csv(args: argparse.Namespace) -> int:
         sys.stderr.write(f"esteira load-csv: {rejected}\n")
         return 1
     except SQLAlchemyError as exc:  # the transaction was rolled back
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         sys.stderr.write(
-            f"esteira load-csv: the database refused the load: {reason}; nothing was loaded\n"
+            f"esteira load-csv: the database refused the load: {_first_line(exc)}; "
+            "nothing was loaded\n"
+        )
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("esteira load-csv: interrupted; nothing was loaded\n")
+        return 130
+    except Exception as exc:  # a bug of ours: still one line, and the transaction rolled back
+        sys.stderr.write(
+            f"esteira load-csv: failed ({type(exc).__name__}: {exc}); nothing was loaded\n"
         )
         return 1
     finally:

@@ -124,15 +124,22 @@ def test_db_commands_refuse_a_database_that_does_not_exist_and_make_none(tmp_pat
     (tmp_path / "estoque.csv").write_text("cod_produto;qtd\nA;1\n")
     expected = (
         f"there is no database at {tmp_path / 'var' / 'esteira.db'} "
-        "(ESTEIRA_DATABASE_URL=sqlite:///var/esteira.db, a relative path is taken from the "
-        "current folder); run `esteira db upgrade` with the same ESTEIRA_DATABASE_URL first, "
-        "or point ESTEIRA_DATABASE_URL at the database to use\n"
+        "(ESTEIRA_DATABASE_URL=sqlite:///var/esteira.db, a path taken from the current "
+        "folder); run `esteira db upgrade` with the same ESTEIRA_DATABASE_URL first, or point "
+        "ESTEIRA_DATABASE_URL at the database to use\n"
     )
     for command in (["load-csv", "--estoque", "estoque.csv"], ["seed-demo"]):
         refused = esteira(*command, database_url=None, cwd=tmp_path)
         assert refused.returncode == 1
         assert refused.stderr == f"esteira {command[0]}: {expected}"
     assert [p.name for p in tmp_path.iterdir()] == ["estoque.csv"]
+    absent = tmp_path / "elsewhere" / "esteira.db"
+    refused = esteira("seed-demo", database_url=f"sqlite:///{absent}", cwd=tmp_path)
+    assert refused.stderr.startswith(
+        f"esteira seed-demo: there is no database at {absent} (ESTEIRA_DATABASE_URL=sqlite:///"
+        f"{absent}); run `esteira db upgrade`"
+    )
+    assert not absent.parent.exists()
 
 
 def test_db_commands_refuse_an_unmigrated_database_naming_it_without_its_password(

@@ -41,8 +41,8 @@ from esteira_core.db.schema import carteira_itens, estoque, programacao_producao
 from esteira_ruptura.data import bump_carteira_version
 from esteira_ruptura.models import ORDER_NUMBER_MAX_LENGTH
 
-Decimal = Literal["comma", "dot"]
-_MARKS: dict[Decimal, str] = {"comma": ",", "dot": "."}
+DecimalMark = Literal["comma", "dot"]
+_MARKS: dict[DecimalMark, str] = {"comma": ",", "dot": "."}
 
 
 class ValueProblem(ValueError):
@@ -350,7 +350,7 @@ def _split(text: str, known: Sequence[str]) -> _Table:
     return _Table(separator, header_line, header, rows)
 
 
-def _file_decimal(table: _Table, numeric: list[int], decimal: Decimal | None) -> str | None:
+def _file_decimal(table: _Table, numeric: list[int], decimal: DecimalMark | None) -> str | None:
     if decimal is not None:
         return _MARKS[decimal]
     marks = {
@@ -372,7 +372,7 @@ def parse(
     problems: list[str],
     *,
     encoding: str | None = None,
-    decimal: Decimal | None = None,
+    decimal: DecimalMark | None = None,
     allow_empty: bool = False,
 ) -> list[dict[str, Any]]:
     """The file's rows as table rows; each problem is appended to `problems` ('file:line: what')."""
@@ -448,7 +448,7 @@ def load(
     files: dict[str, Path],
     *,
     encoding: str | None = None,
-    decimal: Decimal | None = None,
+    decimal: DecimalMark | None = None,
     allow_empty: bool = False,
 ) -> dict[str, int]:
     """Checks every file, then replaces the tables they are for and bumps the carteira version,
