@@ -235,7 +235,11 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def decode(data: bytes, encoding: str | None = None) -> str:
+# A multi-byte UTF-8 character; Portuguese text in Windows-1252 practically never holds one.
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}")
+
+
+def _decode(data: bytes, encoding: str | None = None) -> str:
     """The file's text: `encoding` if given, else UTF-8 (BOM or not), else Windows-1252."""
     if data.startswith(b"PK\x03\x04"):
         raise _FileProblem(None, "is a spreadsheet (xlsx or ods), not CSV: save it as CSV first")
@@ -255,6 +259,12 @@ def decode(data: bytes, encoding: str | None = None) -> str:
         try:
             text = data.decode(candidate)
         except UnicodeDecodeError as exc:
+            if candidate == "utf-8" and _UTF8_SEQUENCE.search(data):
+                raise _FileProblem(
+                    _line_of(data, exc.start),
+                    f"mixes UTF-8 with another encoding (byte 0x{data[exc.start]:02x} is not "
+                    "UTF-8): fix that line, or say which encoding the file has (--encoding)",
+                ) from None
             if index + 1 < len(candidates):
                 continue
             raise _FileProblem(
@@ -280,7 +290,7 @@ def _read(path: Path, encoding: str | None) -> str:
         raise _FileProblem(None, "no such file") from None
     except OSError as exc:
         raise _FileProblem(None, f"cannot be read ({exc.strerror or exc})") from None
-    return decode(data, encoding)
+    return _decode(data, encoding)
 
 
 _SEPARATORS = (";", ",", "\t")
@@ -318,7 +328,7 @@ def _split(text: str, known: Sequence[str]) -> _Table:
     lines = [line for line in _LINE_END.split(text) if line.strip()]
     if not lines:
         raise empty
-    hint = _SEP_HINT.fullmatch(lines[0].strip())
+    hint = _SEP_HINT.fullmatch(lines[0].strip(" "))
     separator = hint.group(1) if hint else choose_separator(lines[0], known)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
     header: list[str] | None = None
@@ -337,7 +347,7 @@ def _split(text: str, known: Sequence[str]) -> _Table:
             else:
                 rows.append((start, record))
     except csv.Error as exc:
-        raise _FileProblem(reader.line_num, f"cannot be read as CSV ({exc})") from None
+        raise _FileProblem(end + 1, f"cannot be read as CSV ({exc})") from None
     if header is None:
         raise empty
     if len(header) == 1:

@@ -70,6 +70,7 @@ GOOD_EXPORTS = {
     "windows-1252 ; CRLF (Excel pt-BR)": export(";", "\r\n").encode("cp1252"),
     "latin-1 , CRLF, quoted decimal commas": export(",", "\r\n").encode("latin-1"),
     "Excel sep= line": ("sep=;\r\n" + export(";", "\r\n")).encode("cp1252"),
+    "Excel sep= line, tab": ("sep=\t\r\n" + export("\t", "\r\n")).encode("cp1252"),
     "tab, UTF-16 with BOM (Excel unicode text)": export("\t", "\r\n").encode("utf-16"),
     "old Mac CR line ends": export(";", "\r").encode("cp1252"),
     "blank lines and blank rows": (export(";") + ";;;;;;\n\n").encode("utf-8"),
@@ -373,6 +374,25 @@ def test_the_encoding_can_be_forced(tmp_path: Path) -> None:
         f"{path}:2: is not valid utf-8 (byte 0xc7); say which encoding it has (--encoding)",
         f"{path}: unknown encoding 'klingon'",
     ]
+
+
+def test_a_file_mixing_utf8_and_latin1_is_refused_not_garbled(tmp_path: Path) -> None:
+    path = tmp_path / "estoque.csv"
+    path.write_bytes("cod_produto;qtd\nCAFÉ;1\n".encode() + "AÇÚCAR;2\n".encode("latin-1"))
+    problems: list[str] = []
+    parse("estoque", path, problems)
+    assert problems == [
+        f"{path}:3: mixes UTF-8 with another encoding (byte 0xc7 is not UTF-8): fix that line, "
+        "or say which encoding the file has (--encoding)"
+    ]
+
+
+def test_an_unterminated_quote_is_reported_where_its_record_starts(tmp_path: Path) -> None:
+    path = tmp_path / "estoque.csv"
+    path.write_text('cod_produto;qtd\nA;1\n"B;2\nC;3\n')
+    problems: list[str] = []
+    parse("estoque", path, problems)
+    assert problems == [f"{path}:3: cannot be read as CSV (unexpected end of data)"]
 
 
 def test_a_line_number_counts_the_lines_of_a_quoted_field(tmp_path: Path) -> None:
