@@ -104,9 +104,10 @@ def test_load_csv_run_from_another_folder_loads_the_configured_database(
     ]  # nothing made in the user's folder (no var/esteira.db)
 
 
-def test_load_csv_says_what_is_wrong_with_a_path_without_a_traceback(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    upgrade(create_db_engine(url).url)
+def test_load_csv_says_what_is_wrong_with_a_path_without_a_traceback(
+    migrated_engine: Engine, tmp_path: Path
+) -> None:
+    url = migrated_engine.url.render_as_string(hide_password=False)
     refused = esteira(
         "load-csv", "--carteira", "nowhere.csv", "--estoque", ".", database_url=url, cwd=tmp_path
     )
