@@ -12,11 +12,12 @@ What is accepted, because it is what spreadsheets export:
   most known column names; an Excel `sep=;` first line is honoured). Quoted fields, CRLF.
 - Numbers: `1234`, `1234,5`, `1234.5`, `1.234,56`, `1,234.56`, `1.234.567`. When a value has
   both marks, the last one is the decimal mark; a mark repeated, or followed by other than three
-  digits, is unambiguous too. Only a value like `1.234` or `12,500` (one mark, then exactly three
-  digits) is ambiguous: it takes the file's decimal mark, which is `decimal` if given, else the
-  one the file's unambiguous numbers use, else a comma when the file is `;`-separated (Excel's
-  convention: `;` lists go with decimal commas). Otherwise it is refused. Negative and
-  non-finite numbers are refused.
+  digits, is unambiguous too. Only a value like `1.234` or `12,500` (one mark, after 1-3 digits
+  not starting with 0, then exactly three digits) is ambiguous: it takes the file's decimal
+  mark, which is `decimal` if given, else the one the file's unambiguous numbers use, else a
+  comma when the file is `;`-separated (Excel's convention: `;` lists go with decimal commas).
+  Otherwise (a `,`-separated file whose other numbers show no decimal mark, or a file whose
+  numbers show both) it is refused. Negative and non-finite numbers are refused.
 - Dates `YYYY-MM-DD` or `DD/MM/YYYY`; ativo as 1/0, true/false, sim/não.
 - Rows whose fields are all blank are skipped. A file with a header and no rows is refused
   unless `allow_empty` (then it empties its table).
