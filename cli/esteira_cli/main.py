@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from esteira_core.logging import configure_logging
 from esteira_core.settings import CoreSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -54,13 +58,74 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _open_migrated_database(command: str) -> Engine | None:
+    """The configured database's engine, or None (after saying why on stderr) when it does not
+    exist, cannot be reached or has not been migrated. A missing SQLite file is not created."""
+    from pathlib import Path
+
+    from pydantic import ValidationError
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from esteira_core.db import create_db_engine, database_url
+    from esteira_core.db.schema import all_tables
+
+    try:
+        url = database_url(CoreSettings())
+    except (ValidationError, SQLAlchemyError) as exc:
+        sys.stderr.write(f"esteira {command}: the configuration is not valid: {exc}\n")
+        return None
+    shown = url.render_as_string(hide_password=True)
+    upgrade_first = (
+        "run `esteira db upgrade` with the same ESTEIRA_DATABASE_URL first, or point "
+        "ESTEIRA_DATABASE_URL at the database to use"
+    )
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(str(url.database))
+        if not path.is_file():
+            relative = "" if path.is_absolute() else ", a path taken from the current folder"
+            sys.stderr.write(
+                f"esteira {command}: there is no database at {path.resolve()} "
+                f"(ESTEIRA_DATABASE_URL={shown}{relative}); {upgrade_first}\n"
+            )
+            return None
+    try:
+        engine = create_db_engine(url)
+    except SQLAlchemyError as exc:  # e.g. an unknown driver
+        sys.stderr.write(f"esteira {command}: cannot use the database {shown}: {exc}\n")
+        return None
+    try:
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        sys.stderr.write(
+            f"esteira {command}: cannot open the database {shown}: {_first_line(exc)}\n"
+        )
+        return None
+    missing = sorted(set(all_tables().tables) - tables)
+    if missing:
+        engine.dispose()
+        sys.stderr.write(
+            f"esteira {command}: the database {shown} has not been migrated "
+            f"(missing tables: {', '.join(missing)}); {upgrade_first}\n"
+        )
+        return None
+    return engine
+
+
 def _seed_demo(args: argparse.Namespace) -> int:
-    from esteira_core.db import create_db_engine
     from esteira_ruptura.demo import CarteiraNotEmptyError, DemoSpec, seed_demo
 
-    settings = CoreSettings()
-    configure_logging(settings.log_level, "text")
-    engine = create_db_engine(settings)
+    engine = _open_migrated_database("seed-demo")
+    if engine is None:
+        return 1
+    configure_logging(CoreSettings().log_level, "text")
     try:
         spec = DemoSpec(orders=args.orders, products=args.products, seed=args.seed, horizon_days=28)
         counts = seed_demo(engine, spec, replace=args.replace, if_empty=args.if_empty)
@@ -75,10 +140,14 @@ def _seed_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+PROBLEMS_SHOWN = 50
+
+
 def _load_csv(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from esteira_core.db import create_db_engine
+    from sqlalchemy.exc import SQLAlchemyError
+
     from esteira_ruptura.csv_import import CsvRejected, load
 
     files = {
@@ -94,13 +163,37 @@ def _load_csv(args: argparse.Namespace) -> int:
     if not files:
         sys.stderr.write("esteira load-csv: name at least one file (see --help)\n")
         return 2
-    engine = create_db_engine(CoreSettings())
+    engine = _open_migrated_database("load-csv")
+    if engine is None:
+        return 1
     try:
-        counts = load(engine, files)
+        counts = load(
+            engine,
+            files,
+            encoding=args.encoding,
+            decimal=args.decimal,
+            allow_empty=args.allow_empty,
+        )
     except CsvRejected as rejected:
-        for problem in rejected.problems[:50]:
+        for problem in rejected.problems[:PROBLEMS_SHOWN]:
             sys.stderr.write(problem + "\n")
+        if len(rejected.problems) > PROBLEMS_SHOWN:
+            sys.stderr.write(f"... and {len(rejected.problems) - PROBLEMS_SHOWN} more\n")
         sys.stderr.write(f"esteira load-csv: {rejected}\n")
+        return 1
+    except SQLAlchemyError as exc:  # the transaction was rolled back
+        sys.stderr.write(
+            f"esteira load-csv: the database refused the load: {_first_line(exc)}; "
+            "nothing was loaded\n"
+        )
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("esteira load-csv: interrupted; nothing was loaded\n")
+        return 130
+    except Exception as exc:  # a bug of ours: still one line, and the transaction rolled back
+        sys.stderr.write(
+            f"esteira load-csv: failed ({type(exc).__name__}: {exc}); nothing was loaded\n"
+        )
         return 1
     finally:
         engine.dispose()
@@ -181,13 +274,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace carteira tables with CSV exports (all checked first; nothing half-loaded)",
         description="Columns: carteira: num_pedido, cod_produto, qtd_saldo, and optionally "
         "nome_produto, preco, data_expedicao, cnpj, cliente, ativo; estoque: cod_produto, qtd; "
-        "producao and saidas: cod_produto, data, qtd. ';' or ',' separated, decimal commas "
-        "allowed, dates YYYY-MM-DD or DD/MM/YYYY.",
+        "producao and saidas: cod_produto, data, qtd. ';', ',' or tab separated; UTF-8 (with "
+        "or without BOM) or Windows-1252; numbers like 1234, 1234,5, 1.234,56 or 1,234.56 "
+        "(none negative); dates YYYY-MM-DD or DD/MM/YYYY. Writes the database of "
+        "ESTEIRA_DATABASE_URL, which `esteira db upgrade` must have migrated.",
     )
     load_csv.add_argument("--carteira", help="open order lines")
     load_csv.add_argument("--estoque", help="current stock per product")
     load_csv.add_argument("--producao", help="production schedule (inflows)")
     load_csv.add_argument("--saidas", help="planned outflows")
+    load_csv.add_argument(
+        "--encoding", help="the files' encoding (default: UTF-8 if valid, else Windows-1252)"
+    )
+    load_csv.add_argument(
+        "--decimal",
+        choices=["comma", "dot"],
+        help="the decimal mark, for values like 1.234 that the files do not settle otherwise",
+    )
+    load_csv.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="a file with a header and no rows empties its table (refused otherwise)",
+    )
     load_csv.set_defaults(handler=_load_csv)
 
     api_key = commands.add_parser(

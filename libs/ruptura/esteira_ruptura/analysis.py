@@ -2,6 +2,10 @@
 
 - A line is in rupture when qtd_saldo > min(P[0..W]); ruptura_qtd = qtd_saldo − max(min, 0).
 - Its availability day is the first d with min(P[d..min(d+W, H−1)]) ≥ qtd_saldo, or none.
+- Per order, as the original system does: `valor_ruptura` is the whole value (qtd_saldo × preco)
+  of the lines in rupture, and the availability percentage and the criticidade come from it; the
+  missing value (ruptura_qtd × preco) is reported beside it as `valor_faltante`. An order worth 0
+  is weighed by line count instead.
 - `independent` mode judges every line against the product's projection alone (the seeds'
   semantics); `allocated` mode serves lines in priority order (ship date, then order number) and
   each feasible line reserves its quantity from its availability day onwards, so later lines see
@@ -133,7 +137,7 @@ def report_orders(
     position = 0
     for num_pedido, indexes in groups.items():
         items: list[dict[str, Any]] = []
-        total = value_in_rupture = 0.0
+        total = value_in_rupture = missing_value = 0.0
         items_in_rupture = 0
         latest_day = 0
         sem_previsao = False
@@ -146,7 +150,9 @@ def report_orders(
             day = available_day[k]
             valor = qtd_saldo * preco
             total += valor
-            value_in_rupture += missing[k] * preco
+            if in_rupture[k]:
+                value_in_rupture += valor
+            missing_value += missing[k] * preco
             items_in_rupture += in_rupture[k]
             if day == NO_DAY:
                 sem_previsao = True
@@ -169,7 +175,7 @@ def report_orders(
             )
         if total > 0:
             percent_in_rupture = 100.0 * value_in_rupture / total
-        else:  # lines without a price: weigh them equally
+        else:  # an order worth 0: weigh its lines equally
             percent_in_rupture = 100.0 * items_in_rupture / len(indexes)
         first = lines[indexes[0]]
         reports[num_pedido] = {
@@ -184,6 +190,7 @@ def report_orders(
             "qtd_itens_disponiveis": len(indexes) - items_in_rupture,
             "valor_total": round(total, 2),
             "valor_ruptura": round(value_in_rupture, 2),
+            "valor_faltante": round(missing_value, 2),
             "percentual_disponibilidade": round(100.0 - percent_in_rupture, 2),
             "percentual_ruptura": round(percent_in_rupture, 2),
             "data_disponibilidade_total": None if sem_previsao else day_text[latest_day],

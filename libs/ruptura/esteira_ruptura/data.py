@@ -6,11 +6,17 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import cast
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, func, insert, select, update
 
 from esteira_ruptura.models import OrderLine
 from esteira_ruptura.projection import Horizon, Movement, Projection
-from esteira_ruptura.tables import carteira_itens, estoque, programacao_producao, saidas_previstas
+from esteira_ruptura.tables import (
+    carteira_itens,
+    carteira_versao,
+    estoque,
+    programacao_producao,
+    saidas_previstas,
+)
 
 # Bound parameters per IN (...): far below SQLite's and PostgreSQL's limits.
 CHUNK = 900
@@ -19,6 +25,28 @@ CHUNK = 900
 def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
     for start in range(0, len(values), CHUNK):
         yield values[start : start + CHUNK]
+
+
+def carteira_version(connection: Connection) -> int:
+    """How many times the carteira has been loaded: answers judged on one version of the data
+    may be reused until the next load bumps it (0 before the first load)."""
+    version = connection.execute(
+        select(carteira_versao.c.versao).where(carteira_versao.c.id == 1)
+    ).scalar_one_or_none()
+    return 0 if version is None else int(version)
+
+
+def bump_carteira_version(connection: Connection) -> int:
+    """Called by every load, inside its transaction, so the new version and the new data are
+    seen together; returns the new version. Concurrent loads queue on the row's lock."""
+    bumped = connection.execute(
+        update(carteira_versao)
+        .where(carteira_versao.c.id == 1)
+        .values(versao=carteira_versao.c.versao + 1)
+    )
+    if bumped.rowcount == 0:  # the row was never made (or was deleted): start again at 1
+        connection.execute(insert(carteira_versao).values(id=1, versao=1))
+    return carteira_version(connection)
 
 
 _LINE_COLUMNS = (

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 import numpy as np
 from sqlalchemy import Engine, delete, func, insert, select
 
+from esteira_ruptura.data import bump_carteira_version
 from esteira_ruptura.tables import carteira_itens, estoque, programacao_producao, saidas_previstas
 
 CARTEIRA_TABLES = (carteira_itens, estoque, programacao_producao, saidas_previstas)
@@ -129,4 +130,5 @@ def seed_demo(
         for table in CARTEIRA_TABLES:
             if rows[table.name]:
                 connection.execute(insert(table), rows[table.name])
+        bump_carteira_version(connection)
     return {name: len(table_rows) for name, table_rows in rows.items()}

@@ -77,9 +77,10 @@ class OrderReport(BaseModel):
     qtd_itens_ruptura: int
     qtd_itens_disponiveis: int
     valor_total: float
-    valor_ruptura: float
-    percentual_disponibilidade: float
-    percentual_ruptura: float
+    valor_ruptura: float  # the whole value of the lines in rupture (the original system's)
+    valor_faltante: float  # what is missing: ruptura_qtd × preco, summed over the lines
+    percentual_disponibilidade: float  # 100 − percentual_ruptura
+    percentual_ruptura: float  # valor_ruptura / valor_total × 100 (by line count if worth 0)
     data_disponibilidade_total: date | None
     sem_previsao: bool
     coberto_pelo_estoque: bool  # every line can ship on its reference date

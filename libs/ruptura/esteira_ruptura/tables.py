@@ -48,3 +48,12 @@ saidas_previstas = Table(
     Column("data", Date, nullable=False),
     Column("qtd", Float, nullable=False),
 )
+
+# One row: how many times the carteira has been loaded. Every load bumps it in its own
+# transaction, so an answer can be keyed on the data it was judged on.
+carteira_versao = Table(
+    "carteira_versao",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("versao", Integer, nullable=False, server_default="0"),
+)

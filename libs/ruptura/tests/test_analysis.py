@@ -131,10 +131,20 @@ def test_an_undated_line_comes_last_and_a_reservation_holds_from_its_day_on() ->
     assert allocated.ruptura_qtd.tolist() == [2, 4]
 
 
-def _report(lines, verdicts) -> dict[str, OrderReport]:
+def _report(lines, verdicts, mode: str = "independent") -> dict[str, OrderReport]:
     """Reports validated against their published schema."""
-    reports = report_orders(group_by_order(lines), lines, verdicts, H28, "independent")
+    reports = report_orders(group_by_order(lines), lines, verdicts, H28, mode)
     return {number: OrderReport.model_validate(body) for number, body in reports.items()}
+
+
+def _values(report: OrderReport) -> tuple[float, ...]:
+    return (
+        report.valor_total,
+        report.valor_ruptura,
+        report.valor_faltante,
+        report.percentual_disponibilidade,
+        report.percentual_ruptura,
+    )
 
 
 def test_an_order_report_weighs_by_value_and_dates_by_its_latest_item() -> None:
@@ -142,10 +152,10 @@ def test_an_order_report_weighs_by_value_and_dates_by_its_latest_item() -> None:
     lines = [line("7", "A", 10, preco=2), line("7", "B", 1, preco=80)]
     verdicts = judge_independent(lines, projection)
     report = _report(lines, verdicts)["7"]
-    assert (report.valor_total, report.valor_ruptura) == (100, 10)
-    assert (report.percentual_disponibilidade, report.percentual_ruptura) == (90, 10)
+    # The A line (worth 20) is in rupture, 5 of its 10 missing: 20 in rupture, 10 missing.
+    assert _values(report) == (100, 20, 10, 80, 20)
     assert (report.qtd_itens_ruptura, report.qtd_itens_disponiveis) == (1, 1)
-    assert report.criticidade is Criticidade.MEDIA
+    assert report.criticidade is Criticidade.ALTA
     assert report.data_disponibilidade_total == day(9)
     assert report.coberto_pelo_estoque is False and report.sem_previsao is False
 
@@ -163,3 +173,86 @@ def test_an_order_without_rupture_is_available_on_the_reference_date() -> None:
     report = _report(lines, judge_independent(lines, projection))["9"]
     assert report.data_disponibilidade_total == START
     assert report.criticidade is Criticidade.BAIXA and report.percentual_disponibilidade == 100
+
+
+def test_the_issue_example_one_line_of_83_against_a_stock_of_5() -> None:
+    projection = Projection.build(H28, {"A": 5}, [], [])
+    lines = [line("1", "A", 83, preco=1)]
+    report = _report(lines, judge_independent(lines, projection))["1"]
+    assert _values(report) == (83, 83, 78, 0, 100)
+    assert report.itens[0].ruptura_qtd == 78
+    assert report.criticidade is Criticidade.ALTA
+
+
+def test_independent_mode_gives_the_original_systems_numbers() -> None:
+    """A hand-made carteira, computed by hand with the original system's rule (for each line in
+    rupture, `valor_com_ruptura += valor_item`; percentual_disponibilidade = 100 −
+    valor_com_ruptura / valor_total × 100; criticidade from that percentage), which Esteira
+    reports as `valor_ruptura`.
+
+    Stock: A 5, B 100, C 0 (+50 produced on day 3), D 10. min(P[0..7]): A 5, B 100, C 0, D 10.
+
+    Per order: lines (product qtd×price), lines in rupture (missing qtd); then value in total /
+    in rupture / missing, % available, criticidade.
+
+    1: A 83×1                 A (78)           83 /  83 / 78    0 %  ALTA (100 % > 10)
+    2: B 10×9, A 6×1, C 2×2   A (1), C (2)    100 /  10 /  5   90 %  MEDIA (2 items)
+    3: B 92×1, A 8×1          A (3)           100 /   8 /  3   92 %  MEDIA (8 % > 5)
+    4: A 83×0, D 1×0          A (78)            0 /   0 /  0   50 %  ALTA (worth 0: 1 of 2 lines)
+    5: C 1×5 (4 lines), B 1×80  the 4 C (1)   100 /  20 / 20   80 %  CRITICA (4 items, 20 %)
+    6: D 10×3                 none             30 /   0 /  0  100 %  BAIXA
+
+    Counting the missing value instead (Esteira's old rule) gave order 1 6.02 % available and
+    order 3 97 % and BAIXA.
+    """
+    projection = Projection.build(
+        H28, {"A": 5, "B": 100, "C": 0, "D": 10}, [Movement("C", day(3), 50)], []
+    )
+    lines = [
+        line("1", "A", 83, preco=1),
+        line("2", "B", 10, preco=9),
+        line("2", "A", 6, preco=1),
+        line("2", "C", 2, preco=2),
+        line("3", "B", 92, preco=1),
+        line("3", "A", 8, preco=1),
+        line("4", "A", 83, preco=0),
+        line("4", "D", 1, preco=0),
+        *[line("5", "C", 1, preco=5) for _ in range(4)],
+        line("5", "B", 1, preco=80),
+        line("6", "D", 10, preco=3),
+    ]
+    reports = _report(lines, judge_independent(lines, projection))
+    assert {number: _values(report) for number, report in reports.items()} == {
+        "1": (83, 83, 78, 0, 100),
+        "2": (100, 10, 5, 90, 10),
+        "3": (100, 8, 3, 92, 8),
+        "4": (0, 0, 0, 50, 50),
+        "5": (100, 20, 20, 80, 20),
+        "6": (30, 0, 0, 100, 0),
+    }
+    assert {number: report.criticidade.value for number, report in reports.items()} == {
+        "1": "ALTA",
+        "2": "MEDIA",
+        "3": "MEDIA",
+        "4": "ALTA",
+        "5": "CRITICA",
+        "6": "BAIXA",
+    }
+    assert [reports[n].qtd_itens_ruptura for n in "123456"] == [1, 2, 1, 1, 4, 0]
+
+
+def test_allocated_mode_values_rupture_the_same_way() -> None:
+    """Stock P 10, Q 100. Order X ships first and takes 6 of P; order Y's P line (6 × 2 = 12)
+    then sees 4: in rupture, 2 missing (4 of value). Y is worth 12 + 88 = 100: 12 in rupture, 88 %
+    available, ALTA (12 % > 10); the missing value alone would have said 96 % and BAIXA."""
+    projection = Projection.build(H28, {"P": 10, "Q": 100}, [], [])
+    lines = [
+        line("X", "P", 6, preco=1, ship=1),
+        line("Y", "P", 6, preco=2, ship=2),
+        line("Y", "Q", 88, preco=1, ship=2),
+    ]
+    reports = _report(lines, allocate(lines, projection), mode="allocated")
+    assert _values(reports["X"]) == (6, 0, 0, 100, 0)
+    assert _values(reports["Y"]) == (100, 12, 4, 88, 12)
+    assert reports["Y"].criticidade is Criticidade.ALTA
+    assert reports["Y"].coberto_pelo_estoque is False and reports["X"].coberto_pelo_estoque
