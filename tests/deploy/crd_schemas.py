@@ -53,6 +53,27 @@ SCALED_OBJECT = _kind(
             "maxReplicaCount": {"type": "integer", "minimum": 1},
             "pollingInterval": INTEGER,
             "cooldownPeriod": INTEGER,
+            "fallback": {
+                "type": "object",
+                "required": ["failureThreshold", "replicas"],
+                "additionalProperties": False,
+                "properties": {
+                    "failureThreshold": {"type": "integer", "minimum": 0},
+                    "replicas": {"type": "integer", "minimum": 0},
+                },
+            },
+            "advanced": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "horizontalPodAutoscalerConfig": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"behavior": {"type": "object"}, "name": STRING},
+                    },
+                    "restoreToOriginalReplicaCount": {"type": "boolean"},
+                },
+            },
             "triggers": {
                 "type": "array",
                 "minItems": 1,
@@ -72,6 +93,7 @@ SCALED_OBJECT = _kind(
                                 "query": STRING,
                                 "threshold": {"type": "string", "pattern": "^[0-9.]+$"},
                                 "activationThreshold": {"type": "string", "pattern": "^[0-9.]+$"},
+                                "ignoreNullValues": {"enum": ["true", "false"]},
                             },
                         },
                     },
