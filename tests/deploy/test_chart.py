@@ -388,3 +388,11 @@ def test_skaffold_builds_each_image_from_its_own_dockerfile_target() -> None:
     assert {p["name"] for p in config["profiles"]} == {"dev", "kustomize"}
     templates = config["deploy"]["helm"]["releases"][0]["setValueTemplates"]
     assert set(templates) == {"api.image", "rupturaWorker.image", "scraperWorker.image"}
+
+
+@pytest.mark.parametrize(("tls", "scheme"), [("esteira-tls", "https"), ("", "http")])
+def test_the_notes_print_the_scheme_the_ingress_serves(tls: str, scheme: str) -> None:
+    values = {"api": {"ingress": {"enabled": True, "host": "e.example", "tlsSecret": tls}}}
+    notes = chart.render_files(values)["esteira/templates/NOTES.txt"]
+    assert f"{scheme}://e.example" in notes
+    assert ("https://e.example" in notes) == (scheme == "https")
