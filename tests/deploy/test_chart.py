@@ -396,3 +396,21 @@ def test_the_notes_print_the_scheme_the_ingress_serves(tls: str, scheme: str) ->
     notes = chart.render_files(values)["esteira/templates/NOTES.txt"]
     assert f"{scheme}://e.example" in notes
     assert ("https://e.example" in notes) == (scheme == "https")
+
+
+def test_the_skaffold_dev_release_renders_with_its_values() -> None:
+    """skaffold dev's values (a values file and --set pairs) pass the chart's schema: no
+    password in a URL, for one."""
+    config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    (dev,) = [p for p in config["profiles"] if p["name"] == "dev"]
+    (release,) = [r for r in dev["deploy"]["helm"]["releases"] if r.get("chartPath")]
+    values: dict = {}
+    for path in release["valuesFiles"]:
+        values.update(yaml.safe_load((ROOT / path).read_text()))
+    for dotted, value in release["setValues"].items():
+        *parents, leaf = dotted.split(".")
+        node = values
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    assert any(o["kind"] == "Deployment" for o in chart.render(values))
