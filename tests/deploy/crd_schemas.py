@@ -1,8 +1,9 @@
 """The parts of the KEDA and Prometheus-operator CRD schemas that the chart's objects use,
 written from the CRDs' reference documentation (keda.sh/v1alpha1 ScaledObject,
-monitoring.coreos.com/v1 ServiceMonitor and PrometheusRule). kubernetes-validate knows only
-built-in kinds; these catch a misspelt or misplaced field, a wrong type, a missing required
-field. Unknown fields are refused wherever the chart writes, so a typo cannot pass."""
+monitoring.coreos.com/v1 ServiceMonitor and PrometheusRule), stricter than the CRDs: unknown
+fields are refused wherever the chart writes, so a typo cannot pass (the published schemas,
+which test_chart also checks every object against, accept unknown fields: the API server
+would prune them, or refuse them under kubectl's strict field validation)."""
 
 from typing import Any
 

@@ -68,6 +68,43 @@ def test_every_object_matches_the_kubernetes_or_crd_schema(scenario, version) ->
             kubernetes_validate.validate(obj, version, strict=True)
 
 
+CRDS = Path(__file__).parent / "crds"
+
+
+def published_crd_errors(objects: list[dict]) -> list[str | None]:
+    """Each object checked against the published KEDA or Prometheus-operator CRD schema (the
+    npm packages in tests/deploy/crds, which `make setup` installs): None or the complaint."""
+    checked = subprocess.run(
+        ["node", str(CRDS / "validate.mjs")],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=CRDS,
+    )
+    errors: list[str | None] = json.loads(checked.stdout)
+    return errors
+
+
+def test_every_crd_object_matches_the_published_crd_schema() -> None:
+    objects = [obj for _, obj in _objects() if obj["kind"] in BY_KIND]
+    kinds = {obj["kind"] for obj in objects}
+    assert kinds == {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
+    errors = published_crd_errors(objects)
+    assert [
+        (o["kind"], o["metadata"]["name"], e) for o, e in zip(objects, errors, strict=True) if e
+    ] == []
+
+
+def test_the_published_crd_schemas_refuse_a_broken_object() -> None:
+    (scaled, *_) = [obj for _, obj in _objects("ScaledObject")]
+    broken = json.loads(json.dumps(scaled))
+    broken["spec"]["fallback"]["replicas"] = "two"
+    del broken["spec"]["scaleTargetRef"]
+    (error,) = published_crd_errors([broken])
+    assert error and "scaleTargetRef" in error and "replicas" in error
+
+
 def test_the_crd_objects_appear_only_when_asked_or_available() -> None:
     default = {obj["kind"] for obj in rendered("default")}
     assert not default & set(BY_KIND), "offline renders cannot know the CRDs exist"
