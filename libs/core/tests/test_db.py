@@ -58,7 +58,13 @@ def test_concurrent_migrations_of_a_fresh_postgresql_never_fail(postgres_server)
             )
             for _ in range(3)
         ]
-        outputs = [m.communicate(timeout=120)[0] for m in migrators]
+        try:
+            outputs = [m.communicate(timeout=120)[0] for m in migrators]
+        finally:
+            for migrator in migrators:
+                if migrator.poll() is None:
+                    migrator.kill()
+                    migrator.wait()
         failed = [out for m, out in zip(migrators, outputs, strict=True) if m.returncode != 0]
         assert not failed, f"trial {trial}: " + "\n".join(failed)
         engine = create_db_engine(url)
