@@ -197,6 +197,7 @@ def test_job_timeout_completion_wait_and_grace_keep_their_order() -> None:
         ({"autoscaling": {"mode": "magic"}}, "autoscaling"),
         ({"auth": {"apiKeys": ["vendas:not-a-digest"]}}, "apiKeys"),
         ({"api": {"replicaz": 3}}, "replicaz"),
+        ({"api": {"workers": 2}}, "workers"),
         ({"api": {"terminationGracePeriodSeconds": 60}}, "preStopSleepSeconds"),
         ({"scraperWorker": {"hardLimitSeconds": 326}}, "terminationGracePeriodSeconds \\(330\\)"),
         ({"api": {"autoscaling": {"minReplicas": 5, "maxReplicas": 3}}}, "minReplicas"),

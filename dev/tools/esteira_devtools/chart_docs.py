@@ -55,7 +55,8 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "scraperWorker.metricsPort": PORT,
     "api.autoscaling.targetCPUUtilizationPercentage": {"minimum": 1, "maximum": 100},
     "api.replicas": AT_LEAST_ONE,
-    "api.workers": AT_LEAST_ONE,
+    # One process a pod until the gateway's metrics are multiprocess-safe: scale with replicas.
+    "api.workers": {"minimum": 1, "maximum": 1},
     "api.inlineScrapeLimit": AT_LEAST_ONE,
     "api.autoscaling.minReplicas": AT_LEAST_ONE,
     "api.autoscaling.maxReplicas": AT_LEAST_ONE,
