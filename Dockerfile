@@ -43,11 +43,14 @@ USER 10001:10001
 
 FROM runtime AS runtime-browser
 USER 0
-# Debian's Chromium and its matching chromedriver; fonts so pages render text.
+# Debian's Chromium and its matching chromedriver; fonts so pages render text; tini as PID 1,
+# which reaps the Chromium processes a killed browser tree leaves behind (Python as PID 1
+# would not, and the zombies would pile up in a long-lived pod).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends chromium chromium-driver fonts-liberation \
+ && apt-get install -y --no-install-recommends chromium chromium-driver fonts-liberation tini \
  && rm -rf /var/lib/apt/lists/*
 USER 10001:10001
+ENTRYPOINT ["/usr/bin/tini", "--"]
 
 # ---- the images ----
 FROM runtime-browser AS api

@@ -3,7 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(redis-server postgresql chromium chromium-driver prometheus openssl)
+apt_packages=(redis-server postgresql chromium chromium-driver prometheus openssl nodejs)
+# npm comes with some nodejs builds; Debian packages it apart.
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
@@ -33,4 +35,12 @@ else
 fi
 # uv must use the machine's Python: nothing is downloaded outside the package registries.
 UV_PYTHON_DOWNLOADS=never "${uv[@]}" sync --frozen --python python3 --quiet
+# The published KEDA and Prometheus-operator CRD schemas the chart tests validate against, from
+# the npm registry at the versions its lock file pins (installed again when the lock changes).
+crds=tests/deploy/crds
+if ! cmp -s "$crds/package-lock.json" "$crds/node_modules/.esteira-lock" 2>/dev/null; then
+  echo "setup: installing the CRD schemas ($crds)"
+  npm ci --prefix "$crds" --no-audit --no-fund --loglevel=error >/dev/null
+  cp "$crds/package-lock.json" "$crds/node_modules/.esteira-lock"
+fi
 echo "setup: ready (.venv)"

@@ -1,8 +1,9 @@
 """The parts of the KEDA and Prometheus-operator CRD schemas that the chart's objects use,
 written from the CRDs' reference documentation (keda.sh/v1alpha1 ScaledObject,
-monitoring.coreos.com/v1 ServiceMonitor and PrometheusRule). kubernetes-validate knows only
-built-in kinds; these catch a misspelt or misplaced field, a wrong type, a missing required
-field. Unknown fields are refused wherever the chart writes, so a typo cannot pass."""
+monitoring.coreos.com/v1 ServiceMonitor and PrometheusRule), stricter than the CRDs: unknown
+fields are refused wherever the chart writes, so a typo cannot pass (the published schemas,
+which test_chart also checks every object against, accept unknown fields: the API server
+would prune them, or refuse them under kubectl's strict field validation)."""
 
 from typing import Any
 
@@ -53,6 +54,27 @@ SCALED_OBJECT = _kind(
             "maxReplicaCount": {"type": "integer", "minimum": 1},
             "pollingInterval": INTEGER,
             "cooldownPeriod": INTEGER,
+            "fallback": {
+                "type": "object",
+                "required": ["failureThreshold", "replicas"],
+                "additionalProperties": False,
+                "properties": {
+                    "failureThreshold": {"type": "integer", "minimum": 0},
+                    "replicas": {"type": "integer", "minimum": 0},
+                },
+            },
+            "advanced": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "horizontalPodAutoscalerConfig": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"behavior": {"type": "object"}, "name": STRING},
+                    },
+                    "restoreToOriginalReplicaCount": {"type": "boolean"},
+                },
+            },
             "triggers": {
                 "type": "array",
                 "minItems": 1,
@@ -72,6 +94,7 @@ SCALED_OBJECT = _kind(
                                 "query": STRING,
                                 "threshold": {"type": "string", "pattern": "^[0-9.]+$"},
                                 "activationThreshold": {"type": "string", "pattern": "^[0-9.]+$"},
+                                "ignoreNullValues": {"enum": ["true", "false"]},
                             },
                         },
                     },

@@ -3,6 +3,7 @@ linted strictly, validated against the Kubernetes schemas (1.30 and the newest k
 CRD shapes, and held to the project's policies. Also: the generated files are fresh, the
 Dockerfile is hadolint-clean, skaffold.yaml agrees with the Dockerfile."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -67,6 +68,43 @@ def test_every_object_matches_the_kubernetes_or_crd_schema(scenario, version) ->
             kubernetes_validate.validate(obj, version, strict=True)
 
 
+CRDS = Path(__file__).parent / "crds"
+
+
+def published_crd_errors(objects: list[dict]) -> list[str | None]:
+    """Each object checked against the published KEDA or Prometheus-operator CRD schema (the
+    npm packages in tests/deploy/crds, which `make setup` installs): None or the complaint."""
+    checked = subprocess.run(
+        ["node", str(CRDS / "validate.mjs")],
+        input=json.dumps(objects),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=CRDS,
+    )
+    errors: list[str | None] = json.loads(checked.stdout)
+    return errors
+
+
+def test_every_crd_object_matches_the_published_crd_schema() -> None:
+    objects = [obj for _, obj in _objects() if obj["kind"] in BY_KIND]
+    kinds = {obj["kind"] for obj in objects}
+    assert kinds == {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
+    errors = published_crd_errors(objects)
+    assert [
+        (o["kind"], o["metadata"]["name"], e) for o, e in zip(objects, errors, strict=True) if e
+    ] == []
+
+
+def test_the_published_crd_schemas_refuse_a_broken_object() -> None:
+    (scaled, *_) = [obj for _, obj in _objects("ScaledObject")]
+    broken = json.loads(json.dumps(scaled))
+    broken["spec"]["fallback"]["replicas"] = "two"
+    del broken["spec"]["scaleTargetRef"]
+    (error,) = published_crd_errors([broken])
+    assert error and "scaleTargetRef" in error and "replicas" in error
+
+
 def test_the_crd_objects_appear_only_when_asked_or_available() -> None:
     default = {obj["kind"] for obj in rendered("default")}
     assert not default & set(BY_KIND), "offline renders cannot know the CRDs exist"
@@ -106,7 +144,7 @@ def test_selectors_never_carry_the_chart_version() -> None:
             selectors.append(spec["selector"]["matchLabels"])
         elif obj["kind"] == "Service":
             selectors.append(spec["selector"])
-        elif obj["kind"] == "NetworkPolicy":
+        elif obj["kind"] == "NetworkPolicy" and not obj["metadata"]["name"].endswith("-deny"):
             selectors.append(spec["podSelector"]["matchLabels"])
     assert selectors and all("helm.sh/chart" not in s for s in selectors)
     assert all("app.kubernetes.io/component" in s for s in selectors)
@@ -114,6 +152,22 @@ def test_selectors_never_carry_the_chart_version() -> None:
 
 def _env(container: dict) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}
+
+
+def test_the_gateway_outlives_what_it_holds_when_a_rollout_stops_it() -> None:
+    """preStop sleep + the longest request (an inline scrape's hard limit, a 25 s long poll)
+    < terminationGracePeriodSeconds, for every scenario's gateway."""
+    checked = 0
+    for scenario, name, spec in _pod_specs():
+        if not name.endswith("-api"):
+            continue
+        (container,) = spec["containers"]
+        command = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[0] == "sleep", (scenario, command)
+        hard = float(_env(container)["ESTEIRA_SCRAPE_HARD_LIMIT_SECONDS"])
+        assert float(command[1]) + max(hard, 25) < spec["terminationGracePeriodSeconds"]
+        checked += 1
+    assert checked == len(SCENARIOS)
 
 
 def test_job_timeout_completion_wait_and_grace_keep_their_order() -> None:
@@ -143,6 +197,15 @@ def test_job_timeout_completion_wait_and_grace_keep_their_order() -> None:
         ({"autoscaling": {"mode": "magic"}}, "autoscaling"),
         ({"auth": {"apiKeys": ["vendas:not-a-digest"]}}, "apiKeys"),
         ({"api": {"replicaz": 3}}, "replicaz"),
+        ({"api": {"workers": 2}}, "workers"),
+        ({"api": {"terminationGracePeriodSeconds": 60}}, "preStopSleepSeconds"),
+        ({"scraperWorker": {"hardLimitSeconds": 326}}, "terminationGracePeriodSeconds \\(330\\)"),
+        ({"api": {"autoscaling": {"minReplicas": 5, "maxReplicas": 3}}}, "minReplicas"),
+        ({"rupturaWorker": {"autoscaling": {"minReplicas": 4, "maxReplicas": 2}}}, "minReplicas"),
+        ({"scraperWorker": {"autoscaling": {"fallbackReplicas": 9}}}, "fallbackReplicas"),
+        ({"database": {"url": "postgresql://esteira:s3cret@db/esteira"}}, "database.url"),
+        ({"redis": {"url": "redis://:s3cret@redis:6379/0"}}, "redis.url"),
+        ({"api": {"ingress": {"paths": ["metrics"]}}}, "paths"),
     ],
 )
 def test_bad_values_fail_the_render_with_a_reason(values, complaint) -> None:
@@ -150,12 +213,11 @@ def test_bad_values_fail_the_render_with_a_reason(values, complaint) -> None:
         chart.render(values)
 
 
-def test_only_the_gateway_is_exposed() -> None:
-    policies = {obj["metadata"]["name"]: obj["spec"] for _, obj in _objects("NetworkPolicy")}
-    for name in ("esteira-ruptura-worker", "esteira-scraper-worker"):
-        (rule,) = policies[name]["ingress"]
-        assert [p["port"] for p in rule["ports"]] == ["metrics"] and rule["from"]
+def test_only_the_gateway_is_exposed_and_never_its_metrics() -> None:
     ingress = [obj for _, obj in _objects("Ingress")]
+    rules = [rule for obj in ingress for rule in obj["spec"]["rules"]]
+    paths = {path["path"] for rule in rules for path in rule["http"]["paths"]}
+    assert paths == {"/api", "/ui", "/static", "/docs", "/openapi.json", "/livez"}
     backends = {
         path["backend"]["service"]["name"]
         for obj in ingress
@@ -165,6 +227,73 @@ def test_only_the_gateway_is_exposed() -> None:
     assert backends == {"esteira-api"}
     for _, obj in _objects("Service"):
         assert obj["spec"].get("type", "ClusterIP") == "ClusterIP"
+
+
+def test_a_database_url_with_its_password_comes_from_a_secret() -> None:
+    values = {"database": {"urlSecret": "esteira-db-url"}}
+    objects = {o["kind"] + "/" + o["metadata"]["name"]: o for o in chart.render(values)}
+    assert "ESTEIRA_DATABASE_URL" not in objects["ConfigMap/esteira-config"]["data"]
+    api = objects["Deployment/esteira-api"]["spec"]["template"]["spec"]
+    for container in api["initContainers"] + api["containers"]:
+        env = {e["name"]: e for e in container["env"]}
+        reference = env["ESTEIRA_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert reference == {"name": "esteira-db-url", "key": "database-url"}
+
+
+def test_postgresql_tls_trusts_the_given_ca() -> None:
+    keda = {o["kind"] + "/" + o["metadata"]["name"]: o for o in rendered("keda")}
+    config = keda["ConfigMap/esteira-config"]["data"]
+    assert config["PGSSLMODE"] == "verify-full"
+    assert config["PGSSLROOTCERT"] == "/etc/esteira/database-ca/ca.crt"
+    for name in ("esteira-api", "esteira-ruptura-worker", "esteira-scraper-worker"):
+        pod = keda[f"Deployment/{name}"]["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["database-ca"]["secret"]["secretName"] == "esteira-db-ca"
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+            assert mounts["database-ca"] == "/etc/esteira/database-ca"
+
+
+def test_the_portal_profile_is_mounted_where_the_setting_points() -> None:
+    keda = {o["kind"] + "/" + o["metadata"]["name"]: o for o in rendered("keda")}
+    profile = keda["ConfigMap/esteira-portal-profile"]["data"]["profile.yaml"]
+    assert "typing: keys" in profile
+    path = keda["ConfigMap/esteira-config"]["data"]["ESTEIRA_PORTAL_PROFILE"]
+    assert path == "/etc/esteira/portal/profile.yaml"
+    for name in ("esteira-api", "esteira-scraper-worker"):
+        pod = keda[f"Deployment/{name}"]["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["portal-profile"]["configMap"]["name"] == "esteira-portal-profile"
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert path.startswith(mounts["portal-profile"] + "/")
+
+
+def test_extra_volumes_are_mounted_in_every_container() -> None:
+    values = {
+        "extraVolumes": [{"name": "certs", "configMap": {"name": "corporate-ca"}}],
+        "extraVolumeMounts": [{"name": "certs", "mountPath": "/etc/ssl/corporate"}],
+    }
+    for pod in (
+        o["spec"]["template"]["spec"] for o in chart.render(values) if o["kind"] == "Deployment"
+    ):
+        assert {"name": "certs", "configMap": {"name": "corporate-ca"}} in pod["volumes"]
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            assert {"name": "certs", "mountPath": "/etc/ssl/corporate"} in container["volumeMounts"]
+
+
+def test_pods_roll_when_the_chart_managed_config_changes() -> None:
+    def checksums(values: dict) -> set[str]:
+        return {
+            o["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            for o in chart.render(values)
+            if o["kind"] == "Deployment"
+        }
+
+    before = checksums({})
+    assert len(before) == 1
+    assert checksums({"config": {"logLevel": "DEBUG"}}) != before
+    assert checksums({"portal": {"profile": "typing: keys"}}) != before
+    assert checksums({"api": {"replicas": 3}}) == before
 
 
 def test_secrets_come_from_secret_references_only() -> None:
@@ -185,8 +314,8 @@ def test_secrets_come_from_secret_references_only() -> None:
     assert config["ESTEIRA_REDIS_TLS_CA_FILE"] == "/etc/esteira/redis-ca/ca.crt"
 
 
-def test_the_keda_trigger_is_the_recording_rule_of_the_rules_file() -> None:
-    rules = yaml.safe_load((chart.CHART / "files" / "prometheus-rules.yml").read_text())
+def test_the_keda_trigger_is_the_recording_rule_and_falls_back_without_metrics() -> None:
+    rules = chart.rules(SCENARIOS["keda"])
     demand = {
         rule["labels"]["pool"]: " ".join(rule["expr"].split())
         for group in rules["groups"]
@@ -207,6 +336,49 @@ def test_the_keda_trigger_is_the_recording_rule_of_the_rules_file() -> None:
     }
     assert scaled["esteira-scraper-worker"]["minReplicaCount"] == 0
     assert scaled["esteira-ruptura-worker"]["minReplicaCount"] == 1
+    # An empty answer (no gateway metrics) is an error, not a 0; errors hold the fallback.
+    for spec in scaled.values():
+        assert spec["triggers"][0]["metadata"]["ignoreNullValues"] == "false"
+        assert spec["fallback"]["replicas"] >= 1 and spec["fallback"]["failureThreshold"] >= 1
+        assert spec["triggers"][0]["metricType"] == "AverageValue"  # fallback needs it
+    assert scaled["esteira-scraper-worker"]["fallback"]["replicas"] == 1
+
+
+def test_every_query_is_scoped_to_its_namespace_and_release() -> None:
+    staging = chart.rules({}, "esteira", "staging")
+    for group in staging["groups"]:
+        for rule in group["rules"]:
+            for selector in re.findall(r"\b(?:esteira_[a-z_]+|up)\{[^}]*\}", rule["expr"]):
+                assert 'namespace="staging"' in selector, (rule, selector)
+                assert re.search(r'job=~?"esteira-', selector), (rule, selector)
+            assert rule.get("labels", {}).get("release") == "esteira", rule
+    for path in (chart.CHART / "files" / "dashboards").glob("*.json"):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                for selector in re.findall(r"\besteira[a-z_:]*\{[^}]*\}", target["expr"]):
+                    assert 'namespace="$namespace"' in selector, (path.name, selector)
+    hpa = [
+        o
+        for o in chart.render(SCENARIOS["hpa"], "esteira", "staging")
+        if o["kind"] == "HorizontalPodAutoscaler"
+    ]
+    for obj in hpa:
+        if obj["spec"]["metrics"][0]["type"] == "External":
+            labels = obj["spec"]["metrics"][0]["external"]["metric"]["selector"]["matchLabels"]
+            assert labels["namespace"] == "staging" and labels["release"] == "esteira"
+
+
+def test_service_monitors_carry_kube_prometheus_stacks_default_selector_label() -> None:
+    values = {"monitoring": {"serviceMonitor": {"force": True}, "prometheusRule": {"force": True}}}
+    monitored = [
+        o for o in chart.render(values) if o["kind"] in ("ServiceMonitor", "PrometheusRule")
+    ]
+    assert len(monitored) == 4
+    assert all(o["metadata"]["labels"]["release"] == "kube-prometheus-stack" for o in monitored)
+
+
+def test_the_chart_works_as_a_subchart() -> None:
+    assert chart.render({"global": {"imageRegistry": "registry.example.com", "anything": {"x": 1}}})
 
 
 def test_dashboards_are_configmaps_for_the_grafana_sidecar() -> None:
@@ -254,3 +426,29 @@ def test_skaffold_builds_each_image_from_its_own_dockerfile_target() -> None:
     assert {p["name"] for p in config["profiles"]} == {"dev", "kustomize"}
     templates = config["deploy"]["helm"]["releases"][0]["setValueTemplates"]
     assert set(templates) == {"api.image", "rupturaWorker.image", "scraperWorker.image"}
+
+
+@pytest.mark.parametrize(("tls", "scheme"), [("esteira-tls", "https"), ("", "http")])
+def test_the_notes_print_the_scheme_the_ingress_serves(tls: str, scheme: str) -> None:
+    values = {"api": {"ingress": {"enabled": True, "host": "e.example", "tlsSecret": tls}}}
+    notes = chart.render_files(values)["esteira/templates/NOTES.txt"]
+    assert f"{scheme}://e.example" in notes
+    assert ("https://e.example" in notes) == (scheme == "https")
+
+
+def test_the_skaffold_dev_release_renders_with_its_values() -> None:
+    """skaffold dev's values (a values file and --set pairs) pass the chart's schema: no
+    password in a URL, for one."""
+    config = yaml.safe_load((ROOT / "skaffold.yaml").read_text())
+    (dev,) = [p for p in config["profiles"] if p["name"] == "dev"]
+    (release,) = [r for r in dev["deploy"]["helm"]["releases"] if r.get("chartPath")]
+    values: dict = {}
+    for path in release["valuesFiles"]:
+        values.update(yaml.safe_load((ROOT / path).read_text()))
+    for dotted, value in release["setValues"].items():
+        *parents, leaf = dotted.split(".")
+        node = values
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    assert any(o["kind"] == "Deployment" for o in chart.render(values))

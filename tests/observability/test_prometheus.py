@@ -1,10 +1,11 @@
 """The rules and the autoscaling signal, checked by promtool and evaluated by a real Prometheus
-scraping a real gateway and real workers under a load this test generates."""
+scraping a real gateway and real workers under a load this test generates. The targets carry
+the labels a ServiceMonitor gives them in namespace `esteira` (job = the Service's name), so the
+rules of release `esteira` (deploy/k8s/prometheus-rules.yml) select them."""
 
 import asyncio
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,8 +16,9 @@ from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
+from esteira_devtools import chart
 
-RULES = Path(__file__).parents[2] / "deploy" / "helm" / "esteira" / "files" / "prometheus-rules.yml"
+RULES = chart.RULES
 
 
 def test_promtool_accepts_every_rule() -> None:
@@ -24,7 +26,7 @@ def test_promtool_accepts_every_rule() -> None:
         ["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 7 rules found" in checked.stdout
+    assert "SUCCESS: 9 rules found" in checked.stdout
 
 
 @pytest.mark.integration
@@ -61,8 +63,12 @@ def test_the_autoscaling_signal_matches_the_load(
 
     asyncio.run(load())
     prometheus = start_prometheus(
-        {"gateway": [f"127.0.0.1:{api_port}"], "workers": [f"127.0.0.1:{worker_port}"]},
+        {
+            "esteira-api": [f"127.0.0.1:{api_port}"],
+            "esteira-ruptura-worker": [f"127.0.0.1:{worker_port}"],
+        },
         rule_files=[RULES],
+        labels={"namespace": "esteira"},
     )
     deadline = time.monotonic() + 60
     while True:

@@ -18,9 +18,11 @@ from esteira_devtools import chart
 from esteira_portal.records import FIRST_OS
 from esteira_testing.components import seeded_database
 
-RULES = chart.CHART / "files" / "prometheus-rules.yml"
+RULES = chart.RULES  # release `esteira` in namespace `esteira`, as the targets below are labelled
 ALERT = "alert: "
-SELECTOR = re.compile(r"\b(esteira[a-z0-9_:]*)(\{[^}]*\})?")
+# The dashboards' variables, as Grafana fills them for that release.
+VARIABLES = {"$namespace": "esteira", "$release": "esteira"}
+SELECTOR = re.compile(r"(?<![\"\w-])(esteira[a-z0-9_:]*)(\{[^}]*\})?")  # not in a label value
 
 
 def expressions() -> dict[str, str]:
@@ -29,7 +31,10 @@ def expressions() -> dict[str, str]:
     for path in sorted((chart.CHART / "files" / "dashboards").glob("*.json")):
         for panel in json.loads(path.read_text())["panels"]:
             for target in panel["targets"]:
-                found[f"{path.name}: {panel['title']} {target['refId']}"] = target["expr"]
+                expression = target["expr"]
+                for variable, value in VARIABLES.items():
+                    expression = expression.replace(variable, value)
+                found[f"{path.name}: {panel['title']} {target['refId']}"] = expression
     for group in yaml.safe_load(RULES.read_text())["groups"]:
         for rule in group["rules"]:
             if "alert" in rule:
@@ -102,10 +107,12 @@ def test_every_expression_returns_data_from_the_real_stack(
     esteira_processes("api-without-redis", ["api", "--port", str(lost_port)], lost, port=lost_port)
     prometheus = start_prometheus(
         {
-            "gateway": [f"127.0.0.1:{api_port}", f"127.0.0.1:{lost_port}"],
-            "workers": [f"127.0.0.1:{ruptura_port}", f"127.0.0.1:{scraper_port}"],
+            "esteira-api": [f"127.0.0.1:{api_port}", f"127.0.0.1:{lost_port}"],
+            "esteira-ruptura-worker": [f"127.0.0.1:{ruptura_port}"],
+            "esteira-scraper-worker": [f"127.0.0.1:{scraper_port}"],
         },
         rule_files=[RULES],
+        labels={"namespace": "esteira"},
     )
 
     api = httpx.Client(

@@ -26,8 +26,22 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "config.logLevel": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]},
     "image.pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
     "api.service.type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
-    "redis.url": {"pattern": "^(redis|rediss|unix)://"},
-    "database.url": {"pattern": "^(postgresql|sqlite)"},
+    # No password in a URL: URLs go into the ConfigMap (passwords come from Secrets).
+    "redis.url": {"pattern": "^(redis|rediss|unix)://([^:@/]+@)?[^@]*$"},
+    "database.url": {"pattern": "^(postgresql|sqlite)[a-z0-9+]*://([^:@/]+@)?[^@]*$"},
+    "database.tls.sslMode": {
+        "enum": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+    },
+    "api.ingress.paths": {"items": {"type": "string", "pattern": "^/"}, "minItems": 1},
+    "extraVolumes": {"items": {"type": "object"}},
+    "extraVolumeMounts": {"items": {"type": "object"}},
+    "networkPolicy.dnsTo": {"items": {"type": "object"}},
+    "networkPolicy.redisTo": {"items": {"type": "object"}},
+    "networkPolicy.databaseTo": {"items": {"type": "object"}},
+    "networkPolicy.portal.except": {"items": {"type": "string"}},
+    "networkPolicy.redisPort": {"maximum": 65535},
+    "networkPolicy.databasePort": {"maximum": 65535},
+    "networkPolicy.portal.port": {"maximum": 65535},
     "auth.apiKeys": {
         "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,62}:[0-9a-f]{64}$"}
     },
@@ -41,7 +55,8 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "scraperWorker.metricsPort": PORT,
     "api.autoscaling.targetCPUUtilizationPercentage": {"minimum": 1, "maximum": 100},
     "api.replicas": AT_LEAST_ONE,
-    "api.workers": AT_LEAST_ONE,
+    # One process a pod until the gateway's metrics are multiprocess-safe: scale with replicas.
+    "api.workers": {"minimum": 1, "maximum": 1},
     "api.inlineScrapeLimit": AT_LEAST_ONE,
     "api.autoscaling.minReplicas": AT_LEAST_ONE,
     "api.autoscaling.maxReplicas": AT_LEAST_ONE,
@@ -56,11 +71,16 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
             "jobCompletionWaitSeconds",
             "terminationGracePeriodSeconds",
             "autoscaling.maxReplicas",
+            "autoscaling.fallbackReplicas",
         )
     },
 }
 # Maps whose keys are the user's (environment variables, labels, selectors).
 FREE_MAPS = {
+    "global",
+    "podAnnotations",
+    "api.autoscaling.behavior",
+    "autoscaling.behavior",
     "extraEnv",
     "api.env",
     "rupturaWorker.env",

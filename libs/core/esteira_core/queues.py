@@ -1,6 +1,17 @@
 """What a queue looks like right now, from Redis alone and without scanning keys: jobs ready and
 deferred (two ZCOUNTs on the queue), the oldest ready job's age (its score), and the workers'
-own reports of who is online and how many jobs they run."""
+own reports of who is online and how many jobs they run.
+
+arq keeps a running job in its queue's sorted set until the job finishes, marked only by a key
+`arq:in-progress:<job_id>` of its own. Reading those keys would mean a lookup per queued job, so
+the running jobs are taken from the workers' heartbeats instead and subtracted from the due
+jobs (never below 0): `ready` counts jobs waiting for a worker, `in_progress` jobs running, and
+a running job is in one of the two, not both. The trade-off: the workers report at each
+heartbeat, so for up to one interval a job that has just started still counts as ready (or one
+just finished as running), and the jobs of a worker that died without leaving count as ready
+until arq retries them; both err towards more replicas, never fewer. arq takes the due jobs in
+score order, so the running ones are the oldest: the oldest job waiting is the one after them.
+"""
 
 from __future__ import annotations
 
@@ -24,14 +35,15 @@ class QueueStats:
 
 
 async def queue_stats(redis: Redis, pool: Pool, heartbeat_interval: float) -> QueueStats:
+    online, busy = await heartbeats.workers_and_busy(redis, pool.value, heartbeat_interval)
     now_ms = time.time() * 1000
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zcount(pool.queue, "-inf", now_ms)
         pipe.zcount(pool.queue, f"({now_ms}", "+inf")
-        pipe.zrange(pool.queue, 0, 0, withscores=True)
-        ready, deferred, oldest = await pipe.execute()
-    online, busy = await heartbeats.workers_and_busy(redis, pool.value, heartbeat_interval)
+        pipe.zrange(pool.queue, busy, busy, withscores=True)
+        due, deferred, oldest = await pipe.execute()
+    ready = max(0, due - busy)
     oldest_age = 0.0
-    if oldest and oldest[0][1] <= now_ms:
+    if ready and oldest and oldest[0][1] <= now_ms:
         oldest_age = (now_ms - oldest[0][1]) / 1000
     return QueueStats(pool.value, ready, deferred, busy, round(oldest_age, 3), online)

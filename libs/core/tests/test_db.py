@@ -1,5 +1,9 @@
 """Migrations and the engine, on SQLite and on a real PostgreSQL."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from sqlalchemy import Engine, inspect, text
 
@@ -36,3 +40,35 @@ def test_ping_fails_on_an_unreachable_database() -> None:
     engine = create_db_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1")
     with pytest.raises(Exception, match="(?i)connect"):
         ping(engine)
+
+
+def test_concurrent_migrations_of_a_fresh_postgresql_never_fail(postgres_server) -> None:
+    """As a rollout starts several gateway pods, each migrating in its init container: three
+    `python -m esteira_core.db.migrate` at once on a fresh database, ten times over."""
+    for trial in range(10):
+        url = postgres_server.create_database()
+        env = {**os.environ, "ESTEIRA_DATABASE_URL": url, "ESTEIRA_LOG_FORMAT": "text"}
+        migrators = [
+            subprocess.Popen(
+                [sys.executable, "-m", "esteira_core.db.migrate"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        try:
+            outputs = [m.communicate(timeout=120)[0] for m in migrators]
+        finally:
+            for migrator in migrators:
+                if migrator.poll() is None:
+                    migrator.kill()
+                    migrator.wait()
+        failed = [out for m, out in zip(migrators, outputs, strict=True) if m.returncode != 0]
+        assert not failed, f"trial {trial}: " + "\n".join(failed)
+        engine = create_db_engine(url)
+        with engine.connect() as connection:
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
+        engine.dispose()
+        assert len(versions) == 1

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,16 +206,25 @@ class PostgresServer:
 
 
 class PrometheusServer:
-    """Prometheus scraping the given targets every second, with optional rule files."""
+    """Prometheus scraping the given targets every second, with optional rule files; `labels`
+    are added to every target (e.g. the `namespace` a cluster's service discovery would add)."""
 
-    def __init__(self, targets: dict[str, Sequence[str]], rule_files: Sequence[Path] = ()) -> None:
+    def __init__(
+        self,
+        targets: dict[str, Sequence[str]],
+        rule_files: Sequence[Path] = (),
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="esteira-prometheus-"))
         config: dict[str, Any] = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in rule_files],
             "scrape_configs": [
-                {"job_name": job, "static_configs": [{"targets": list(hosts)}]}
+                {
+                    "job_name": job,
+                    "static_configs": [{"targets": list(hosts), "labels": dict(labels or {})}],
+                }
                 for job, hosts in targets.items()
             ],
         }

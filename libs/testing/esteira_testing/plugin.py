@@ -12,7 +12,7 @@ Fixtures:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -82,9 +82,11 @@ def start_prometheus() -> Iterator[Callable[..., PrometheusServer]]:
     servers: list[PrometheusServer] = []
 
     def start(
-        targets: dict[str, Sequence[str]], rule_files: Sequence[Path] = ()
+        targets: dict[str, Sequence[str]],
+        rule_files: Sequence[Path] = (),
+        labels: Mapping[str, str] | None = None,
     ) -> PrometheusServer:
-        server = PrometheusServer(targets, rule_files)
+        server = PrometheusServer(targets, rule_files, labels)
         servers.append(server)
         return server.start()
 

@@ -70,9 +70,9 @@ an explicit switch (offline renders cannot see the cluster). Each is "true" or e
 {{- end }}
 
 {{/* The autoscaling signal of a pool, taken from the recording rule of the same name in
-files/prometheus-rules.yml, so the KEDA trigger and the PrometheusRule never disagree. */}}
+esteira.rules (_rules.tpl), so the KEDA trigger and the PrometheusRule never disagree. */}}
 {{- define "esteira.demandQuery" -}}
-{{- $rules := .root.Files.Get "files/prometheus-rules.yml" | fromYaml }}
+{{- $rules := include "esteira.rules" .root | fromYaml }}
 {{- range $group := $rules.groups }}
 {{- range $rule := $group.rules }}
 {{- if and (eq (default "" $rule.record) "esteira:worker_demand:ratio") (eq (index (default dict $rule.labels) "pool") $.pool) }}
@@ -94,5 +94,34 @@ still finish: job timeout < completion wait < grace period. */}}
 {{- end }}
 {{- if and (hasKey $w "hardLimitSeconds") (not (lt (float64 $w.hardLimitSeconds) (float64 $w.jobTimeoutSeconds))) }}
 {{- fail (printf "%s: hardLimitSeconds (%v) must be less than jobTimeoutSeconds (%v)" .key $w.hardLimitSeconds $w.jobTimeoutSeconds) }}
+{{- end }}
+{{- end }}
+
+{{/* Fails the render when an autoscaler's bounds are upside down (Kubernetes would refuse
+the HPA, and KEDA would keep a pool at its maximum). */}}
+{{- define "esteira.checkReplicas" -}}
+{{- if gt (int .values.minReplicas) (int .values.maxReplicas) }}
+{{- fail (printf "%s: minReplicas (%v) must not exceed maxReplicas (%v)" .key .values.minReplicas .values.maxReplicas) }}
+{{- end }}
+{{- end }}
+
+{{/* The TCP port of a URL: `override` when set (not 0), else the URL's own, else `default`. */}}
+{{- define "esteira.urlPort" -}}
+{{- if .override }}
+{{- .override }}
+{{- else }}
+{{- $host := (urlParse .url).host }}
+{{- $port := regexFind ":[0-9]+$" $host | trimPrefix ":" }}
+{{- default (toString .default) $port }}
+{{- end }}
+{{- end }}
+
+{{/* The ConfigMap holding the portal profile: the user's, or the chart's (from portal.profile);
+empty when there is none. */}}
+{{- define "esteira.portalProfile" -}}
+{{- if .Values.portal.profileConfigMap }}
+{{- .Values.portal.profileConfigMap }}
+{{- else if .Values.portal.profile }}
+{{- include "esteira.fullname" . }}-portal-profile
 {{- end }}
 {{- end }}

@@ -10,6 +10,11 @@ account and the API keys for those that ask (`portal`, `apiKeys`). */}}
   valueFrom:
     secretKeyRef: {name: {{ . }}, key: {{ $v.redis.passwordKey }}}
 {{- end }}
+{{- with $v.database.urlSecret }}
+- name: ESTEIRA_DATABASE_URL
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: {{ $v.database.urlKey }}}
+{{- end }}
 {{- with $v.database.existingSecret }}
 - name: ESTEIRA_DATABASE_PASSWORD
   valueFrom:
@@ -27,6 +32,24 @@ account and the API keys for those that ask (`portal`, `apiKeys`). */}}
 - name: ESTEIRA_API_KEYS
   valueFrom:
     secretKeyRef: {name: {{ $v.auth.existingSecret }}, key: {{ $v.auth.apiKeysKey }}}
+{{- end }}
+{{- end }}
+
+{{/* The mounts of every Esteira container: /tmp, the CA bundles and the portal profile when
+configured, and extraVolumeMounts. */}}
+{{- define "esteira.volumeMounts" -}}
+- {name: tmp, mountPath: /tmp}
+{{- if .Values.redis.tls.caSecret }}
+- {name: redis-ca, mountPath: /etc/esteira/redis-ca, readOnly: true}
+{{- end }}
+{{- if .Values.database.tls.caSecret }}
+- {name: database-ca, mountPath: /etc/esteira/database-ca, readOnly: true}
+{{- end }}
+{{- if include "esteira.portalProfile" . }}
+- {name: portal-profile, mountPath: /etc/esteira/portal, readOnly: true}
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
 {{- end }}
 {{- end }}
 
@@ -96,6 +119,9 @@ spec:
         {{- include "esteira.selectorLabels" $ctx | nindent 8 }}
       annotations:
         checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+        {{- with $root.Values.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
     spec:
       serviceAccountName: {{ $name }}
       automountServiceAccountToken: false
@@ -132,10 +158,7 @@ spec:
           securityContext:
             {{- include "esteira.containerSecurityContext" . | nindent 12 }}
           volumeMounts:
-            - {name: tmp, mountPath: /tmp}
-            {{- if $root.Values.redis.tls.caSecret }}
-            - {name: redis-ca, mountPath: /etc/esteira/redis-ca, readOnly: true}
-            {{- end }}
+            {{- include "esteira.volumeMounts" $root | nindent 12 }}
         {{- end }}
       {{- end }}
       containers:
@@ -159,6 +182,14 @@ spec:
               value: {{ $value | toString | quote }}
             {{- end }}
             {{- include "esteira.secretEnv" (dict "root" $root "portal" .portal "apiKeys" .apiKeys) | nindent 12 }}
+          {{- with .preStopSleepSeconds }}
+          lifecycle:
+            # Keeps serving while the endpoint's removal reaches every node and ingress
+            # controller; only then does SIGTERM start uvicorn's drain.
+            preStop:
+              exec:
+                command: ["sleep", {{ . | toString | quote }}]
+          {{- end }}
           startupProbe:
             httpGet: {path: {{ .livenessPath }}, port: {{ .portName }}}
             periodSeconds: 2
@@ -178,10 +209,7 @@ spec:
           securityContext:
             {{- include "esteira.containerSecurityContext" . | nindent 12 }}
           volumeMounts:
-            - {name: tmp, mountPath: /tmp}
-            {{- if $root.Values.redis.tls.caSecret }}
-            - {name: redis-ca, mountPath: /etc/esteira/redis-ca, readOnly: true}
-            {{- end }}
+            {{- include "esteira.volumeMounts" $root | nindent 12 }}
       volumes:
         - name: tmp
           emptyDir:
@@ -190,6 +218,19 @@ spec:
         - name: redis-ca
           secret:
             secretName: {{ . }}
+        {{- end }}
+        {{- with $root.Values.database.tls.caSecret }}
+        - name: database-ca
+          secret:
+            secretName: {{ . }}
+        {{- end }}
+        {{- with include "esteira.portalProfile" $root }}
+        - name: portal-profile
+          configMap:
+            name: {{ . }}
+        {{- end }}
+        {{- with $root.Values.extraVolumes }}
+        {{- toYaml . | nindent 8 }}
         {{- end }}
       {{- with $root.Values.nodeSelector }}
       nodeSelector:

@@ -1,0 +1,71 @@
+"""Queue statistics against a real redis-server and a real arq worker: a running job is counted
+once, as running, though arq keeps it in the queue's sorted set until it finishes."""
+
+import asyncio
+import time
+
+import pytest
+from arq.worker import Worker, func
+
+from esteira_core import heartbeats, jobs
+from esteira_core.jobs import Pool
+from esteira_core.queues import QueueStats, queue_stats
+from esteira_core.redis import create_redis
+from esteira_core.serialization import deserialize_job, serialize_job
+from esteira_core.settings import CoreSettings
+
+pytestmark = pytest.mark.integration
+INTERVAL = 5.0
+
+
+def test_running_jobs_count_as_in_progress_not_as_ready(redis_url: str) -> None:
+    async def scenario() -> tuple[int, QueueStats, QueueStats, QueueStats]:
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        release = asyncio.Event()
+        running = 0
+
+        async def hold(_ctx: dict[str, object], **_payload: object) -> None:
+            nonlocal running
+            running += 1
+            await release.wait()
+            running -= 1
+
+        for index in range(5):
+            await jobs.enqueue(
+                redis, Pool.SCRAPER, "hold", jobs.CanaryPayload(), job_id=f"j{index}"
+            )
+        worker = Worker(
+            functions=[func(hold, name="hold")],
+            queue_name=Pool.SCRAPER.queue,
+            redis_pool=redis,
+            max_jobs=3,
+            poll_delay=0.05,
+            handle_signals=False,
+            job_serializer=serialize_job,
+            job_deserializer=deserialize_job,
+        )
+        running_worker = asyncio.create_task(worker.async_run())
+        deadline = time.monotonic() + 30
+        while running < 3:
+            assert time.monotonic() < deadline, "the worker did not start 3 jobs"
+            await asyncio.sleep(0.05)
+        queued = await redis.zcard(Pool.SCRAPER.queue)  # arq still holds the running jobs
+        before = await queue_stats(redis, Pool.SCRAPER, INTERVAL)  # no report yet: all ready
+        await heartbeats.beat(redis, Pool.SCRAPER.value, "w-1", INTERVAL, busy=running)
+        during = await queue_stats(redis, Pool.SCRAPER, INTERVAL)
+        # A report that outlives its jobs (they finished between two beats) never goes below 0.
+        await heartbeats.beat(redis, Pool.SCRAPER.value, "w-2", INTERVAL, busy=4)
+        stale = await queue_stats(redis, Pool.SCRAPER, INTERVAL)
+        release.set()
+        running_worker.cancel()
+        await worker.close()
+        await redis.aclose()
+        return queued, before, during, stale
+
+    queued, before, during, stale = asyncio.run(scenario())
+    assert queued == 5
+    assert (before.ready, before.in_progress) == (5, 0)
+    assert (during.ready, during.in_progress, during.workers_online) == (2, 3, 1)
+    assert during.ready + during.in_progress == queued
+    assert during.oldest_ready_age_seconds > 0
+    assert (stale.ready, stale.in_progress, stale.oldest_ready_age_seconds) == (0, 7, 0.0)
