@@ -1,8 +1,16 @@
-"""Worker heartbeats: who is serving each pool, without trusting arq's once-an-hour health key.
+"""Worker heartbeats: who is serving each pool, without trusting arq's once-an-hour health key,
+and what a dead one leaves behind.
 
 A worker records `now` under its id in the pool's sorted set every interval; it counts as online
 while its last beat is younger than three intervals. Dead entries are trimmed on every beat, so the
-set stays as small as the pool.
+set stays as small as the pool. A gateway serving a queue itself (a standby worker) beats into a
+set of its own: alive, but not one of the pool's workers online.
+
+A running job is held by arq's in-progress key, which arq would keep for the job's whole timeout
++ 10 s: a SIGKILLed worker's jobs would wait that long to run again. Here the key lives only as
+long as its worker is alive: it is set for `hold_seconds` (three beats) and each beat extends it
+for the jobs the worker still runs, so a dead worker's jobs, still on the queue, are taken by
+the next worker that polls within three beats.
 """
 
 from __future__ import annotations
@@ -12,9 +20,10 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 
+from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -29,43 +38,71 @@ def worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _stale_before(now: float, interval: float) -> float:
+def stale_before(now: float, interval: float) -> float:
     return now - MISSED_BEATS_BEFORE_OFFLINE * interval
 
 
-async def beat(redis: Redis, pool: str, member: str, interval: float, busy: int = 0) -> None:
-    """Records the worker as alive, with the jobs it is running now."""
+# Lua: is ARGV-given member alive in either of a pool's two heartbeat sets (KEYS[a], KEYS[b])?
+ALIVE_LUA = """
+local function alive(workers, standby, member, stale_before)
+  for _, key in ipairs({workers, standby}) do
+    local seen = redis.call('ZSCORE', key, member)
+    if seen and tonumber(seen) >= stale_before then return true end
+  end
+  return false
+end
+"""
+
+
+def hold_seconds(interval: float) -> float:
+    """How long a running job's in-progress key lives without a beat of its worker."""
+    return max(2.0, MISSED_BEATS_BEFORE_OFFLINE * interval)
+
+
+async def beat(
+    redis: Redis,
+    pool: str,
+    member: str,
+    interval: float,
+    running: Sequence[str] = (),
+    *,
+    standby: bool = False,
+) -> None:
+    """Records the worker (or a standby gateway) as alive, with the jobs it runs now, and
+    holds their in-progress keys for another `hold_seconds`."""
     now = time.time()
-    key = keys.workers(pool)
+    key = keys.standby_workers(pool) if standby else keys.workers(pool)
     ttl = max(60, int(10 * interval))
+    hold_ms = int(hold_seconds(interval) * 1000)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.zadd(key, {member: now})
-        pipe.zremrangebyscore(key, "-inf", _stale_before(now, interval))
+        pipe.zremrangebyscore(key, "-inf", stale_before(now, interval))
         pipe.expire(key, ttl)
-        pipe.hset(keys.workers_busy(pool), member, str(busy))
-        pipe.expire(keys.workers_busy(pool), ttl)
+        if not standby:
+            pipe.hset(keys.workers_busy(pool), member, str(len(running)))
+            pipe.expire(keys.workers_busy(pool), ttl)
+        for job_id in running:
+            pipe.pexpire(in_progress_key_prefix + job_id, hold_ms)
         await pipe.execute()
 
 
 async def workers_online(redis: Redis, pool: str, interval: float) -> int:
-    count: int = await redis.zcount(
-        keys.workers(pool), _stale_before(time.time(), interval), "+inf"
-    )
+    count: int = await redis.zcount(keys.workers(pool), stale_before(time.time(), interval), "+inf")
     return count
 
 
 async def workers_and_busy(redis: Redis, pool: str, interval: float) -> tuple[int, int]:
     """(workers online, jobs they run now), counting only live workers' reports."""
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.zrangebyscore(keys.workers(pool), _stale_before(time.time(), interval), "+inf")
+        pipe.zrangebyscore(keys.workers(pool), stale_before(time.time(), interval), "+inf")
         pipe.hgetall(keys.workers_busy(pool))
         live, busy = await pipe.execute()
     return len(live), sum(int(busy.get(member, 0)) for member in live)
 
 
-async def leave(redis: Redis, pool: str, member: str) -> None:
+async def leave(redis: Redis, pool: str, member: str, *, standby: bool = False) -> None:
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.zrem(keys.workers(pool), member)
+        pipe.zrem(keys.standby_workers(pool) if standby else keys.workers(pool), member)
         pipe.hdel(keys.workers_busy(pool), member)
         await pipe.execute()
 
@@ -79,18 +116,28 @@ class Heartbeat:
         pool: str,
         interval: float,
         member: str | None = None,
-        busy: Callable[[], int] = lambda: 0,
+        running: Callable[[], Sequence[str]] = tuple,
+        *,
+        standby: bool = False,
     ):
         self.redis = redis
         self.pool = pool
         self.interval = interval
         self.member = member or worker_id()
-        self.busy = busy
+        self.running = running
+        self.standby = standby
         self._task: asyncio.Task[None] | None = None
 
     async def _beat(self) -> None:
         try:
-            await beat(self.redis, self.pool, self.member, self.interval, self.busy())
+            await beat(
+                self.redis,
+                self.pool,
+                self.member,
+                self.interval,
+                self.running(),
+                standby=self.standby,
+            )
         except (RedisError, OSError) as exc:
             logger.warning("heartbeat failed", extra={"pool": self.pool, "error": str(exc)})
 
@@ -110,4 +157,4 @@ class Heartbeat:
             with suppress(asyncio.CancelledError):
                 await self._task
         with suppress(RedisError, OSError):
-            await leave(self.redis, self.pool, self.member)
+            await leave(self.redis, self.pool, self.member, standby=self.standby)

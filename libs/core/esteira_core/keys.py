@@ -59,6 +59,12 @@ def scrape_recent(tenant: str) -> str:
     return f"{PREFIX}:scrape:recent:{tenant}"
 
 
+def scrape_task_lease(task_id: str) -> str:
+    """Who is scraping a task now (a worker or gateway id), so a task delivered twice is
+    scraped once; taken over when its holder is no longer alive."""
+    return f"{PREFIX}:scrape:task:{task_id}:lease"
+
+
 def scrape_active_os(numero_os: str) -> str:
     """Task id of the active scrape of one OS (SET NX: request coalescing)."""
     return f"{PREFIX}:scrape:os:{numero_os}"
@@ -67,6 +73,12 @@ def scrape_active_os(numero_os: str) -> str:
 def workers(pool: str) -> str:
     """Sorted set of worker heartbeats: member = worker id, score = last seen (unix seconds)."""
     return f"{PREFIX}:workers:{pool}"
+
+
+def standby_workers(pool: str) -> str:
+    """Sorted set of the gateways serving a pool's queue themselves (standby workers): alive
+    like workers, but not counted as the pool's workers online."""
+    return f"{PREFIX}:workers:{pool}:standby"
 
 
 def workers_busy(pool: str) -> str:

@@ -42,9 +42,10 @@ class CoreSettings(BaseSettings):
         None, description="Database password; overrides one in ESTEIRA_DATABASE_URL."
     )
     heartbeat_interval_seconds: float = Field(
-        5.0,
+        2.0,
         gt=0,
-        description="How often a worker records that it is alive; it counts as online for 3x that.",
+        description="How often a worker records that it is alive; it counts as online for 3x "
+        "that, and the jobs of one silent for longer run again elsewhere.",
     )
     log_level: str = Field("INFO", description="Python log level name.")
     log_format: str = Field("json", description="json (JSON lines) or text.")

@@ -13,7 +13,7 @@ from typing import Any
 from arq.worker import Worker
 
 from esteira_core import worker
-from esteira_core.heartbeats import worker_id
+from esteira_core.heartbeats import Heartbeat, worker_id
 from esteira_core.jobs import Pool
 from esteira_core.redis import REDIS_ERRORS, create_redis
 from esteira_core.settings import CoreSettings
@@ -42,7 +42,9 @@ class StandbyWorker:
         self.max_jobs = max_jobs
         self.shared = shared
         self.overrides = overrides
+        self.member = f"gateway-{worker_id()}"
         self._worker: Worker | None = None
+        self._heartbeat: Heartbeat | None = None
         self._run: asyncio.Task[None] | None = None
         self._retiring: asyncio.Task[None] | None = None
 
@@ -56,7 +58,7 @@ class StandbyWorker:
         return worker.create(
             self.worker_settings,
             None,  # no worker-process settings: the pool's own timeouts
-            ctx=worker.job_context(self.pool, f"gateway-{worker_id()}", "inline", **self.shared),
+            ctx=worker.job_context(self.pool, self.member, "inline", **self.shared),
             max_jobs=self.max_jobs,
             overrides=self.overrides,
             redis_pool=create_redis(self.settings),
@@ -76,7 +78,20 @@ class StandbyWorker:
         logger.warning("serving the queue here: no worker online", extra={"pool": self.name})
 
     async def _serve(self, standby: Worker) -> None:
+        # Alive like a worker (so a dead gateway's jobs are freed as a dead worker's are), but
+        # in a set of its own: a gateway is not one of the pool's workers online.
+        interval = self.settings.heartbeat_interval_seconds
+        worker.hold(standby, standby.ctx, interval)
+        self._heartbeat = Heartbeat(
+            standby.pool,
+            self.name,
+            interval,
+            member=self.member,
+            running=standby.ctx["running_job_ids"],
+            standby=True,
+        )
         try:
+            await self._heartbeat.start()
             await standby.async_run()
         except asyncio.CancelledError:
             raise
@@ -100,6 +115,8 @@ class StandbyWorker:
         if not hand_back:
             while any(not task.done() for task in standby.tasks.values()):
                 await asyncio.sleep(0.1)
+        if self._heartbeat is not None:
+            await self._heartbeat.stop()
         with suppress(*REDIS_ERRORS):
             await standby.close()
         if self._run is not None:

@@ -11,9 +11,9 @@ serializer, checked timeouts) and what the environment says (Redis, concurrency)
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -21,14 +21,14 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 from arq.typing import WorkerCoroutine
 from arq.worker import Retry, Worker, create_worker
-from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 
-from esteira_core import metrics
+from esteira_core import heartbeats, metrics
 from esteira_core.db import create_db_engine
 from esteira_core.heartbeats import Heartbeat, worker_id
 from esteira_core.jobs import CanaryPayload, Pool
 from esteira_core.logging import bind, configure_logging
+from esteira_core.probes import Probes
 from esteira_core.redis import arq_redis_settings
 from esteira_core.serialization import deserialize_job, serialize_job
 from esteira_core.settings import WorkerPoolSettings
@@ -43,37 +43,29 @@ R = TypeVar("R")
 
 def job_context(pool: Pool, member: str, path: str, **shared: Any) -> Ctx:
     """What every job of a pool finds in its ctx, besides what arq adds: the pool, who runs it
-    (`member`), whether it runs on the queue's workers or in the gateway (`path`), and a
-    counter of the jobs running now (arq copies ctx for each job; the counter is shared)."""
+    (`member`), and whether it runs on the queue's workers or in the gateway (`path`)."""
     return {
         **shared,
         "pool": pool,
         "worker_id": member,
         "path": path,
-        "jobs_running": collections.Counter[str](),
     }
 
 
 async def startup(ctx: Ctx) -> None:
     settings: WorkerPoolSettings = ctx["settings"]
     pool: Pool = ctx["pool"]
-    running: collections.Counter[str] = ctx["jobs_running"]
     ctx["db"] = create_db_engine(settings)
     ctx["heartbeat"] = Heartbeat(
         ctx["redis"],
         pool.value,
         settings.heartbeat_interval_seconds,
         member=ctx["worker_id"],
-        busy=lambda: running[pool.queue],
+        running=ctx["running_job_ids"],
     )
     await ctx["heartbeat"].start()
     metrics.WORKER_CAPACITY.labels(pool.queue).set(ctx["max_jobs"])
     metrics.JOBS_IN_PROGRESS.labels(pool.queue).set(0)
-    # Metrics last: once the port answers, the worker is online and ready for jobs. It stays up
-    # for the life of the process, across restarts of arq's loop after a Redis outage.
-    if "metrics_server" not in ctx:
-        server, _thread = start_http_server(ctx["metrics_port"], addr=settings.metrics_host)
-        ctx["metrics_server"] = server
     logger.info(
         "worker started",
         extra={
@@ -103,19 +95,22 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
         async def run(*args: P.args, **kwargs: P.kwargs) -> R:
             ctx: Ctx = args[0]  # type: ignore[assignment]
             queue = ctx["pool"].queue
-            running: collections.Counter[str] = ctx["jobs_running"]
             started = time.time()
             enqueued = ctx.get("enqueue_time")
             if enqueued is not None:
                 metrics.JOB_QUEUE_WAIT.labels(queue).observe(
                     max(0.0, started - enqueued.timestamp())
                 )
+            if ctx.get("draining"):
+                # Fetched before the stop signal: hand it back at once, to whoever is alive.
+                metrics.JOBS.labels(queue, name, "handed_back").inc()
+                raise Retry()
+            job_id = str(ctx.get("job_id", ""))
             in_progress = metrics.JOBS_IN_PROGRESS.labels(queue)
             in_progress.inc()
-            running[queue] += 1
             outcome = "failure"
             try:
-                with bind(job_id=str(ctx.get("job_id", "")), job=name):
+                with bind(job_id=job_id, job=name):
                     result = await job(*args, **kwargs)
                 outcome = "success"
                 return result
@@ -127,7 +122,6 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
                 raise
             finally:
                 in_progress.dec()
-                running[queue] -= 1
                 metrics.JOB_DURATION.labels(queue, name).observe(time.time() - started)
                 metrics.JOBS.labels(queue, name, outcome).inc()
 
@@ -219,12 +213,18 @@ def run(
         name: getattr(worker_settings, name, default)
         for name, default in (("on_startup", startup), ("on_shutdown", shutdown))
     }
+    # The probe port first, for the life of the process: alive while Redis is still away.
+    probes = Probes(
+        stall_seconds=max(10.0, 3 * settings.heartbeat_interval_seconds),
+        serving=lambda: "heartbeat" in ctx,
+    )
+    probes.serve(settings.metrics_host, ctx["metrics_port"])
     try:
         # arq's loop ends with an exception when Redis goes away; the process stays and starts
         # the loop again once Redis answers (arq itself retries the first connection 5 times).
         while True:
             try:
-                create(
+                arq_worker = create(
                     worker_settings,
                     settings,
                     ctx=ctx,
@@ -232,7 +232,17 @@ def run(
                     overrides=overrides,
                     redis_settings=arq_redis_settings(settings),
                     **hooks,
-                ).run()
+                )
+                hold(arq_worker, ctx, settings.heartbeat_interval_seconds)
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    arq_worker.loop.add_signal_handler(
+                        signum, functools.partial(_drain, arq_worker, ctx, signum)
+                    )
+                ticking = arq_worker.loop.create_task(probes.tick())
+                try:
+                    arq_worker.run()
+                finally:
+                    ticking.cancel()
                 return
             except (RedisError, OSError) as exc:
                 logger.error(
@@ -243,6 +253,18 @@ def run(
                     asyncio.get_event_loop().run_until_complete(hooks["on_shutdown"](ctx))
                 time.sleep(REDIS_RETRY_SECONDS)
     finally:
-        server = ctx.pop("metrics_server", None)
-        if server is not None:
-            server.shutdown()
+        probes.close()
+
+
+def hold(arq_worker: Worker, ctx: Ctx, interval: float) -> None:
+    """The worker's running jobs are held (arq's in-progress keys) only while its heartbeat
+    goes on, instead of for their whole timeout: see esteira_core.heartbeats."""
+    arq_worker.in_progress_timeout_s = heartbeats.hold_seconds(interval)
+    ctx["running_job_ids"] = lambda: list(arq_worker.tasks)
+
+
+def _drain(arq_worker: Worker, ctx: Ctx, signum: int) -> None:
+    """SIGTERM/SIGINT: start nothing more (jobs already fetched are handed back, see
+    `instrumented`), let the running ones finish within job_completion_wait, then stop."""
+    ctx["draining"] = True
+    arq_worker.handle_sig_wait_for_completion(signal.Signals(signum))

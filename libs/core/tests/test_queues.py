@@ -51,10 +51,10 @@ def test_running_jobs_count_as_in_progress_not_as_ready(redis_url: str) -> None:
             await asyncio.sleep(0.05)
         queued = await redis.zcard(Pool.SCRAPER.queue)  # arq still holds the running jobs
         before = await queue_stats(redis, Pool.SCRAPER, INTERVAL)  # no report yet: all ready
-        await heartbeats.beat(redis, Pool.SCRAPER.value, "w-1", INTERVAL, busy=running)
+        await heartbeats.beat(redis, Pool.SCRAPER.value, "w-1", INTERVAL, list(worker.tasks))
         during = await queue_stats(redis, Pool.SCRAPER, INTERVAL)
         # A report that outlives its jobs (they finished between two beats) never goes below 0.
-        await heartbeats.beat(redis, Pool.SCRAPER.value, "w-2", INTERVAL, busy=4)
+        await heartbeats.beat(redis, Pool.SCRAPER.value, "w-2", INTERVAL, ["a", "b", "c", "d"])
         stale = await queue_stats(redis, Pool.SCRAPER, INTERVAL)
         release.set()
         running_worker.cancel()

@@ -68,18 +68,42 @@ def result_of(scraped: ScrapedOS, saved: SavedOS) -> dict[str, Any]:
 
 
 class Scraper:
-    def __init__(self, pool: BrowserPool, flow: ScrapeFlow, engine: Engine, limits: ScrapeLimits):
+    def __init__(
+        self,
+        pool: BrowserPool,
+        flow: ScrapeFlow,
+        engine: Engine,
+        limits: ScrapeLimits,
+        heartbeat_interval: float = 5.0,
+    ):
         self.pool = pool
         self.flow = flow
         self.engine = engine
         self.limits = limits
+        self.heartbeat_interval = heartbeat_interval
 
-    async def attempt(self, redis: Redis, task_id: str, numero_os: str) -> dict[str, Any] | None:
-        """Runs the task once; returns its result, None when it failed for good, or raises
-        RetryLater."""
+    async def attempt(
+        self, redis: Redis, task_id: str, numero_os: str, runner: str
+    ) -> dict[str, Any] | None:
+        """Runs the task once as `runner` (a worker's or gateway's heartbeat id); returns its
+        result, None when it failed for good or someone alive is already scraping it, or
+        raises RetryLater."""
         task = await tasks.get(redis, task_id)
         if task is None or task["status"] in tasks.ENDED:
             return None  # expired, or a duplicate delivery of a finished task
+        lease = self.limits.hard_seconds + 30
+        if not await tasks.claim(redis, task_id, runner, lease, self.heartbeat_interval):
+            return None  # delivered again while its first delivery runs
+        try:
+            return await self._run(redis, task_id, numero_os, task["attempts"] + 1)
+        except (RetryLater, asyncio.CancelledError):
+            # Whoever runs it next (maybe another process) must be able to claim it.
+            await asyncio.shield(tasks.release(redis, task_id, runner))
+            raise
+
+    async def _run(
+        self, redis: Redis, task_id: str, numero_os: str, attempt: int
+    ) -> dict[str, Any] | None:
         host = self.flow.profile.host
         wait = await ratelimit.take(
             redis,
@@ -93,7 +117,6 @@ class Scraper:
                 redis, task_id, status="deferred", stage="rate_limited", eta=time.time() + wait
             )
             raise RetryLater(wait, "portal rate limit")
-        attempt = task["attempts"] + 1
         await tasks.update(
             redis, task_id, status="in_progress", stage="starting", progress=5, attempts=attempt
         )

@@ -12,6 +12,7 @@ holds only the portal's data, so a coalesced scrape may serve several tenants.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from esteira_core import keys
+from esteira_core import heartbeats, keys
 from esteira_core.errors import NotFound
+from esteira_core.heartbeats import ALIVE_LUA
+from esteira_core.jobs import Pool
 
 ACTIVE = ("queued", "in_progress", "deferred", "retrying")
 
@@ -68,12 +71,37 @@ remember(ARGV[1])
 return {ARGV[1], 1}
 """
 
+# A task's hash is written only while it exists: a scrape that outlived its task (expired, or
+# lost with a Redis restart) must not bring back an ownerless hash that never expires.
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('PUBLISH', KEYS[2], ARGV[#ARGV])
+return 1
+"""
+
 _FINISH = """
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[4]) then redis.call('DEL', KEYS[4]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PUBLISH', KEYS[3], 'finished')
 return 1
 """
+
+# Whoever scrapes a task holds its lease, so a task delivered twice is scraped once. A lease
+# whose holder is no longer alive (heartbeats) is taken over at once.
+_CLAIM = (
+    ALIVE_LUA
+    + """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and alive(KEYS[2], KEYS[3], holder, tonumber(ARGV[3])) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -109,30 +137,52 @@ async def start_or_join(
     return Joined(found.decode() if isinstance(found, bytes) else str(found), bool(created))
 
 
-async def update(redis: Redis, task_id: str, **fields: Any) -> None:
-    """Changes fields of the task and tells whoever waits for it (in one round trip)."""
+def _fields(fields: dict[str, Any]) -> list[str]:
+    """The fields as HSET arguments, `updated_at` (now) last."""
     values = {name: _text(value) for name, value in fields.items()}
     values["updated_at"] = str(time.time())
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hset(keys.scrape_task(task_id), mapping=values)
-        pipe.publish(keys.scrape_task_events(task_id), values["updated_at"])
-        await pipe.execute()
+    return [item for pair in values.items() for item in pair]
 
 
-async def finish(redis: Redis, task_id: str, numero_os: str, **fields: Any) -> None:
-    """Records the end of a task and frees its OS for a new scrape."""
-    values = {name: _text(value) for name, value in fields.items()}
-    values["updated_at"] = str(time.time())
-    flat = [item for pair in values.items() for item in pair]
-    await redis.eval(  # type: ignore[misc]
+async def update(redis: Redis, task_id: str, **fields: Any) -> bool:
+    """Changes fields of the task and tells whoever waits for it (one round trip); False when
+    the task no longer exists (nothing is written then)."""
+    written = await redis.eval(  # type: ignore[misc]
+        _UPDATE, 2, keys.scrape_task(task_id), keys.scrape_task_events(task_id), *_fields(fields)
+    )
+    return bool(written)
+
+
+async def finish(redis: Redis, task_id: str, numero_os: str, **fields: Any) -> bool:
+    """Records the end of a task, frees its OS for a new scrape and its lease; False when the
+    task no longer exists (nothing is written then)."""
+    written = await redis.eval(  # type: ignore[misc]
         _FINISH,
-        3,
+        4,
         keys.scrape_task(task_id),
         keys.scrape_active_os(numero_os),
         keys.scrape_task_events(task_id),
+        keys.scrape_task_lease(task_id),
         task_id,
-        *flat,
+        *_fields(fields),
     )
+    return bool(written)
+
+
+async def claim(redis: Redis, task_id: str, member: str, seconds: float, interval: float) -> bool:
+    """Takes the task's lease for `member` for `seconds`: False while another live process
+    (heartbeats every `interval`) scrapes it."""
+    taken = await redis.eval(  # type: ignore[misc]
+        _CLAIM,
+        3,
+        keys.scrape_task_lease(task_id),
+        keys.workers(Pool.SCRAPER.value),
+        keys.standby_workers(Pool.SCRAPER.value),
+        member,
+        str(math.ceil(seconds)),
+        str(heartbeats.stale_before(time.time(), interval)),
+    )
+    return bool(taken)
 
 
 async def get(redis: Redis, task_id: str) -> dict[str, Any] | None:
@@ -184,6 +234,17 @@ async def recent(redis: Redis, tenant: str, limit: int) -> list[dict[str, Any]]:
             pipe.hgetall(keys.scrape_task(task_id.decode()))
         found = [_parsed(raw) for raw in await pipe.execute()]
     return [task for task in found if task is not None]
+
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+async def release(redis: Redis, task_id: str, member: str) -> None:
+    """Gives the task's lease up, if `member` holds it."""
+    await redis.eval(_RELEASE, 1, keys.scrape_task_lease(task_id), member)  # type: ignore[misc]
 
 
 def _text(value: Any) -> str:

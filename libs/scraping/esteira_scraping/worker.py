@@ -20,7 +20,8 @@ from esteira_scraping.settings import ScrapingSettings
 def build_scraper(settings: ScrapingSettings, db: Engine, size: int, pool_name: str) -> Scraper:
     """A scraper with a pool of `size` browsers, named `pool_name` in metrics."""
     pool = BrowserPool(size, pool_name=pool_name, max_jobs_per_browser=settings.browser_max_jobs)
-    return Scraper(pool, ScrapeFlow(load_profile(), PortalCredentials()), db, settings.limits())
+    flow = ScrapeFlow(load_profile(), PortalCredentials())
+    return Scraper(pool, flow, db, settings.limits(), settings.heartbeat_interval_seconds)
 
 
 @worker.instrumented(jobs.SCRAPE_OS)
@@ -28,7 +29,7 @@ async def scrape_os(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, Any] 
     task = jobs.ScrapePayload.from_kwargs(payload)
     scraper: Scraper = ctx["scraper"]
     try:
-        return await scraper.attempt(ctx["redis"], task.task_id, task.numero_os)
+        return await scraper.attempt(ctx["redis"], task.task_id, task.numero_os, ctx["worker_id"])
     except RetryLater as later:
         raise Retry(defer=later.delay) from later
 

@@ -286,14 +286,26 @@ class EsteiraProcess:
         self.log_path = log_dir / f"{name}.log"
         self.log = self.log_path.open("wb")
         argv = [*wrapper, sys.executable, "-m", "esteira_cli.main", *args]
+        self.worker = bool(args) and args[0] == "worker"
         self.process = ManagedProcess(name, argv, env={**os.environ, **env}, stdout=self.log)
         self.metrics_port: int | None = None
 
     def start(self, port: int | None = None, timeout: float = 60) -> EsteiraProcess:
+        """Starts it; with a `port`, returns once it listens there and, for a worker (whose
+        probe port opens before it reaches Redis), once it serves its queue."""
         self.process.start()
         if port is not None:
             self.process.wait_for_port(port, timeout)
+            if self.worker:
+                self._wait_ready(port, timeout)
         return self
+
+    def _wait_ready(self, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while httpx.get(f"http://127.0.0.1:{port}/readyz").status_code != 200:
+            if not self.process.running() or time.monotonic() > deadline:
+                raise RuntimeError(f"worker {self.process.name} never served its queue")
+            time.sleep(0.05)
 
     def output(self) -> str:
         if not self.log.closed:

@@ -1,0 +1,244 @@
+"""What a dead or draining worker leaves behind, tried as an SRE would: SIGKILL a worker in the
+middle of its jobs, SIGTERM one with a queue behind it, start one while Redis is down, block a
+worker's event loop. Nothing is lost, nothing runs twice, no browser survives its owner, no key
+is left without an expiry."""
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from esteira_cli.processes import ManagedProcess, free_port
+from esteira_core.db import create_db_engine
+from esteira_core.db.migrate import upgrade
+from esteira_core.jobs import Pool
+from esteira_core.redis import create_redis
+from esteira_core.settings import CoreSettings
+from esteira_portal.records import FIRST_OS
+from esteira_scraping.processes import descendants
+from esteira_testing.components import RedisServer, seeded_database
+from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
+
+pytestmark = pytest.mark.integration
+REFERENCE = "2026-03-02"
+
+
+def _wait(condition, timeout: float, message: str):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+    return value
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _keys_without_expiry(redis_url: str) -> list[str]:
+    store = redis.Redis.from_url(redis_url)
+    return sorted(
+        key.decode() for key in store.scan_iter("esteira:*", count=1000) if store.ttl(key) == -1
+    )
+
+
+class Stack:
+    def __init__(self, esteira_processes, env: dict[str, str]) -> None:
+        self.start = esteira_processes
+        self.env = {"ESTEIRA_AUTH_DISABLED": "true", "ESTEIRA_HEARTBEAT_INTERVAL_SECONDS": "0.5"}
+        self.env.update(env)
+        port = free_port()
+        self.start("api", ["api", "--port", str(port)], self.env, port=port)
+        self.api = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+
+    def worker(self, name: str, pool: str, **env: str):
+        port = free_port()
+        worker_env = {**self.env, **env, "ESTEIRA_METRICS_PORT": str(port)}
+        return self.start(name, ["worker", pool], worker_env, port=port)
+
+    def processed(self, session_id: str) -> int:
+        return self.api.get(f"/api/v1/ruptura/sessions/{session_id}").json()["processed"]
+
+    def results(self, session_id: str, timeout: float = 60) -> list[str]:
+        numbers, offset = [], 0
+        deadline = time.monotonic() + timeout
+        while True:
+            page = self.api.get(
+                f"/api/v1/ruptura/sessions/{session_id}/results",
+                params={"offset": offset, "wait": 5},
+            ).json()
+            numbers += [result["num_pedido"] for result in page["results"]]
+            offset = page["next_offset"]
+            if page["done"]:
+                return numbers
+            assert time.monotonic() < deadline, f"the session stopped at {offset}"
+
+
+def test_a_sigkilled_workers_batches_run_again_once_it_is_silent_not_after_their_timeout(
+    redis_url, tmp_path, esteira_processes
+):
+    orders = 2000
+    stack = Stack(
+        esteira_processes,
+        {
+            "ESTEIRA_REDIS_URL": redis_url,
+            "ESTEIRA_DATABASE_URL": seeded_database(
+                f"sqlite:///{tmp_path / 'r.db'}", orders=orders, products=60
+            ),
+            # Far longer than this test may take: only the heartbeats can free the batches.
+            "ESTEIRA_JOB_TIMEOUT_SECONDS": "600",
+            "ESTEIRA_JOB_COMPLETION_WAIT_SECONDS": "610",
+        },
+    )
+    doomed = stack.worker("doomed", "ruptura")
+    body = {"all": True, "reference_date": REFERENCE}
+    session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
+    _wait(lambda: stack.processed(session_id) > 0, 60, "the first worker never started")
+    os.kill(doomed.process.pid, signal.SIGKILL)
+    doomed.process.wait(10)
+    assert stack.processed(session_id) < orders, "killed after the session ended"
+
+    stack.worker("survivor", "ruptura")
+    # Its batches were held for a 600 s timeout + 10 s: only its silence can have freed them.
+    numbers = stack.results(session_id, timeout=120)
+    assert len(numbers) == len(set(numbers)) == orders
+    assert _keys_without_expiry(redis_url) == []
+
+
+def test_a_draining_worker_starts_nothing_new_and_hands_its_queue_back(
+    redis_url, tmp_path, esteira_processes
+):
+    orders = 4000
+    stack = Stack(
+        esteira_processes,
+        {
+            "ESTEIRA_REDIS_URL": redis_url,
+            "ESTEIRA_DATABASE_URL": seeded_database(
+                f"sqlite:///{tmp_path / 'd.db'}", orders=orders, products=60
+            ),
+            "ESTEIRA_WORKER_CONCURRENCY": "2",
+        },
+    )
+    draining = stack.worker("draining", "ruptura")
+    body = {"all": True, "reference_date": REFERENCE}
+    session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
+    _wait(lambda: stack.processed(session_id) > 0, 60, "the worker never started")
+    os.kill(draining.process.pid, signal.SIGTERM)
+    at_signal = stack.processed(session_id)
+    assert draining.process.wait(60) == 0
+    after = stack.processed(session_id)
+    # It finishes at most what it was running (2 batches of 20), never the queue behind them.
+    assert after <= at_signal + 2 * 20 < orders
+
+    stack.worker("next", "ruptura")
+    numbers = stack.results(session_id, timeout=120)
+    assert len(numbers) == len(set(numbers)) == orders
+
+
+def test_a_sigkilled_scrapers_task_is_retried_by_the_next_one_and_its_browser_dies(
+    redis_url, tmp_path, esteira_processes, demo_portal
+):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    upgrade(create_db_engine(url).url)
+    portal = httpx.Client(base_url=demo_portal, timeout=10)
+    switches = portal.get("/admin/switches").json()
+    portal.put("/admin/switches", json={**switches, "latency_ms": 4000}).raise_for_status()
+    stack = Stack(
+        esteira_processes,
+        {
+            "ESTEIRA_REDIS_URL": redis_url,
+            "ESTEIRA_DATABASE_URL": url,
+            "ESTEIRA_PORTAL_URL": demo_portal,
+            "ESTEIRA_PORTAL_USERNAME": DEMO_PORTAL_USERNAME,
+            "ESTEIRA_PORTAL_PASSWORD": DEMO_PORTAL_PASSWORD,
+        },
+    )
+    doomed = stack.worker("doomed", "scraper")
+    task_id = stack.api.post(f"/api/v1/scraping/os/{FIRST_OS}").json()["task_id"]
+    task = lambda: stack.api.get(f"/api/v1/scraping/tasks/{task_id}").json()  # noqa: E731
+    _wait(lambda: task()["stage"] == "searching", 60, "the scrape never reached the portal")
+    browsers = descendants(doomed.process.pid)
+    assert browsers
+    os.kill(doomed.process.pid, signal.SIGKILL)
+    doomed.process.wait(10)
+    _wait(lambda: not any(_alive(pid) for pid in browsers), 10, "its browser survived it")
+
+    portal.put("/admin/switches", json=switches).raise_for_status()
+    stack.worker("survivor", "scraper")
+    # The scrape's 330 s job timeout has not passed: its worker's silence freed it, and the
+    # lease of its dead scraper was taken over.
+    ended = _wait(lambda: (t := task())["status"] in ("success", "failed") and t, 90, "stuck")
+    assert ended["status"] == "success" and ended["result"]["data"]["numero_os"] == str(FIRST_OS)
+    assert ended["attempts"] == 2
+    assert _keys_without_expiry(redis_url) == []
+
+
+def test_a_worker_started_without_redis_is_alive_and_serves_once_redis_comes(tmp_path):
+    """Its probes answer at once, /readyz only once it serves; /livez fails while its event
+    loop is blocked (a job that never yields), although the probes' thread still answers."""
+    redis_port, probe_port = free_port(), free_port()
+    script = tmp_path / "blocking_worker.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import time
+            from arq.worker import func
+            from esteira_core import worker
+            from esteira_core.jobs import Pool
+
+            async def block(ctx, payload):
+                time.sleep(30)  # holds the event loop: what liveness must notice
+
+            class WorkerSettings:
+                functions = [func(block, name="block"), func(worker.canary, name="canary")]
+                queue_name = Pool.RUPTURA.queue
+                max_jobs = 1
+                job_timeout = 60
+                job_completion_wait = 70
+                poll_delay = 0.05
+
+            worker.run(WorkerSettings, Pool.RUPTURA, default_metrics_port=0)
+            """
+        )
+    )
+    env = {
+        **os.environ,
+        "ESTEIRA_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "ESTEIRA_METRICS_PORT": str(probe_port),
+        "ESTEIRA_METRICS_HOST": "127.0.0.1",
+        "ESTEIRA_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+        "ESTEIRA_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+    }
+    process = ManagedProcess("worker", [sys.executable, str(script)], env=env).start()
+    server = None
+    try:
+        process.wait_for_port(probe_port, 30)
+        probe = httpx.Client(base_url=f"http://127.0.0.1:{probe_port}", timeout=5)
+        assert probe.get("/livez").status_code == 200
+        assert probe.get("/readyz").status_code == 503
+        server = RedisServer(port=redis_port).start()
+        _wait(lambda: probe.get("/readyz").status_code == 200, 60, "never served its queue")
+        asyncio.run(_enqueue(f"redis://127.0.0.1:{redis_port}/0", "block"))
+        blocked = _wait(lambda: probe.get("/livez").status_code == 503, 30, "never stalled")
+        assert blocked and probe.get("/livez").json()["status"] == "stalled"
+    finally:
+        process.stop(grace=2)
+        if server is not None:
+            server.close()
+
+
+async def _enqueue(redis_url: str, function: str) -> None:
+    client = create_redis(CoreSettings(redis_url=redis_url))
+    await client.enqueue_job(function, payload={}, _queue_name=Pool.RUPTURA.queue)
+    await client.aclose()
