@@ -287,7 +287,12 @@ class EsteiraProcess:
         self.log = self.log_path.open("wb")
         argv = [*wrapper, sys.executable, "-m", "esteira_cli.main", *args]
         self.worker = bool(args) and args[0] == "worker"
-        self.process = ManagedProcess(name, argv, env={**os.environ, **env}, stdout=self.log)
+        # Whatever a test starts listens on loopback only (a worker's port defaults to every
+        # address, for Prometheus in a cluster).
+        loopback = {"ESTEIRA_METRICS_HOST": "127.0.0.1"}
+        self.process = ManagedProcess(
+            name, argv, env={**os.environ, **loopback, **env}, stdout=self.log
+        )
         self.metrics_port: int | None = None
 
     def start(self, port: int | None = None, timeout: float = 60) -> EsteiraProcess:
