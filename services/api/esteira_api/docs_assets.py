@@ -19,6 +19,9 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Route
 
 ASSETS_URL = "/static-docs"
+# ReDoc shows a logo from its vendor's CDN; offline that is a failed request, so images may come
+# from the gateway only (ReDoc then leaves the logo out).
+_IMAGES_FROM_HERE = '<meta http-equiv="Content-Security-Policy" content="img-src \'self\' data:">'
 
 
 def assets_dir() -> Path:
@@ -27,6 +30,11 @@ def assets_dir() -> Path:
 
 def _is_cdn_docs(route: BaseRoute, paths: set[str | None]) -> bool:
     return isinstance(route, Route) and route.path in paths
+
+
+def _images_from_here(page: HTMLResponse) -> HTMLResponse:
+    html = bytes(page.body).decode().replace("<head>", "<head>\n" + _IMAGES_FROM_HERE, 1)
+    return HTMLResponse(html)
 
 
 def install_offline_docs(app: FastAPI) -> None:
@@ -42,7 +50,7 @@ def install_offline_docs(app: FastAPI) -> None:
         @app.get(docs_url, include_in_schema=False)
         async def swagger_ui(request: Request) -> HTMLResponse:
             root = request.scope.get("root_path", "")
-            return get_swagger_ui_html(
+            page = get_swagger_ui_html(
                 openapi_url=root + openapi_url,
                 title=f"{app.title} - Swagger UI",
                 oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url,
@@ -52,16 +60,18 @@ def install_offline_docs(app: FastAPI) -> None:
                 # Swagger UI would send the document to an online validator for its badge.
                 swagger_ui_parameters={"validatorUrl": None, **(app.swagger_ui_parameters or {})},
             )
+            return _images_from_here(page)
 
     if redoc_url:
 
         @app.get(redoc_url, include_in_schema=False)
         async def redoc(request: Request) -> HTMLResponse:
             root = request.scope.get("root_path", "")
-            return get_redoc_html(
+            page = get_redoc_html(
                 openapi_url=root + openapi_url,
                 title=f"{app.title} - ReDoc",
                 redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
                 redoc_favicon_url=f"{root}{ASSETS_URL}/favicon.png",
                 with_google_fonts=False,
             )
+            return _images_from_here(page)
