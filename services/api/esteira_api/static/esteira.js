@@ -430,7 +430,14 @@
     }
 
     async note(task) {
-      if (task.status === "queued") { return describeQueue(await queueState(this.base, "scraper")); }
+      if (task.status === "queued") {
+        const queue = await queueState(this.base, "scraper");
+        if (queue && queue.mode === "inline" && queue.reason !== "redis_down") {
+          // The gateway serves new lookups itself now; one queued before waits to be taken up.
+          return "Nenhum worker online: o gateway passou a fazer as buscas novas aqui (inline); esta, enfileirada antes, aguarda ser retomada.";
+        }
+        return describeQueue(queue);
+      }
       if (task.status === "retrying" || task.stage === "waiting_retry") {
         const why = task.error ? taskError(task.error).message + " " : "";
         return why + "Nova tentativa (" + task.attempts + ")" + (task.eta ? " em " + Math.max(0, Math.round(task.eta - Date.now() / 1000)) + " s." : ".");
