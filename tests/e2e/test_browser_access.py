@@ -26,8 +26,7 @@ HOST_PAGE = """<!doctype html>
 <body>
   <h1>Pedidos do ERP</h1>
   <ul>{items}</ul>
-  <script>window.ESTEIRA_BASE_URL = "{gateway}";</script>
-  <script src="{gateway}/static/esteira.js"></script>
+  {base}<script src="{gateway}/static/esteira.js"></script>
 </body>
 </html>
 """
@@ -40,12 +39,15 @@ def _statuses(driver) -> list[str]:
     ]
 
 
-def _write_host_page(folder, gateway: str, key: str) -> None:
+def _write_host_page(folder, gateway: str, key: str, *, base_url: bool = True) -> None:
+    """The ERP's page; without base_url, esteira.js finds the gateway from its own src."""
     items = "".join(
         f'<li data-ruptura-pedido="{n}">Pedido {n} <span data-ruptura-badge>…</span></li>'
         for n in range(100001, 100009)
     )
-    (folder / "pedidos.html").write_text(HOST_PAGE.format(gateway=gateway, key=key, items=items))
+    base = f'<script>window.ESTEIRA_BASE_URL = "{gateway}";</script>\n  ' if base_url else ""
+    page = HOST_PAGE.format(gateway=gateway, key=key, items=items, base=base)
+    (folder / "pedidos.html").write_text(page)
 
 
 def test_a_front_end_on_another_origin_uses_the_addon_and_the_os_modal(
@@ -55,7 +57,7 @@ def test_a_front_end_on_another_origin_uses_the_addon_and_the_os_modal(
     origin = f"http://127.0.0.1:{port}"
     site = start_site(auth=True, cors_origins=origin)
     assert site.key is not None
-    _write_host_page(folder, site.url, site.key)
+    _write_host_page(folder, site.url, site.key, base_url=False)
 
     preflight = httpx.options(
         f"{site.url}/api/v1/ruptura/sessions",
