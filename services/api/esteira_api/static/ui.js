@@ -124,8 +124,11 @@
       return;
     }
     fill(tbody, body.queues.map(function (q) {
-      const mode = q.mode === "inline" ? "inline (" + (q.reason === "redis_down" ? "sem Redis" : "sem workers") + ")" : "fila";
-      return [cell(q.pool), cell(mode, "mode-" + q.mode),
+      const waiting = q.mode === "queue" && q.workers_online === 0;
+      const mode = q.mode === "inline"
+        ? "inline (" + (q.reason === "redis_down" ? "sem Redis" : "sem workers") + ")"
+        : (waiting ? "fila (aguardando workers)" : "fila");
+      return [cell(q.pool), cell(mode, waiting ? "mode-inline" : "mode-" + q.mode),
         cell(q.ready), cell(q.deferred), cell(q.in_progress),
         cell(q.oldest_ready_age_seconds === null ? null : q.oldest_ready_age_seconds.toFixed(1) + " s"),
         cell(q.workers_online, q.workers_online === 0 ? "workers-none" : "")];
