@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 
 from esteira_core.processes import free_port
 from esteira_testing.components import RedisServer, seeded_database
@@ -103,9 +104,13 @@ def host_server(tmp_path) -> Iterator[tuple[Path, int]]:
 
 
 def until(driver, condition, timeout: float = 30, message: str = ""):
+    """condition(driver)'s first true value; an element redrawn while read counts as not yet."""
     deadline = time.monotonic() + timeout
     while True:
-        value = condition(driver)
+        try:
+            value = condition(driver)
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         assert time.monotonic() < deadline, message or "condition never held"

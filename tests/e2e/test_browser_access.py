@@ -220,12 +220,15 @@ def test_with_auth_on_the_addon_without_a_key_or_with_a_wrong_one_says_so(
 def test_with_no_scraper_worker_the_lookup_says_why_it_waits(site, chromium, page) -> None:
     driver = chromium.driver
     driver.get(f"{site.url}/ui")
+    # The notes are redrawn every refresh: read them inside the wait.
     notes = page.until(
         driver,
-        lambda d: d.find_elements(By.CSS_SELECTOR, "#queue-notes li[data-pool=scraper]"),
+        lambda d: [
+            n.text for n in d.find_elements(By.CSS_SELECTOR, "#queue-notes li[data-pool=scraper]")
+        ],
         message="the queue panel never explained the scraper queue",
     )[0]
-    assert "Nenhum worker online" in notes.text and "escalando" in notes.text
+    assert "Nenhum worker online" in notes and "escalando" in notes
     driver.find_element(By.ID, "os-numero").send_keys(str(FIRST_OS + 30))
     driver.find_element(By.CSS_SELECTOR, "#os-form button").click()
     dialog = page.until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[role=dialog]"))[0]
