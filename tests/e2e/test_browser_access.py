@@ -2,8 +2,6 @@
 on another origin with its own key (CORS), no key or a refused key, no scraper worker, the
 portal failing; and the API docs with no CDN. Real Chromium against a running stack."""
 
-import time
-
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
@@ -12,6 +10,10 @@ from esteira_portal.records import FIRST_OS
 
 pytestmark = pytest.mark.integration
 LEVELS = ("CRITICA", "ALTA", "MEDIA", "BAIXA")
+QUEUE_REQUESTS = (
+    "return performance.getEntriesByType('resource')"
+    ".filter((e) => e.name.endsWith('/api/v1/queues')).length"
+)
 
 HOST_PAGE = """<!doctype html>
 <html lang="pt-BR">
@@ -27,6 +29,23 @@ HOST_PAGE = """<!doctype html>
   <h1>Pedidos do ERP</h1>
   <ul>{items}</ul>
   {base}<script src="{gateway}/static/esteira.js"></script>
+</body>
+</html>
+"""
+
+
+MODULE_PAGE = """<!doctype html>
+<html lang="pt-BR">
+<head><meta charset="utf-8"><title>ERP — módulo</title><link rel="icon" href="data:,"></head>
+<body>
+  <script type="module">
+    import {{ OsLookup, RupturaClient, setApiKey }} from "{gateway}/static/esteira.mjs";
+    setApiKey("{key}");
+    const results = [];
+    await new RupturaClient({{ onResult: (r) => results.push(r.criticidade) }}).run(["100001"]);
+    const data = await new OsLookup().lookup("{os}");
+    window.found = "ok " + results.join(",") + " " + data.cliente;
+  </script>
 </body>
 </html>
 """
@@ -107,6 +126,15 @@ def test_a_front_end_on_another_origin_uses_the_addon_and_the_os_modal(
     assert "Cliente: " in dialog.text
     assert page.severe(driver, allowed=("401 (Unauthorized)",)) == []  # the refused fetch above
 
+    # The ES module, imported across origins, finds the gateway from its own URL too.
+    module_page = MODULE_PAGE.format(gateway=site.url, key=site.key, os=FIRST_OS + 22)
+    (folder / "modulo.html").write_text(module_page)
+    driver.get(f"{origin}/modulo.html")
+    found = page.until(driver, lambda d: d.execute_script("return window.found"), 60)
+    word, level, cliente = found.split(" ", 2)
+    assert word == "ok" and level in LEVELS and cliente not in ("", "undefined"), found
+    assert page.severe(driver) == []
+
 
 def test_a_page_whose_origin_is_not_allowed_is_told_it_cannot_reach_the_gateway(
     start_site, host_server, chromium, page
@@ -151,7 +179,8 @@ def test_with_auth_on_the_operator_page_asks_for_a_key_and_says_when_it_is_refus
     assert not form.is_displayed()
     reopen = driver.find_element(By.ID, "auth-open")
     assert reopen.is_displayed()
-    time.sleep(5)
+    asked = driver.execute_script(QUEUE_REQUESTS)
+    page.until(driver, lambda d: d.execute_script(QUEUE_REQUESTS) >= asked + 3)  # 3 more 401s
     assert not form.is_displayed() and reopen.is_displayed()
 
     # A wrong key is refused in its own words.
