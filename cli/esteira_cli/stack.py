@@ -1,8 +1,11 @@
 """`esteira up`: the whole local stack in the foreground.
 
 redis-server (data under the project's data folder), a migrated and seeded SQLite database, the
-gateway, one worker of each pool and the demo portal; their output prefixed by process name;
-Ctrl-C (or any child dying) stops every process group, leaving nothing behind.
+gateway, one worker of each pool and the demo portal; their output prefixed by process name.
+Like a small cluster, a worker that dies is started again after a back-off (1 s, doubling up to
+30 s, back to 1 s once it has run a minute), and the rest of the stack carries on: killing a
+worker is how one tries the gateway's fallback. The gateway, Redis or the portal dying stops the
+stack. Ctrl-C stops every process group, leaving nothing behind.
 """
 
 from __future__ import annotations
@@ -12,12 +15,41 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import IO
 
 from esteira_cli.processes import ManagedProcess, port_is_open, redis_server_argv
+
+RESTART_FIRST_DELAY_SECONDS = 1.0
+RESTART_MAX_DELAY_SECONDS = 30.0
+# A worker that ran this long before dying is not crash-looping: its next restart is quick again.
+RESTART_STABLE_SECONDS = 60.0
+
+
+@dataclass
+class Restarts:
+    """When a restartable process may be started again, and how long the next wait is."""
+
+    delay: float = RESTART_FIRST_DELAY_SECONDS
+    count: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+    due_at: float | None = None
+
+    def died(self, now: float) -> float:
+        """Records a death; returns the back-off before the restart."""
+        if now - self.started_at >= RESTART_STABLE_SECONDS:
+            self.delay = RESTART_FIRST_DELAY_SECONDS
+        wait = self.delay
+        self.delay = min(self.delay * 2, RESTART_MAX_DELAY_SECONDS)
+        self.due_at = now + wait
+        return wait
+
+    def restarted(self, now: float) -> None:
+        self.count += 1
+        self.started_at = now
+        self.due_at = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +82,32 @@ def _say(message: str) -> None:
 
 def _esteira(*args: str) -> list[str]:
     return [sys.executable, "-m", "esteira_cli.main", *args]
+
+
+def _start(service: ManagedProcess, width: int) -> None:
+    service.start()
+    assert service.process is not None and service.process.stdout is not None
+    threading.Thread(
+        target=_pump, args=(service.name, service.process.stdout, width), daemon=True
+    ).start()
+
+
+def _banner(config: StackConfig, data_dir: Path) -> list[str]:
+    """What to open, the operator page first; only URLs that answer."""
+    api = f"http://127.0.0.1:{config.api_port}"
+    workers = ", ".join(
+        f"{pool} http://127.0.0.1:{port}/metrics"
+        for pool, port in config.worker_metrics_ports.items()
+    )
+    return [
+        f"operator page  {api}/ui",
+        f"API docs       {api}/docs  (ReDoc: {api}/redoc)",
+        f"readiness      {api}/readyz",
+        f"metrics        {api}/metrics; workers: {workers}",
+        f"demo portal    http://127.0.0.1:{config.portal_port}/login  (demo / demo)",
+        f"redis          redis://127.0.0.1:{config.redis_port}/0, data in {data_dir}",
+        "a worker that dies is restarted; Ctrl-C stops everything",
+    ]
 
 
 def run_stack(config: StackConfig) -> int:
@@ -116,33 +174,39 @@ def run_stack(config: StackConfig) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     width = max(len(service.name) for service in services)
     exit_code = 0
+    restartable = {"ruptura-worker": Restarts(), "scraper-worker": Restarts()}
     try:
         for service in services:
-            service.start()
-            assert service.process is not None and service.process.stdout is not None
-            threading.Thread(
-                target=_pump, args=(service.name, service.process.stdout, width), daemon=True
-            ).start()
+            _start(service, width)
         for service, port in (
             (services[0], config.redis_port),
             (services[1], config.api_port),
             (services[4], config.portal_port),
         ):
             service.wait_for_port(port, timeout=60)
-        _say(f"gateway     http://127.0.0.1:{config.api_port}  (docs: /docs, ready: /readyz)")
-        _say(
-            f"metrics     http://127.0.0.1:{config.api_port}/metrics, workers on "
-            + ", ".join(f"{pool} :{port}" for pool, port in config.worker_metrics_ports.items())
-        )
-        _say(f"portal      http://127.0.0.1:{config.portal_port}  (demo legacy portal)")
-        _say(f"redis       redis://127.0.0.1:{config.redis_port}/0, data in {data_dir}")
-        _say("Ctrl-C stops everything")
+        for line in _banner(config, data_dir):
+            _say(line)
         while not stopping.wait(0.5):
-            dead = [service.name for service in services if not service.running()]
-            if dead:
-                _say(f"{', '.join(dead)} exited; stopping the stack")
+            now = time.monotonic()
+            dead = [service for service in services if not service.running()]
+            fatal = [service.name for service in dead if service.name not in restartable]
+            if fatal:
+                _say(f"{', '.join(fatal)} exited; stopping the stack")
                 exit_code = 1
                 break
+            for service in dead:
+                restarts = restartable[service.name]
+                if restarts.due_at is None:
+                    assert service.process is not None
+                    code = service.process.returncode
+                    # Whatever it started (a worker's browsers) goes with it.
+                    service.signal_group(signal.SIGKILL)
+                    wait = restarts.died(now)
+                    _say(f"{service.name} exited (code {code}); restarting it in {wait:g} s")
+                elif now >= restarts.due_at:
+                    _start(service, width)
+                    restarts.restarted(now)
+                    _say(f"{service.name} restarted (pid {service.pid}, restart {restarts.count})")
     except (RuntimeError, TimeoutError) as exc:
         _say(f"start-up failed: {exc}")
         exit_code = 1

@@ -196,6 +196,7 @@ def test_job_timeout_completion_wait_and_grace_keep_their_order() -> None:
         ({"scraperWorker": {"hardLimitSeconds": 400}}, "hardLimitSeconds"),
         ({"autoscaling": {"mode": "magic"}}, "autoscaling"),
         ({"auth": {"apiKeys": ["vendas:not-a-digest"]}}, "apiKeys"),
+        ({"auth": {"corsOrigins": ["erp.example/pedidos"]}}, "corsOrigins"),
         ({"api": {"replicaz": 3}}, "replicaz"),
         ({"api": {"workers": 2}}, "workers"),
         ({"api": {"terminationGracePeriodSeconds": 60}}, "preStopSleepSeconds"),
@@ -211,6 +212,20 @@ def test_job_timeout_completion_wait_and_grace_keep_their_order() -> None:
 def test_bad_values_fail_the_render_with_a_reason(values, complaint) -> None:
     with pytest.raises(HelmError, match=complaint):
         chart.render(values)
+
+
+def test_cors_origins_reach_the_gateway_only_when_given() -> None:
+    def config(values: dict) -> dict[str, str]:
+        (configmap,) = [
+            obj
+            for obj in chart.render(values)
+            if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].endswith("-config")
+        ]
+        return configmap["data"]
+
+    assert "ESTEIRA_CORS_ORIGINS" not in config({})
+    origins = ["https://erp.example", "https://erp.example:8443"]
+    assert config({"auth": {"corsOrigins": origins}})["ESTEIRA_CORS_ORIGINS"] == ",".join(origins)
 
 
 def test_only_the_gateway_is_exposed_and_never_its_metrics() -> None:

@@ -45,6 +45,7 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "auth.apiKeys": {
         "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,62}:[0-9a-f]{64}$"}
     },
+    "auth.corsOrigins": {"items": {"type": "string", "pattern": "^(\\*|https?://[^/\\s,]+)$"}},
     "imagePullSecrets": {"items": {"type": "string"}},
     "tolerations": {"items": {"type": "object"}},
     "networkPolicy.metricsFrom": {"items": {"type": "object"}},

@@ -15,7 +15,9 @@ from fastapi.staticfiles import StaticFiles
 
 from esteira_api.changes import Changes
 from esteira_api.context import Gateway
+from esteira_api.cors import install_cors
 from esteira_api.dispatch import Dispatcher
+from esteira_api.docs_assets import install_offline_docs
 from esteira_api.errors import install_error_handlers
 from esteira_api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from esteira_api.routes import (
@@ -77,6 +79,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
+    install_cors(app, settings.cors_origins)
     # Routes are matched one by one in this order: the ones clients poll come first.
     app.include_router(scraping.router)
     app.include_router(ruptura.router)
@@ -85,6 +88,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(queues.router)
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    install_offline_docs(app)
 
     @app.get("/ui", include_in_schema=False)
     async def operator_page() -> FileResponse:

@@ -59,6 +59,11 @@ class ApiSettings(RupturaSettings, ScrapingSettings):
     tenant_rate_burst: int = Field(
         100, ge=1, description="Requests a tenant may make at once above its rate."
     )
+    cors_origins: str = Field(
+        "",
+        description="Origins whose pages may call the gateway from a browser, comma-separated "
+        "(e.g. `https://erp.example,https://erp.example:8443`; `*` for any); none by default.",
+    )
     _tenants_by_digest: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")

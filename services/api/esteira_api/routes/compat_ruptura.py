@@ -1,5 +1,5 @@
 """The seed's ruptura routes, kept so existing front ends (the worker add-on and the synchronous
-per-order button) switch by changing a base URL. Thin adapters over esteira_api.ruptura.
+per-order button) switch by changing a base URL. Thin adapters over esteira_ruptura.
 
 The seed named these routes and fields (offset_novo, completo, progresso, workers) but never
 wrote their bodies down; the shapes here keep those names and the v1 result objects.
