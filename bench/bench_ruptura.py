@@ -24,7 +24,7 @@ from bench.ruptura_baseline import analyse_order
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
 from esteira_core.jobs import RUPTURA_BATCH_SIZE, RupturaMode
-from esteira_ruptura import data, sessions
+from esteira_ruptura import data
 from esteira_ruptura.demo import DemoSpec, seed_demo
 from esteira_ruptura.models import OrderReport
 from esteira_ruptura.projection import Horizon
@@ -112,8 +112,8 @@ def _measure(database: str, database_url: str, workdir: Path) -> Figures:
     )
     results = [
         result
-        for batch in sessions.batches_of(orders, RUPTURA_BATCH_SIZE)
-        for result in analysis.analyse(batch)
+        for start in range(0, len(orders), RUPTURA_BATCH_SIZE)
+        for result in analysis.analyse(orders[start : start + RUPTURA_BATCH_SIZE])
     ]
     engine_seconds = time.perf_counter() - started
     by_order = {result["num_pedido"]: result for result in results}
