@@ -249,12 +249,15 @@ def profile_source(engine: Engine, queries: SourceQueries, *, name: str) -> Cart
         typed = {"cod_produto": String, "data": Date, "qtd": Float}
         sub = _text_relation(sql, relation, {key: typed[key] for key in columns})
         raw = {key: sub.c[key] for key in columns}
-        return Relation(raw, {**raw, "qtd": number(sub.c.qtd)})
+        return Relation(raw, {**raw, "qtd": number(sub.c.qtd).label("qtd")})
 
     return CarteiraSource(
         name=name,
         engine=engine,
-        lines=Relation({**lines_values, "sequencia": carteira.c.sequencia}, lines_values),
+        lines=Relation(
+            {**lines_values, "sequencia": carteira.c.sequencia},
+            {name: value.label(name) for name, value in lines_values.items()},
+        ),
         stock=movements(queries.estoque, "estoque", STOCK_COLUMNS),
         inflows=movements(queries.producao, "producao", MOVEMENT_COLUMNS),
         outflows=movements(queries.saidas, "saidas", MOVEMENT_COLUMNS),
