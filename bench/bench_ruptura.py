@@ -24,11 +24,12 @@ from bench.ruptura_baseline import analyse_order
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
 from esteira_core.jobs import RUPTURA_BATCH_SIZE, RupturaMode
-from esteira_ruptura import data, sessions
+from esteira_ruptura import data
 from esteira_ruptura.demo import DemoSpec, seed_demo
 from esteira_ruptura.models import OrderReport
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis
+from esteira_ruptura.sources import esteira_tables
 from esteira_testing.components import LocalStack, PostgresServer
 
 REFERENCE = date(2026, 3, 2)
@@ -98,8 +99,9 @@ def _measure(database: str, database_url: str, workdir: Path) -> Figures:
     counts = seed_demo(
         engine, DemoSpec(orders=SESSION_ORDERS, products=2_000, seed=1, reference_date=REFERENCE)
     )
-    with engine.connect() as connection:
-        orders = data.active_order_numbers(connection)
+    source = esteira_tables(engine)
+    with source.reading() as carteira:
+        orders = data.active_order_numbers(carteira)
     sample = orders[:: len(orders) // SAMPLE_ORDERS][:SAMPLE_ORDERS]
 
     started = time.perf_counter()
@@ -108,12 +110,12 @@ def _measure(database: str, database_url: str, workdir: Path) -> Figures:
 
     started = time.perf_counter()
     analysis = SessionAnalysis(
-        engine, Horizon(REFERENCE), RupturaMode.INDEPENDENT, whole_carteira=True
+        source, Horizon(REFERENCE), RupturaMode.INDEPENDENT, whole_carteira=True
     )
     results = [
         result
-        for batch in sessions.batches_of(orders, RUPTURA_BATCH_SIZE)
-        for result in analysis.analyse(batch)
+        for start in range(0, len(orders), RUPTURA_BATCH_SIZE)
+        for result in analysis.analyse(orders[start : start + RUPTURA_BATCH_SIZE])
     ]
     engine_seconds = time.perf_counter() - started
     by_order = {result["num_pedido"]: result for result in results}

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings
 from esteira_api.settings import ApiSettings
 from esteira_core.settings import WorkerPoolSettings
 from esteira_portal.settings import PortalSettings
+from esteira_ruptura.settings import RupturaWorkerSettings
 from esteira_scraping.profile import PortalCredentials, ProfileSettings
 from esteira_scraping.settings import ScraperWorkerSettings
 
@@ -28,6 +29,7 @@ def test_every_setting_is_documented() -> None:
             for s in (
                 ApiSettings,
                 WorkerPoolSettings,
+                RupturaWorkerSettings,
                 PortalSettings,
                 ScraperWorkerSettings,
                 PortalCredentials,

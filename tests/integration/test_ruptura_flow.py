@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 
 from esteira_api.main import create_app
 from esteira_api.settings import ApiSettings
@@ -17,6 +17,7 @@ from esteira_ruptura import data
 from esteira_ruptura.demo import DemoSpec, seed_demo
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis
+from esteira_ruptura.sources import esteira_tables
 
 pytestmark = pytest.mark.integration
 REFERENCE = date(2026, 3, 2)
@@ -46,8 +47,8 @@ def stack(migrated_engine: Engine, redis_url: str, esteira_processes):
 
 
 def _orders(engine: Engine) -> list[str]:
-    with engine.connect() as connection:
-        return data.active_order_numbers(connection)
+    with esteira_tables(engine).reading() as carteira:
+        return data.active_order_numbers(carteira)
 
 
 def _follow(client: TestClient, results_url: str, timeout: float = 60) -> list[dict]:
@@ -80,7 +81,9 @@ def test_a_session_returns_every_order_once_with_the_engines_verdict(stack) -> N
 
     results = _follow(client, started["results_url"])
     assert sorted(r["num_pedido"] for r in results) == sorted(orders)
-    expected = SessionAnalysis(engine, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(orders)
+    expected = SessionAnalysis(
+        esteira_tables(engine), Horizon(REFERENCE), RupturaMode.INDEPENDENT
+    ).analyse(orders)
     by_order = {r["num_pedido"]: r for r in results}
     for report in expected:
         assert by_order[report["num_pedido"]] == report
@@ -191,7 +194,8 @@ def test_one_order_is_analysed_at_once_and_cached(stack, redis_server) -> None:
     order = _orders(engine)[0]
     first = client.get(f"/api/v1/ruptura/orders/{order}")
     assert first.status_code == 200 and first.json()["num_pedido"] == order
-    ttl = redis_server.client().ttl(f"esteira:ruptura:order:independent:{order}")
+    # keyed on the carteira version the answer was judged on (the seed's load made it 1)
+    ttl = redis_server.client().ttl(f"esteira:ruptura:order:independent:v1:{order}")
     assert 0 < ttl <= 15
     assert client.get(f"/api/v1/ruptura/orders/{order}").json() == first.json()
     missing = client.get("/api/v1/ruptura/orders/NAO-EXISTE")
@@ -243,3 +247,92 @@ def test_the_seeds_routes_keep_their_shapes(stack) -> None:
     gone = client.get(f"/api/ruptura/worker/status/{session_id}")
     assert gone.status_code == 404
     assert gone.json()["success"] is False and gone.json()["error"]["code"] == "session_not_found"
+
+
+# A team's own database (SQLite here), read through a source profile of its own schema.
+SOURCE_PROFILE = """
+carteira: >
+  SELECT pedido AS num_pedido, produto AS cod_produto, NULL AS nome_produto,
+         pedida - entregue AS qtd_saldo, preco, NULL AS data_expedicao, NULL AS cnpj,
+         NULL AS cliente, item AS sequencia
+    FROM itens
+estoque: SELECT produto AS cod_produto, saldo AS qtd FROM saldos
+producao: SELECT produto AS cod_produto, dia AS data, qtd FROM movimentos WHERE tipo = 'E'
+saidas: SELECT produto AS cod_produto, dia AS data, qtd FROM movimentos WHERE tipo = 'S'
+versao: SELECT versao FROM controle
+"""
+
+
+@pytest.fixture
+def source_stack(migrated_engine: Engine, redis_url: str, esteira_processes, tmp_path):
+    """Esteira's own tables hold one carteira, the team's database another; a worker and a
+    gateway configured with the team's database and profile."""
+    seed_demo(migrated_engine, DemoSpec(orders=5, products=3, seed=2, reference_date=REFERENCE))
+    team = create_engine(f"sqlite:///{tmp_path / 'equipe.db'}")
+    with team.begin() as connection:
+        for statement in (
+            "CREATE TABLE itens (pedido TEXT, item INTEGER, produto TEXT, pedida NUMERIC,"
+            " entregue NUMERIC, preco NUMERIC)",
+            "CREATE TABLE saldos (produto TEXT PRIMARY KEY, saldo NUMERIC)",
+            "CREATE TABLE movimentos (produto TEXT, dia DATE, qtd NUMERIC, tipo TEXT)",
+            "CREATE TABLE controle (versao INTEGER)",
+            "INSERT INTO itens VALUES ('EQ-1', 1, 'A', 12, 2, 1)",
+            "INSERT INTO saldos VALUES ('A', 100)",
+            "INSERT INTO controle VALUES (1)",
+        ):
+            connection.exec_driver_sql(statement)
+    profile = tmp_path / "equipe.yaml"
+    profile.write_text(SOURCE_PROFILE, encoding="utf-8")
+    source = {"url": str(team.url), "profile": str(profile)}
+    database_url = migrated_engine.url.render_as_string(hide_password=False)
+    port = free_port()
+    esteira_processes(
+        "ruptura-worker",
+        ["worker", "ruptura"],
+        {
+            "ESTEIRA_REDIS_URL": redis_url,
+            "ESTEIRA_DATABASE_URL": database_url,
+            "ESTEIRA_METRICS_PORT": str(port),
+            "ESTEIRA_RUPTURA_SOURCE_URL": source["url"],
+            "ESTEIRA_RUPTURA_SOURCE_PROFILE": source["profile"],
+        },
+        port=port,
+    )
+    settings = ApiSettings(
+        redis_url=redis_url,
+        database_url=database_url,
+        auth_disabled=True,
+        ruptura_source_url=source["url"],
+        ruptura_source_profile=source["profile"],
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client, team
+    team.dispose()
+
+
+def test_the_worker_and_the_gateway_read_the_carteira_through_the_source_profile(
+    source_stack,
+) -> None:
+    client, team = source_stack
+
+    def session() -> dict:
+        started = client.post("/api/v1/ruptura/sessions", json={"all": True})
+        assert started.status_code == 202 and started.json()["total"] == 1  # not the seed's 5
+        (result,) = _follow(client, started.json()["results_url"])
+        assert client.get(started.json()["status_url"]).json()["workers_online"] == 1
+        return result
+
+    first = session()
+    assert (first["num_pedido"], first["qtd_itens_ruptura"], first["valor_total"]) == (
+        "EQ-1",
+        0,
+        10,
+    )
+    assert client.get("/api/v1/ruptura/orders/EQ-1").json()["qtd_itens_ruptura"] == 0
+    assert client.get("/api/v1/ruptura/orders").json() == [{"num_pedido": "EQ-1", "cliente": ""}]
+
+    with team.begin() as connection:  # the team's system sells its stock and says so
+        connection.exec_driver_sql("UPDATE saldos SET saldo = 0")
+        connection.exec_driver_sql("UPDATE controle SET versao = 2")
+    assert session()["qtd_itens_ruptura"] == 1
+    assert client.get("/api/v1/ruptura/orders/EQ-1").json()["percentual_disponibilidade"] == 0

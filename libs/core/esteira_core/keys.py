@@ -32,9 +32,10 @@ def ruptura_session_events(session_id: str) -> str:
     return f"{PREFIX}:ruptura:session:{session_id}:events"
 
 
-def ruptura_order_cache(num_pedido: str, mode: str) -> str:
-    """One order analysed synchronously, cached for a few seconds."""
-    return f"{PREFIX}:ruptura:order:{mode}:{num_pedido}"
+def ruptura_order_cache(num_pedido: str, mode: str, version: str) -> str:
+    """One order analysed synchronously, cached for a few seconds, under the carteira version
+    it was judged on (a load moves every later lookup to new keys)."""
+    return f"{PREFIX}:ruptura:order:{mode}:v{version}:{num_pedido}"
 
 
 def scrape_task(task_id: str) -> str:

@@ -1,4 +1,6 @@
-"""Reading the carteira: a bounded number of queries per call, whatever the number of orders."""
+"""Reading the carteira: a bounded number of queries per call, whatever the number of orders,
+from whichever source holds it (sources.py: Esteira's tables or a team's database), through one
+`CarteiraReading` (a source and the connection its read goes through)."""
 
 from __future__ import annotations
 
@@ -10,13 +12,14 @@ from sqlalchemy import Connection, Select, func, insert, select, update
 
 from esteira_ruptura.models import OrderLine
 from esteira_ruptura.projection import Horizon, Movement, Projection
-from esteira_ruptura.tables import (
-    carteira_itens,
-    carteira_versao,
-    estoque,
-    programacao_producao,
-    saidas_previstas,
+from esteira_ruptura.sources import (
+    LINE_COLUMNS,
+    MOVEMENT_COLUMNS,
+    STOCK_COLUMNS,
+    CarteiraReading,
+    Relation,
 )
+from esteira_ruptura.tables import carteira_versao
 
 # Bound parameters per IN (...): far below SQLite's and PostgreSQL's limits.
 CHUNK = 900
@@ -49,94 +52,86 @@ def bump_carteira_version(connection: Connection) -> int:
     return carteira_version(connection)
 
 
-_LINE_COLUMNS = (
-    carteira_itens.c.num_pedido,
-    carteira_itens.c.cod_produto,
-    carteira_itens.c.nome_produto,
-    carteira_itens.c.qtd_saldo,
-    carteira_itens.c.preco,
-    carteira_itens.c.data_expedicao,
-    carteira_itens.c.cnpj,
-    carteira_itens.c.cliente,
-)
-
-
-def _active_lines() -> Select[tuple[object, ...]]:
+def _active_lines(lines: Relation) -> Select[tuple[object, ...]]:
     return (
-        select(*_LINE_COLUMNS)
-        .where(carteira_itens.c.ativo.is_(True), carteira_itens.c.qtd_saldo > 0)
-        .order_by(carteira_itens.c.num_pedido, carteira_itens.c.id)
+        select(*lines.selected(*LINE_COLUMNS))
+        .where(*lines.where, lines["qtd_saldo"] > 0)
+        .order_by(lines["num_pedido"], lines["sequencia"])
     )
 
 
-def load_lines(connection: Connection, order_numbers: Sequence[str] | None) -> list[OrderLine]:
+def load_lines(carteira: CarteiraReading, order_numbers: Sequence[str] | None) -> list[OrderLine]:
     """Active open lines of the given orders (None: of every active order).
 
     The rows are SQLAlchemy's own: named tuples with OrderLine's fields in OrderLine's order, so
     copying 160,000 of them into OrderLine objects would only cost time.
     """
+    lines = carteira.source.lines
+    execute = carteira.connection.execute
     if order_numbers is None:  # fetchall: one driver call for the whole carteira
-        rows = connection.execute(_active_lines()).all()
+        rows = execute(_active_lines(lines)).all()
     else:
         rows = [
             row
             for chunk in _chunks(order_numbers)
-            for row in connection.execute(
-                _active_lines().where(carteira_itens.c.num_pedido.in_(chunk))
-            )
+            for row in execute(_active_lines(lines).where(lines["num_pedido"].in_(chunk)))
         ]
     return cast(list[OrderLine], rows)
 
 
-def active_order_numbers(connection: Connection) -> list[str]:
+def active_order_numbers(carteira: CarteiraReading) -> list[str]:
+    lines = carteira.source.lines
     query = (
-        select(carteira_itens.c.num_pedido)
-        .where(carteira_itens.c.ativo.is_(True), carteira_itens.c.qtd_saldo > 0)
+        select(lines["num_pedido"])
+        .where(*lines.where, lines["qtd_saldo"] > 0)
         .distinct()
-        .order_by(carteira_itens.c.num_pedido)
+        .order_by(lines["num_pedido"])
     )
-    return list(connection.execute(query).scalars())
+    return list(carteira.connection.execute(query).scalars())
 
 
-def order_summaries(connection: Connection, limit: int) -> list[tuple[str, str]]:
+def order_summaries(carteira: CarteiraReading, limit: int) -> list[tuple[str, str]]:
     """(num_pedido, cliente) of the first active orders by number."""
+    lines = carteira.source.lines
     query = (
-        select(carteira_itens.c.num_pedido, func.min(carteira_itens.c.cliente))
-        .where(carteira_itens.c.ativo.is_(True), carteira_itens.c.qtd_saldo > 0)
-        .group_by(carteira_itens.c.num_pedido)
-        .order_by(carteira_itens.c.num_pedido)
+        select(lines["num_pedido"], func.min(lines.values["cliente"]))
+        .where(*lines.where, lines["qtd_saldo"] > 0)
+        .group_by(lines["num_pedido"])
+        .order_by(lines["num_pedido"])
         .limit(limit)
     )
-    return [(number, cliente) for number, cliente in connection.execute(query)]
+    return [(number, cliente) for number, cliente in carteira.connection.execute(query)]
 
 
 def load_projection(
-    connection: Connection, horizon: Horizon, products: Sequence[str] | None
+    carteira: CarteiraReading, horizon: Horizon, products: Sequence[str] | None
 ) -> Projection:
     """Stock, production and planned outflows of the products (None: all), in three queries
     (per chunk of products), projected over the horizon."""
+    source, execute = carteira.source, carteira.connection.execute
+    stock, inflows, outflows = source.stock, source.inflows, source.outflows
     end = horizon.start + timedelta(days=horizon.days)
-    stock_query = select(estoque.c.cod_produto, estoque.c.qtd)
-    inflow_query = select(
-        programacao_producao.c.cod_produto, programacao_producao.c.data, programacao_producao.c.qtd
-    ).where(programacao_producao.c.data >= horizon.start, programacao_producao.c.data < end)
-    outflow_query = select(
-        saidas_previstas.c.cod_produto, saidas_previstas.c.data, saidas_previstas.c.qtd
-    ).where(saidas_previstas.c.data < end)
+    stock_query = select(*stock.selected(*STOCK_COLUMNS)).where(*stock.where)
+    inflow_query = select(*inflows.selected(*MOVEMENT_COLUMNS)).where(
+        *inflows.where, inflows["data"] >= horizon.start, inflows["data"] < end
+    )
+    outflow_query = select(*outflows.selected(*MOVEMENT_COLUMNS)).where(
+        *outflows.where, outflows["data"] < end
+    )
     scopes: list[Sequence[str] | None] = [None] if products is None else list(_chunks(products))
-    stock: dict[str, float] = {}
-    inflows: list[Movement] = []
-    outflows: list[Movement] = []
+    stock_of: dict[str, float] = {}
+    ins: list[Movement] = []
+    outs: list[Movement] = []
     for scope in scopes:
         queries = (stock_query, inflow_query, outflow_query)
         if scope is not None:
             queries = (
-                stock_query.where(estoque.c.cod_produto.in_(scope)),
-                inflow_query.where(programacao_producao.c.cod_produto.in_(scope)),
-                outflow_query.where(saidas_previstas.c.cod_produto.in_(scope)),
+                stock_query.where(stock["cod_produto"].in_(scope)),
+                inflow_query.where(inflows["cod_produto"].in_(scope)),
+                outflow_query.where(outflows["cod_produto"].in_(scope)),
             )
-        for code, qtd in connection.execute(queries[0]):
-            stock[code] = float(qtd)
-        inflows += [Movement(c, d, float(q)) for c, d, q in connection.execute(queries[1])]
-        outflows += [Movement(c, d, float(q)) for c, d, q in connection.execute(queries[2])]
-    return Projection.build(horizon, stock, inflows, outflows)
+        for code, qtd in execute(queries[0]):
+            stock_of[code] = float(qtd)
+        ins += [Movement(c, d, float(q)) for c, d, q in execute(queries[1])]
+        outs += [Movement(c, d, float(q)) for c, d, q in execute(queries[2])]
+    return Projection.build(horizon, stock_of, ins, outs)

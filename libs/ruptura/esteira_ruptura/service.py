@@ -4,7 +4,9 @@ allocated mode the allocation of the whole carteira), so batches don't recompute
 
 Sessions of one process also share judged carteiras (`CarteiraSnapshots`): an order's verdict
 depends only on the data, the horizon and the mode, never on the session, so when many
-sessions run at once the carteira is judged once for all of them instead of batch by batch."""
+sessions run at once the carteira is judged once for all of them instead of batch by batch.
+A snapshot is keyed on the version of the data it was judged on, so a session that starts after
+a load never gets one judged before it."""
 
 from __future__ import annotations
 
@@ -14,8 +16,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import Engine
 
 from esteira_core.jobs import RupturaMode
 from esteira_ruptura import data
@@ -28,28 +28,33 @@ from esteira_ruptura.analysis import (
 )
 from esteira_ruptura.models import OrderLine, OrderNotFound
 from esteira_ruptura.projection import Horizon, Projection
+from esteira_ruptura.sources import CarteiraReading, CarteiraSource
 
 
 @dataclass(frozen=True)
 class JudgedCarteira:
-    """Every active line of the carteira, judged at once, with each order's line indexes."""
+    """Every active line of the carteira, judged at once, with each order's line indexes, and
+    the version of the data they were read from."""
 
+    version: str
     lines: list[OrderLine]
     verdicts: LineVerdicts
     by_order: dict[str, list[int]]
 
 
-def judge_carteira(engine: Engine, horizon: Horizon, mode: RupturaMode) -> JudgedCarteira:
-    with engine.connect() as connection:
-        lines = data.load_lines(connection, None)
-        projection = data.load_projection(connection, horizon, None)
+def judge_carteira(source: CarteiraSource, horizon: Horizon, mode: RupturaMode) -> JudgedCarteira:
+    with source.reading() as carteira:  # the version and the data, read in one transaction
+        version = carteira.version()
+        lines = data.load_lines(carteira, None)
+        projection = data.load_projection(carteira, horizon, None)
     judge_lines = allocate if mode is RupturaMode.ALLOCATED else judge_independent
-    return JudgedCarteira(lines, judge_lines(lines, projection), group_by_order(lines))
+    return JudgedCarteira(version, lines, judge_lines(lines, projection), group_by_order(lines))
 
 
 class CarteiraSnapshots:
-    """Judged carteiras shared by the sessions of one process, per (horizon, mode), each reused
-    for `ttl_seconds`: a session started within that time may see data that old. A session
+    """Judged carteiras shared by the sessions of one process, per (horizon, mode): one is
+    handed to a session only when it was judged on the version the session read when it started,
+    and for at most `ttl_seconds` (what bounds the age of a source without a version). A session
     keeps the snapshot it started with, so its batches always agree with each other."""
 
     def __init__(self, ttl_seconds: float = 30.0) -> None:
@@ -57,19 +62,28 @@ class CarteiraSnapshots:
         self._entries: dict[tuple[Horizon, RupturaMode], tuple[float, JudgedCarteira]] = {}
         self._lock = threading.Lock()
 
-    def fresh(self, horizon: Horizon, mode: RupturaMode) -> JudgedCarteira | None:
+    def fresh(self, horizon: Horizon, mode: RupturaMode, version: str) -> JudgedCarteira | None:
         entry = self._entries.get((horizon, mode))
         if entry is None or time.monotonic() - entry[0] > self.ttl_seconds:
             return None
-        return entry[1]
+        return entry[1] if entry[1].version == version else None
 
-    def get(self, engine: Engine, horizon: Horizon, mode: RupturaMode) -> JudgedCarteira:
-        """The fresh snapshot, or a new one (built once, however many sessions ask at once)."""
+    def get(
+        self, source: CarteiraSource, horizon: Horizon, mode: RupturaMode, version: str
+    ) -> JudgedCarteira:
+        """The fresh snapshot of `version`, or a new one (built once, however many sessions ask
+        at once). A new one is judged on the data as it is now: `version`'s, or a later one."""
         with self._lock:
-            judged = self.fresh(horizon, mode)
+            judged = self.fresh(horizon, mode, version)
             if judged is None:
-                judged = judge_carteira(engine, horizon, mode)
-                self._entries[(horizon, mode)] = (time.monotonic(), judged)
+                judged = judge_carteira(source, horizon, mode)
+                now = time.monotonic()
+                self._entries = {
+                    key: entry
+                    for key, entry in self._entries.items()
+                    if now - entry[0] <= self.ttl_seconds
+                }
+                self._entries[(horizon, mode)] = (now, judged)
             return judged
 
 
@@ -83,32 +97,46 @@ class SessionAnalysis:
       then only builds its reports.
     - otherwise (a few orders): each call loads its orders' lines, and the projection of the
       products not loaded yet; later calls reuse what earlier ones loaded.
+
+    With `snapshots`, the first call reads the carteira's version (one small query): the session
+    takes a snapshot of that version only, and a small session uses one if it is there anyway.
     """
 
     def __init__(
         self,
-        engine: Engine,
+        source: CarteiraSource,
         horizon: Horizon,
         mode: RupturaMode,
         *,
         whole_carteira: bool = False,
         snapshots: CarteiraSnapshots | None = None,
     ) -> None:
-        self.engine = engine
+        self.source = source
         self.horizon = horizon
         self.mode = mode
         self.snapshots = snapshots
         self.whole_carteira = whole_carteira or mode is RupturaMode.ALLOCATED
         self._lock = threading.Lock()
+        self._version: str | None = None
         self._projection: Projection | None = None
         self._loaded_products: set[str] = set()
         self._judged: JudgedCarteira | None = None
 
-    def _projection_for(self, products: set[str]) -> Projection:
+    def _start(self, snapshots: CarteiraSnapshots) -> str:
+        """The version the session started on; a small session takes a snapshot of it if one
+        is there."""
+        if self._version is None:
+            self._version = self.source.version()
+            if not self.whole_carteira:
+                judged = snapshots.fresh(self.horizon, self.mode, self._version)
+                if judged is not None:
+                    self._judged, self.whole_carteira = judged, True
+        return self._version
+
+    def _projection_for(self, carteira: CarteiraReading, products: set[str]) -> Projection:
         missing = sorted(products - self._loaded_products)
         if missing or self._projection is None:
-            with self.engine.connect() as connection:
-                loaded = data.load_projection(connection, self.horizon, missing)
+            loaded = data.load_projection(carteira, self.horizon, missing)
             self._projection = (
                 loaded if self._projection is None else self._projection.merged_with(loaded)
             )
@@ -118,9 +146,9 @@ class SessionAnalysis:
     def _judged_carteira(self) -> JudgedCarteira:
         if self._judged is None:
             self._judged = (
-                self.snapshots.get(self.engine, self.horizon, self.mode)
+                self.snapshots.get(self.source, self.horizon, self.mode, self._version or "")
                 if self.snapshots is not None
-                else judge_carteira(self.engine, self.horizon, self.mode)
+                else judge_carteira(self.source, self.horizon, self.mode)
             )
         return self._judged
 
@@ -128,14 +156,18 @@ class SessionAnalysis:
         """One result per order number, in the order given (an OrderReport or, for an unknown
         order, an OrderNotFound, as JSON-ready dicts)."""
         with self._lock:
+            if self.snapshots is not None:
+                self._start(self.snapshots)
             if self.whole_carteira:
                 judged = self._judged_carteira()
                 lines, verdicts = judged.lines, judged.verdicts
                 groups = {n: judged.by_order[n] for n in order_numbers if n in judged.by_order}
             else:
-                with self.engine.connect() as connection:
-                    lines = data.load_lines(connection, order_numbers)
-                projection = self._projection_for({line.cod_produto for line in lines})
+                with self.source.reading() as carteira:
+                    lines = data.load_lines(carteira, order_numbers)
+                    projection = self._projection_for(
+                        carteira, {line.cod_produto for line in lines}
+                    )
                 verdicts = judge_independent(lines, projection)
                 groups = group_by_order(lines)
         reports = report_orders(groups, lines, verdicts, self.horizon, self.mode.value)
@@ -148,9 +180,9 @@ class SessionAnalysis:
 class SessionCache:
     """The `SessionAnalysis` of recent sessions, per process (least recently used evicted), and
     the carteira snapshots they share. A session judges the whole carteira (from a snapshot)
-    when it is big, when a fresh snapshot is there anyway, or when the process is busy: at
-    least `busy_sessions` sessions started within a snapshot's lifetime, so that judging the
-    carteira once costs less than loading it batch by batch for each of them."""
+    when it is big, when a fresh snapshot of its version is there anyway, or when the process is
+    busy: at least `busy_sessions` sessions started within a snapshot's lifetime, so that
+    judging the carteira once costs less than loading it batch by batch for each of them."""
 
     def __init__(
         self,
@@ -174,7 +206,7 @@ class SessionCache:
     def get(
         self,
         session_id: str,
-        engine: Engine,
+        source: CarteiraSource,
         horizon: Horizon,
         mode: RupturaMode,
         *,
@@ -184,13 +216,12 @@ class SessionCache:
         with self._lock:
             entry = self._entries.get(session_id)
             if entry is None or now - entry[0] > self.ttl_seconds:
-                shared = (
-                    whole_carteira
-                    or self.snapshots.fresh(horizon, mode) is not None
-                    or self._busy(now)
-                )
                 analysis = SessionAnalysis(
-                    engine, horizon, mode, whole_carteira=shared, snapshots=self.snapshots
+                    source,
+                    horizon,
+                    mode,
+                    whole_carteira=whole_carteira or self._busy(now),
+                    snapshots=self.snapshots,
                 )
                 entry = (now, analysis)
                 self._entries[session_id] = entry

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from esteira_core.errors import Invalid
-from esteira_core.settings import CoreSettings
+from esteira_core.settings import CoreSettings, WorkerPoolSettings
 from esteira_ruptura.projection import Horizon
 
 
@@ -26,6 +27,26 @@ class RupturaSettings(CoreSettings):
     ruptura_order_cache_seconds: int = Field(
         15, ge=0, description="How long one order analysed synchronously is cached (0: never)."
     )
+    ruptura_source_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of a team's own database to read the carteira from, "
+        "through ESTEIRA_RUPTURA_SOURCE_PROFILE (unset: Esteira's own tables).",
+    )
+    ruptura_source_password: SecretStr | None = Field(
+        None, description="Its password; overrides one in ESTEIRA_RUPTURA_SOURCE_URL."
+    )
+    ruptura_source_profile: Path | None = Field(
+        None, description="YAML source profile: the read-only queries run on that database."
+    )
+
+    @model_validator(mode="after")
+    def _source_complete(self) -> RupturaSettings:
+        if (self.ruptura_source_url is None) != (self.ruptura_source_profile is None):
+            raise ValueError(
+                "ESTEIRA_RUPTURA_SOURCE_URL and ESTEIRA_RUPTURA_SOURCE_PROFILE go together: "
+                "set both to read the carteira from a team's database, or neither"
+            )
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -52,3 +73,7 @@ class RupturaSettings(CoreSettings):
                 f"reference_date {horizon.start} leaves no room for a {horizon.days}-day horizon.",
             ) from None
         return horizon
+
+
+class RupturaWorkerSettings(RupturaSettings, WorkerPoolSettings):
+    """A ruptura worker process: where it reads the carteira, plus what every worker needs."""

@@ -2,8 +2,10 @@
 gateway: start a session (validate, plan, record, queue), analyse one of its batches, analyse
 orders at once (when Redis is down), analyse one order, list the carteira's active orders.
 
-They raise esteira_core.errors (the gateway maps each kind to one HTTP status). Reading and
-deleting a session, with its ownership check, is the session store's (sessions.py)."""
+They read the carteira from a `CarteiraSource` (Esteira's tables, or a team's database through a
+source profile), never older than the latest load when they start (see service.py and
+analyse_order). They raise esteira_core.errors (the gateway maps each kind to one HTTP status).
+Reading and deleting a session, with its ownership check, is the session store's (sessions.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ import orjson
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import Engine
 
 from esteira_core import jobs, keys, metrics
 from esteira_core.errors import Invalid, NotFound, TooLarge
@@ -29,6 +30,7 @@ from esteira_ruptura.models import OrderReport
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis, SessionCache
 from esteira_ruptura.settings import RupturaSettings
+from esteira_ruptura.sources import CarteiraSource
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +49,12 @@ class SessionStarted:
 
 
 async def wanted_orders(
-    db: Engine, settings: RupturaSettings, order_numbers: Sequence[str] | None
+    carteira: CarteiraSource, settings: RupturaSettings, order_numbers: Sequence[str] | None
 ) -> list[str]:
     """The orders a request asks for (each once, in the order first given; None: every active
     order), refused when empty or over the limit."""
     if order_numbers is None:
-        wanted = await asyncio.to_thread(_active_orders, db)
+        wanted = await asyncio.to_thread(_active_orders, carteira)
         if not wanted:
             raise Invalid("no_active_orders", "The carteira has no active orders.")
     else:
@@ -77,9 +79,9 @@ class InlineAnswer:
     results: list[dict[str, Any]]
 
 
-def _active_orders(db: Engine) -> list[str]:
-    with db.connect() as connection:
-        return data.active_order_numbers(connection)
+def _active_orders(source: CarteiraSource) -> list[str]:
+    with source.reading() as carteira:
+        return data.active_order_numbers(carteira)
 
 
 def plan(
@@ -143,7 +145,7 @@ def horizon_of(batch: RupturaBatchPayload) -> Horizon:
 
 
 async def analyse_batch(
-    redis: Redis, engine: Engine, cache: SessionCache, batch: RupturaBatchPayload
+    redis: Redis, carteira: CarteiraSource, cache: SessionCache, batch: RupturaBatchPayload
 ) -> int:
     """Analyses and stores one batch; returns the results stored for the session so far, or
     sessions.SESSION_GONE / sessions.DUPLICATE_BATCH when there was nothing to do."""
@@ -151,7 +153,7 @@ async def analyse_batch(
         return sessions.DUPLICATE_BATCH
     analysis = cache.get(
         batch.session_id,
-        engine,
+        carteira,
         horizon_of(batch),
         batch.mode,
         whole_carteira=batch.session_orders >= WHOLE_CARTEIRA_FROM,
@@ -162,28 +164,40 @@ async def analyse_batch(
 
 
 async def analyse_now(
-    db: Engine, wanted: Sequence[str], mode: RupturaMode, horizon: Horizon
+    carteira: CarteiraSource, wanted: Sequence[str], mode: RupturaMode, horizon: Horizon
 ) -> InlineAnswer:
-    analysis = SessionAnalysis(db, horizon, mode, whole_carteira=len(wanted) >= WHOLE_CARTEIRA_FROM)
+    analysis = SessionAnalysis(
+        carteira, horizon, mode, whole_carteira=len(wanted) >= WHOLE_CARTEIRA_FROM
+    )
     results = await asyncio.to_thread(analysis.analyse, wanted)
     metrics.ORDERS_ANALYSED.labels(mode.value, "inline").inc(len(results))
     return InlineAnswer(len(results), mode, horizon.start, results)
 
 
 async def analyse_order(
-    redis: Redis, db: Engine, settings: RupturaSettings, num_pedido: str, mode: RupturaMode
+    redis: Redis,
+    carteira: CarteiraSource,
+    settings: RupturaSettings,
+    num_pedido: str,
+    mode: RupturaMode,
 ) -> OrderReport:
-    """One order, analysed in this process, cached briefly in Redis (skipped if Redis is down)."""
-    cache_key = keys.ruptura_order_cache(num_pedido, mode.value)
+    """One order, analysed in this process, cached briefly in Redis (skipped if Redis is down).
+
+    The cache is keyed on the carteira's version, read first (one small query): an answer cached
+    before a load is never served after it. One judged after a load but cached under the
+    version before it is merely fresher than its key says."""
     ttl = settings.ruptura_order_cache_seconds
+    cache_key = ""
     if ttl:
+        version = await asyncio.to_thread(carteira.version)
+        cache_key = keys.ruptura_order_cache(num_pedido, mode.value, version)
         try:
             cached = await redis.get(cache_key)
         except (RedisError, OSError):
             cached = None
         if cached:
             return OrderReport.model_validate_json(cached)
-    analysis = SessionAnalysis(db, settings.horizon(), mode)
+    analysis = SessionAnalysis(carteira, settings.horizon(), mode)
     (result,) = await asyncio.to_thread(analysis.analyse, [num_pedido])
     metrics.ORDERS_ANALYSED.labels(mode.value, "sync").inc()
     if result["status"] != "analisado":
@@ -197,11 +211,11 @@ async def analyse_order(
     return report
 
 
-async def active_orders(db: Engine, limit: int) -> list[tuple[str, str]]:
+async def active_orders(source: CarteiraSource, limit: int) -> list[tuple[str, str]]:
     """The first active orders by number, with their cliente (what the operator page lists)."""
 
     def read() -> list[tuple[str, str]]:
-        with db.connect() as connection:
-            return data.order_summaries(connection, limit)
+        with source.reading() as carteira:
+            return data.order_summaries(carteira, limit)
 
     return await asyncio.to_thread(read)

@@ -8,14 +8,16 @@ from typing import Any
 from arq.worker import func
 
 from esteira_core import jobs, metrics, worker
-from esteira_ruptura import use_cases
+from esteira_ruptura import sources, use_cases
 from esteira_ruptura.service import SessionCache
 
 
 @worker.instrumented(jobs.RUPTURA_ANALYSE_BATCH)
 async def analyse_batch(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     batch = jobs.RupturaBatchPayload.from_kwargs(payload)
-    stored = await use_cases.analyse_batch(ctx["redis"], ctx["db"], ctx["ruptura_sessions"], batch)
+    stored = await use_cases.analyse_batch(
+        ctx["redis"], ctx["carteira"], ctx["ruptura_sessions"], batch
+    )
     if stored >= 0:
         metrics.ORDERS_ANALYSED.labels(batch.mode.value, ctx["path"]).inc(len(batch.pedidos))
     return {"session_id": batch.session_id, "batch": batch.batch_index, "stored": stored}
@@ -26,14 +28,30 @@ def shared() -> worker.Ctx:
     return {"ruptura_sessions": SessionCache()}
 
 
+async def startup(ctx: worker.Ctx) -> None:
+    """A worker process's start: every pool's, then the carteira source its settings name (the
+    gateway's standby worker finds the gateway's in its ctx instead)."""
+    await worker.startup(ctx)
+    ctx["carteira"] = sources.configured(ctx["settings"], ctx["db"])
+
+
+async def shutdown(ctx: worker.Ctx) -> None:
+    carteira = ctx.pop("carteira", None)
+    if carteira is not None:
+        carteira.close()
+    await worker.shutdown(ctx)
+
+
 class WorkerSettings:
     functions = [
         func(analyse_batch, name=jobs.RUPTURA_ANALYSE_BATCH),
         func(worker.canary, name=jobs.CANARY),
     ]
     queue_name = jobs.RUPTURA_QUEUE
-    # A batch of 20 orders takes well under a second; a short timeout keeps a job whose worker
-    # was killed blocked only briefly (arq holds it until timeout + 10 s), and
+    on_startup = startup
+    on_shutdown = shutdown
+    # A batch of 20 orders takes well under a second (a killed worker's batches run again once
+    # its heartbeat stops, whatever the timeout), and
     # job_timeout < job_completion_wait < the pod's terminationGracePeriodSeconds (60).
     max_jobs = 8
     job_timeout = 30

@@ -13,6 +13,7 @@ from esteira_ruptura.demo import CarteiraNotEmptyError, DemoSpec, seed_demo
 from esteira_ruptura.models import OrderNotFound, OrderReport
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import CarteiraSnapshots, SessionAnalysis, SessionCache
+from esteira_ruptura.sources import CarteiraSource, esteira_tables
 
 pytestmark = pytest.mark.integration
 REFERENCE = date(2026, 3, 2)
@@ -21,10 +22,12 @@ SPEC = DemoSpec(orders=90, products=40, seed=3, reference_date=REFERENCE)
 
 @contextmanager
 def count_queries(engine: Engine) -> Iterator[list[str]]:
+    """The statements run on `engine` meanwhile (but SQLite's BEGIN of a read transaction)."""
     statements: list[str] = []
 
     def record(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement)
+        if statement != "BEGIN":
+            statements.append(statement)
 
     event.listen(engine, "before_cursor_execute", record)
     try:
@@ -34,14 +37,14 @@ def count_queries(engine: Engine) -> Iterator[list[str]]:
 
 
 @pytest.fixture
-def carteira(migrated_engine: Engine) -> Engine:
+def carteira(migrated_engine: Engine) -> CarteiraSource:
     seed_demo(migrated_engine, SPEC)
-    return migrated_engine
+    return esteira_tables(migrated_engine)
 
 
-def _orders(engine: Engine) -> list[str]:
-    with engine.connect() as connection:
-        return data.active_order_numbers(connection)
+def _orders(source: CarteiraSource) -> list[str]:
+    with source.reading() as carteira:
+        return data.active_order_numbers(carteira)
 
 
 def test_batches_use_a_bounded_number_of_queries_and_share_the_projection(carteira) -> None:
@@ -49,7 +52,7 @@ def test_batches_use_a_bounded_number_of_queries_and_share_the_projection(cartei
     analysis = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT)
     per_batch = []
     for start in range(0, len(orders), 20):
-        with count_queries(carteira) as statements:
+        with count_queries(carteira.engine) as statements:
             results = analysis.analyse(orders[start : start + 20])
         per_batch.append(len(statements))
         assert all(OrderReport.model_validate(r) for r in results)
@@ -94,7 +97,7 @@ def test_both_ways_of_loading_give_the_same_answer(carteira) -> None:
         carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT, whole_carteira=True
     )
     first = whole.analyse(orders[:20])
-    with count_queries(carteira) as statements:
+    with count_queries(carteira.engine) as statements:
         rest = whole.analyse(orders[20:])
     assert statements == []
     per_batch = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT)
@@ -105,7 +108,7 @@ def test_allocated_mode_loads_the_carteira_once_and_never_covers_more(carteira) 
     orders = _orders(carteira)
     allocated = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.ALLOCATED)
     first = allocated.analyse(orders[:20])
-    with count_queries(carteira) as statements:
+    with count_queries(carteira.engine) as statements:
         rest = allocated.analyse(orders[20:])
     assert statements == []
     independent = SessionAnalysis(carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT).analyse(
@@ -139,13 +142,13 @@ def test_sessions_share_a_snapshot_and_each_keeps_the_one_it_started_with(cartei
     second = SessionAnalysis(carteira, horizon, mode, whole_carteira=True, snapshots=snapshots)
     expected = SessionAnalysis(carteira, horizon, mode).analyse(orders)
     assert first.analyse(orders) == expected
-    with count_queries(carteira) as statements:
+    with count_queries(carteira.engine) as statements:
         assert second.analyse(orders) == expected  # judged once, for both sessions
-    assert statements == []
+    assert len(statements) == 1 and "carteira_versao" in statements[0]  # it read the version
 
     snapshots.ttl_seconds = 0  # every snapshot is stale at once: a new session builds its own
     third = SessionAnalysis(carteira, horizon, mode, whole_carteira=True, snapshots=snapshots)
-    with count_queries(carteira) as statements:
+    with count_queries(carteira.engine) as statements:
         assert first.analyse(orders[:5]) == expected[:5]  # still on the one it started with
     assert statements == []
     third.analyse(orders[:5])
@@ -162,7 +165,12 @@ def test_a_busy_process_judges_the_carteira_once_for_its_small_sessions(carteira
 
     assert [get(f"s{i}").whole_carteira for i in range(4)] == [False, False, False, True]
     get("s3").analyse(_orders(carteira)[:3])  # builds the shared snapshot
-    assert get("s4").whole_carteira  # a fresh snapshot is there: small sessions use it too
+    small = SessionCache(snapshots=cache.snapshots).get(
+        "s5", carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT, whole_carteira=False
+    )
+    assert not small.whole_carteira
+    small.analyse(_orders(carteira)[:3])  # a fresh snapshot of its version is there: it uses it
+    assert small.whole_carteira and small._judged is get("s3")._judged
 
 
 def test_seeding_is_deterministic_and_refuses_to_overwrite(migrated_engine) -> None:
@@ -170,6 +178,6 @@ def test_seeding_is_deterministic_and_refuses_to_overwrite(migrated_engine) -> N
     with pytest.raises(CarteiraNotEmptyError):
         seed_demo(migrated_engine, SPEC)
     assert seed_demo(migrated_engine, SPEC, replace=True) == counts
-    with migrated_engine.connect() as connection:
-        lines = data.load_lines(connection, None)
+    with esteira_tables(migrated_engine).reading() as reading:
+        lines = data.load_lines(reading, None)
     assert len(lines) == counts["carteira_itens"]

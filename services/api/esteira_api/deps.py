@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from esteira_api.changes import MAX_WAIT_SECONDS
 from esteira_api.context import Gateway
 from esteira_api.settings import ApiSettings
+from esteira_ruptura.sources import CarteiraSource
 
 
 async def get_gateway(request: Request) -> Gateway:
@@ -35,10 +36,15 @@ async def get_db(request: Request) -> Engine:
     return (await get_gateway(request)).db
 
 
+async def get_carteira(request: Request) -> CarteiraSource:
+    return (await get_gateway(request)).dispatcher.carteira
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 RedisDep = Annotated[ArqRedis, Depends(get_redis)]
 DbDep = Annotated[Engine, Depends(get_db)]
+CarteiraDep = Annotated[CarteiraSource, Depends(get_carteira)]
 LongPollWait = Annotated[
     float,
     Query(

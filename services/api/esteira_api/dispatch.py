@@ -37,7 +37,7 @@ from esteira_core.jobs import Pool, RupturaMode
 from esteira_core.queues import QueueStats, queue_stats
 from esteira_core.redis import REDIS_ERRORS
 from esteira_core.standby import StandbyWorker
-from esteira_ruptura import use_cases
+from esteira_ruptura import sources, use_cases
 from esteira_ruptura import worker as ruptura_pool
 from esteira_scraping import lookups
 from esteira_scraping import worker as scraper_pool
@@ -68,6 +68,9 @@ class Dispatcher:
             Pool.RUPTURA: settings.ruptura_grace_seconds,
             Pool.SCRAPER: settings.scraper_grace_seconds,
         }
+        # Where ruptura reads the carteira: for its standby worker, its routes and Redis-down
+        # sessions alike.
+        self.carteira = sources.configured(settings, db)
         # The gateway's browsers: its standby scraper's and the Redis-down lookups' alike.
         self.scraper = scraper_pool.build_scraper(
             settings, db, settings.inline_scrape_limit, "gateway"
@@ -78,7 +81,7 @@ class Dispatcher:
                 ruptura_pool.WorkerSettings,
                 settings,
                 max_jobs=settings.inline_ruptura_jobs,
-                shared={"db": db, **ruptura_pool.shared()},
+                shared={"db": db, "carteira": self.carteira, **ruptura_pool.shared()},
             ),
             Pool.SCRAPER: StandbyWorker(
                 Pool.SCRAPER,
@@ -172,7 +175,7 @@ class Dispatcher:
     ) -> use_cases.SessionStarted | use_cases.InlineAnswer:
         """The orders asked for (None: every active one), checked, then a recorded, queued
         session; or, while Redis is down, every result at once."""
-        wanted = await use_cases.wanted_orders(self.db, self.settings, order_numbers)
+        wanted = await use_cases.wanted_orders(self.carteira, self.settings, order_numbers)
         horizon = self.settings.horizon(reference_date)
         decision = await self.decide(Pool.RUPTURA)
         if decision.reason != "redis_down":
@@ -185,7 +188,7 @@ class Dispatcher:
             except REDIS_ERRORS:
                 self.redis_failed()
         metrics.INLINE_FALLBACKS.labels(Pool.RUPTURA.queue, "redis_down").inc()
-        return await use_cases.analyse_now(self.db, wanted, mode, horizon)
+        return await use_cases.analyse_now(self.carteira, wanted, mode, horizon)
 
     async def lookup(self, numero_os: str, owner: str) -> Lookup:
         """The recorded OS; else its scrape task, joined or queued; or, while Redis is down,
@@ -220,3 +223,4 @@ class Dispatcher:
         for standby in self.standbys.values():
             await standby.stop(hand_back=True)
         await self.scraper.pool.close()
+        self.carteira.close()

@@ -13,7 +13,7 @@ from fastapi import Response
 from pydantic import BaseModel, Field
 
 from esteira_api.auth import TenantDep, authenticated_router
-from esteira_api.deps import DbDep, GatewayDep, RedisDep, SettingsDep
+from esteira_api.deps import CarteiraDep, GatewayDep, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
 from esteira_api.routes.ruptura import (
     Limit,
@@ -112,7 +112,9 @@ async def limpar_cache(body: LimparRequest, redis: RedisDep, tenant: TenantDep) 
 
 @router.get("/analisar-pedido/{num_pedido}")
 async def analisar_pedido(
-    num_pedido: OrderNumberPath, redis: RedisDep, db: DbDep, settings: SettingsDep
+    num_pedido: OrderNumberPath, redis: RedisDep, carteira: CarteiraDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    report = await use_cases.analyse_order(redis, db, settings, num_pedido, RupturaMode.INDEPENDENT)
+    report = await use_cases.analyse_order(
+        redis, carteira, settings, num_pedido, RupturaMode.INDEPENDENT
+    )
     return {"success": True, **report.model_dump(mode="json")}

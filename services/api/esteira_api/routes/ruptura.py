@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from esteira_api.auth import TenantDep, authenticated_router
 from esteira_api.context import Gateway
-from esteira_api.deps import DbDep, GatewayDep, LongPollWait, RedisDep, SettingsDep
+from esteira_api.deps import CarteiraDep, GatewayDep, LongPollWait, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
 from esteira_api.settings import ApiSettings
 from esteira_core import heartbeats, keys
@@ -275,9 +275,9 @@ class ActiveOrder(BaseModel):
 
 @router.get("/orders", summary="Active orders of the carteira (first ones by number)")
 async def active_orders(
-    db: DbDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    carteira: CarteiraDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> list[ActiveOrder]:
-    rows = await use_cases.active_orders(db, limit)
+    rows = await use_cases.active_orders(carteira, limit)
     return [ActiveOrder(num_pedido=number, cliente=cliente) for number, cliente in rows]
 
 
@@ -285,8 +285,8 @@ async def active_orders(
 async def analyse_order(
     num_pedido: OrderNumberPath,
     redis: RedisDep,
-    db: DbDep,
+    carteira: CarteiraDep,
     settings: SettingsDep,
     mode: RupturaMode = RupturaMode.INDEPENDENT,
 ) -> OrderReport:
-    return await use_cases.analyse_order(redis, db, settings, num_pedido, mode)
+    return await use_cases.analyse_order(redis, carteira, settings, num_pedido, mode)
