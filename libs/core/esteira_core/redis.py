@@ -2,13 +2,20 @@
 
 Connecting never happens here: the client connects on its first command, so a process starts
 even while Redis is down (the gateway then serves inline, see ARCHITECTURE "Health and fallback").
+
+With Sentinels configured (ESTEIRA_REDIS_SENTINELS), every connection is made to the primary the
+Sentinels name at the time: after a failover, a connection to the old primary fails (or is told
+it is now read-only), is dropped, and the next one asks the Sentinels again.
 """
 
 from __future__ import annotations
 
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import BlockingConnectionPool
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, RedisError
 
 from esteira_core.breaker import CircuitOpen
 from esteira_core.serialization import deserialize_job, serialize_job
@@ -19,8 +26,15 @@ REDIS_ERRORS = (RedisError, OSError, TimeoutError, CircuitOpen)
 
 
 def arq_redis_settings(settings: CoreSettings) -> RedisSettings:
-    """arq's own connection settings (used by the workers), from ours."""
+    """arq's own connection settings (used by the workers), from ours. With Sentinels, arq asks
+    them for the primary (arq cannot give the Sentinels a password of their own, nor the CA
+    file; `create_redis` can)."""
     redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    if settings.sentinel_addresses:
+        redis_settings.host = settings.sentinel_addresses
+        redis_settings.port = 0  # unused: the Sentinels say where the primary is
+        redis_settings.sentinel = True
+        redis_settings.sentinel_master = settings.redis_master_name
     if settings.redis_password is not None:
         redis_settings.password = settings.redis_password.get_secret_value()
     if settings.redis_tls_ca_file is not None:
@@ -36,28 +50,69 @@ def arq_redis_settings(settings: CoreSettings) -> RedisSettings:
 POOL_WAIT_SECONDS = 10.0
 
 
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Connections to the primary the Sentinels name, and a burst that waits for a free one
+    (the blocking pool's behaviour) rather than failing."""
+
+
 def create_redis(settings: CoreSettings) -> ArqRedis:
     """A pooled client that also enqueues arq jobs with Esteira's JSON serializer."""
     extra: dict[str, object] = {}
+    tls: dict[str, object] = {}
     if settings.redis_password is not None:
         extra["password"] = settings.redis_password.get_secret_value()
     if settings.redis_url.startswith("rediss://"):
         # A string: redis-py's asyncio TLS context ignores an ssl.VerifyMode and then fails.
-        extra["ssl_cert_reqs"] = "required"
+        tls["ssl_cert_reqs"] = "required"
         if settings.redis_tls_ca_file is not None:
-            extra["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
+            tls["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
+    timeouts = {
+        "socket_timeout": settings.redis_timeout_seconds,
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+    }
     # A blocking pool makes a burst of requests wait for a connection instead of failing.
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_max_connections,
-        timeout=max(POOL_WAIT_SECONDS, settings.redis_timeout_seconds),
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        health_check_interval=30,
-        **extra,
-    )
+    waiting = {
+        "max_connections": settings.redis_max_connections,
+        "timeout": max(POOL_WAIT_SECONDS, settings.redis_timeout_seconds),
+    }
+    pool: BlockingConnectionPool
+    if settings.sentinel_addresses:
+        pool = _sentinel_pool(settings, {**waiting, **timeouts, **extra}, tls)
+    else:
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, **waiting, **timeouts, health_check_interval=30, **extra, **tls
+        )
     return ArqRedis(
         pool,
         job_serializer=serialize_job,
         job_deserializer=deserialize_job,
+    )
+
+
+def _sentinel_pool(
+    settings: CoreSettings, options: dict[str, object], tls: dict[str, object]
+) -> BlockingSentinelConnectionPool:
+    """A pool of connections to the current primary. The Sentinels are reached with the same
+    timeouts and TLS as Redis, and their own password."""
+    sentinel_options: dict[str, object] = {
+        "socket_timeout": settings.redis_timeout_seconds,
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+    }
+    if settings.redis_sentinel_password is not None:
+        sentinel_options["password"] = settings.redis_sentinel_password.get_secret_value()
+    if tls:
+        sentinel_options.update(ssl=True, **tls)
+    addresses = settings.sentinel_addresses
+    sentinel = Sentinel(addresses, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    return BlockingSentinelConnectionPool(  # type: ignore[no-untyped-call]
+        settings.redis_master_name,
+        sentinel,
+        db=RedisSettings.from_dsn(settings.redis_url).database,
+        ssl=bool(tls),
+        # A pooled connection to a primary that just died fails at once; one more try
+        # reconnects, which asks the Sentinels where the primary is now.
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[ConnectionError],
+        **options,
+        **tls,
     )

@@ -49,3 +49,21 @@ def test_the_completion_wait_must_exceed_the_job_timeout() -> None:
         "job_timeout": 50,
         "job_completion_wait": 55,
     }
+
+
+def test_sentinels_are_host_port_pairs_and_reach_arq(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ESTEIRA_REDIS_URL", "redis://ignored:6379/3")
+    monkeypatch.setenv("ESTEIRA_REDIS_SENTINELS", "sentinel-0:26379, [fd00::7]:26380,")
+    monkeypatch.setenv("ESTEIRA_REDIS_MASTER_NAME", "esteira")
+    settings = CoreSettings()
+    assert settings.sentinel_addresses == [("sentinel-0", 26379), ("fd00::7", 26380)]
+    redis = arq_redis_settings(settings)
+    assert redis.sentinel and redis.sentinel_master == "esteira"
+    assert (redis.host, redis.database) == ([("sentinel-0", 26379), ("fd00::7", 26380)], 3)
+    assert arq_redis_settings(CoreSettings(redis_sentinels="")).sentinel is False
+
+
+@pytest.mark.parametrize("sentinels", ["sentinel-0", "sentinel-0:port", ":26379", "s:70000"])
+def test_rejects_a_malformed_sentinel(sentinels: str) -> None:
+    with pytest.raises(ValidationError, match="ESTEIRA_REDIS_SENTINELS"):
+        CoreSettings(redis_sentinels=sentinels)
