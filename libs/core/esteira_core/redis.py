@@ -14,8 +14,9 @@ from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from esteira_core.breaker import CircuitOpen
 from esteira_core.serialization import deserialize_job, serialize_job
@@ -23,6 +24,17 @@ from esteira_core.settings import CoreSettings
 
 # What a failing Redis raises: refused, reset, timed out, or the breaker saying not to try.
 REDIS_ERRORS = (RedisError, OSError, TimeoutError, CircuitOpen)
+
+# A worker's commands ride out a Redis restart or a Sentinel failover (a few seconds) instead of
+# failing the job that made them: each failed command is tried again, 0.05 s later, then twice
+# as long each time up to 1 s, for about 20 s in all. Every Esteira write is idempotent, so a
+# command tried again after its answer was lost does no harm. The gateway does not wait: its
+# requests fail at once and its circuit breaker answers 503 (or inline) meanwhile.
+RIDE_OUT_RETRIES = 24
+
+
+def ride_out_retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), RIDE_OUT_RETRIES)
 
 
 def arq_redis_settings(settings: CoreSettings) -> RedisSettings:
@@ -40,6 +52,9 @@ def arq_redis_settings(settings: CoreSettings) -> RedisSettings:
     if settings.redis_tls_ca_file is not None:
         redis_settings.ssl_ca_certs = str(settings.redis_tls_ca_file)
     redis_settings.conn_timeout = max(1, round(settings.redis_timeout_seconds))
+    # arq passes these on only without Sentinels (create_redis(ride_out=True) does both).
+    redis_settings.retry = ride_out_retry()
+    redis_settings.retry_on_error = [ConnectionError, RedisTimeoutError]
     return redis_settings
 
 
@@ -55,9 +70,12 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionP
     (the blocking pool's behaviour) rather than failing."""
 
 
-def create_redis(settings: CoreSettings) -> ArqRedis:
-    """A pooled client that also enqueues arq jobs with Esteira's JSON serializer."""
+def create_redis(settings: CoreSettings, *, ride_out: bool = False) -> ArqRedis:
+    """A pooled client that also enqueues arq jobs with Esteira's JSON serializer. `ride_out`
+    (a worker's client): a command that finds Redis gone is tried again for about 20 s."""
     extra: dict[str, object] = {}
+    if ride_out:
+        extra.update(retry=ride_out_retry(), retry_on_error=[ConnectionError, RedisTimeoutError])
     tls: dict[str, object] = {}
     if settings.redis_password is not None:
         extra["password"] = settings.redis_password.get_secret_value()
@@ -77,6 +95,10 @@ def create_redis(settings: CoreSettings) -> ArqRedis:
     }
     pool: BlockingConnectionPool
     if settings.sentinel_addresses:
+        if not ride_out:
+            # A pooled connection to a primary that just died fails at once; one more try
+            # reconnects, which asks the Sentinels where the primary is now.
+            extra.update(retry=Retry(NoBackoff(), 1), retry_on_error=[ConnectionError])
         pool = _sentinel_pool(settings, {**waiting, **timeouts, **extra}, tls)
     else:
         pool = BlockingConnectionPool.from_url(
@@ -109,10 +131,6 @@ def _sentinel_pool(
         sentinel,
         db=RedisSettings.from_dsn(settings.redis_url).database,
         ssl=bool(tls),
-        # A pooled connection to a primary that just died fails at once; one more try
-        # reconnects, which asks the Sentinels where the primary is now.
-        retry=Retry(NoBackoff(), 1),
-        retry_on_error=[ConnectionError],
         **options,
         **tls,
     )
