@@ -59,8 +59,8 @@ class Client:
                 f"/api/v1/ruptura/sessions/{session_id}/results",
                 params={"offset": len(numbers), "wait": 2},
             )
-            if response.status_code == 503:
-                time.sleep(0.2)
+            if response.status_code in (429, 503):
+                time.sleep(float(response.headers["Retry-After"]) / 4)
                 continue
             assert response.status_code == 200, response.text
             page = response.json()
@@ -91,7 +91,7 @@ def _wait(condition: Callable[[], object], timeout: float, message: str) -> None
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, message
-        time.sleep(0.02)
+        time.sleep(0.05)
 
 
 def _env(tmp_path: Path, orders: int, **more: str) -> dict[str, str]:
@@ -178,7 +178,8 @@ def test_a_failover_mid_session_loses_nothing(
     tasks = [api.http.post(f"/api/v1/scraping/os/{FIRST_OS + n}").json()["task_id"] for n in (1, 2)]
 
     session_id = _start_session(api)
-    _wait(lambda: api.processed(session_id) > 0, 60, "the session never started")
+    # Well into the session: the worker is writing batches one after the other.
+    _wait(lambda: api.processed(session_id) >= 300, 60, "the session never started")
     dead = cluster.kill_primary()
     cluster.wait_for_promotion(dead.port)
 
@@ -231,8 +232,7 @@ def test_a_redis_restart_on_its_append_only_file_loses_nothing(tmp_path, esteira
         session_id = _start_session(api)
         stream = EventStream(f"{api.http.base_url}/api/v1/ruptura/sessions/{session_id}/events")
         stream.start()
-        _wait(lambda: api.processed(session_id) > 0, 60, "the session never started")
-        time.sleep(1.1)  # the session's record is a second old: on disk (appendfsync everysec)
+        _wait(lambda: api.processed(session_id) >= 300, 60, "the session never started")
         redis_server.kill()
         redis_server.start()  # the same port and folder: its append-only file
 
