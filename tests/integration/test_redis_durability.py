@@ -180,7 +180,13 @@ def test_a_failover_mid_session_loses_nothing(
     session_id = _start_session(api)
     # Well into the session: the worker is writing batches one after the other.
     _wait(lambda: api.processed(session_id) >= 300, 60, "the session never started")
+    in_flight = [api.http.get(f"/api/v1/scraping/tasks/{task_id}").json() for task_id in tasks]
     dead = cluster.kill_primary()
+    assert not any(task["status"] in ("success", "failed") for task in in_flight), in_flight
+    replica = next(server for server in cluster.servers if server is not dead).client()
+    assert replica.llen(f"esteira:ruptura:session:{session_id}:results") < ORDERS, (
+        "the primary died after the session, not in the middle of it"
+    )
     cluster.wait_for_promotion(dead.port)
 
     numbers = api.follow(session_id)
@@ -235,6 +241,8 @@ def test_a_redis_restart_on_its_append_only_file_loses_nothing(tmp_path, esteira
         _wait(lambda: api.processed(session_id) >= 300, 60, "the session never started")
         redis_server.kill()
         redis_server.start()  # the same port and folder: its append-only file
+        found = redis_server.client().llen(f"esteira:ruptura:session:{session_id}:results")
+        assert 0 < found < ORDERS, "Redis was not killed in the middle of the session"
 
         numbers = api.follow(session_id)
         assert len(numbers) == len(set(numbers)) == ORDERS
