@@ -43,6 +43,11 @@ def arq_redis_settings(settings: CoreSettings) -> RedisSettings:
     file; `create_redis` can)."""
     redis_settings = RedisSettings.from_dsn(settings.redis_url)
     if settings.sentinel_addresses:
+        if settings.redis_sentinel_password is not None:
+            raise ValueError(
+                "ESTEIRA_REDIS_SENTINEL_PASSWORD: arq's own Sentinel support, which worker "
+                "processes use, cannot give the Sentinels a password"
+            )
         redis_settings.host = settings.sentinel_addresses
         redis_settings.port = 0  # unused: the Sentinels say where the primary is
         redis_settings.sentinel = True

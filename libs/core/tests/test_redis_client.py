@@ -91,3 +91,23 @@ def test_the_gateways_client_does_not_wait_for_a_dead_redis(own_redis_server) ->
             await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_sentinels_with_a_password_of_their_own() -> None:
+    cluster = RedisSentinelCluster(sentinel_password="s3nt1nel").start()
+    try:
+        addresses = {"redis_sentinels": cluster.sentinels, "redis_master_name": cluster.MASTER_NAME}
+
+        async def write(settings: CoreSettings) -> None:
+            redis = create_redis(settings)
+            try:
+                await redis.set("through", "sentinels")
+            finally:
+                await redis.aclose()
+
+        with pytest.raises(REDIS_ERRORS):  # without the password the Sentinels refuse to answer
+            asyncio.run(write(CoreSettings(**addresses)))
+        asyncio.run(write(CoreSettings(**addresses, redis_sentinel_password="s3nt1nel")))
+        assert cluster.current_primary().client().get("through") == b"sentinels"
+    finally:
+        cluster.close()

@@ -67,3 +67,9 @@ def test_sentinels_are_host_port_pairs_and_reach_arq(monkeypatch: pytest.MonkeyP
 def test_rejects_a_malformed_sentinel(sentinels: str) -> None:
     with pytest.raises(ValidationError, match="ESTEIRA_REDIS_SENTINELS"):
         CoreSettings(redis_sentinels=sentinels)
+
+
+def test_arq_settings_refuse_a_sentinel_password_they_could_not_pass_on() -> None:
+    settings = CoreSettings(redis_sentinels="sentinel-0:26379", redis_sentinel_password="s3cret")
+    with pytest.raises(ValueError, match="ESTEIRA_REDIS_SENTINEL_PASSWORD"):
+        arq_redis_settings(settings)

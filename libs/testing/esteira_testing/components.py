@@ -143,7 +143,13 @@ class RedisSentinelCluster:
 
     MASTER_NAME = "esteira"
 
-    def __init__(self, *, down_after_ms: int = 1000, failover_timeout_ms: int = 3000) -> None:
+    def __init__(
+        self,
+        *,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
+        sentinel_password: str | None = None,
+    ) -> None:
         self.primary = RedisServer()
         self.replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(self.primary.port)])
         self.servers = [self.primary, self.replica]
@@ -151,6 +157,7 @@ class RedisSentinelCluster:
         self.dir = Path(tempfile.mkdtemp(prefix="esteira-sentinel-"))
         self.down_after_ms = down_after_ms
         self.failover_timeout_ms = failover_timeout_ms
+        self.sentinel_password = sentinel_password
         self.sentinel_processes: list[ManagedProcess] = []
 
     @property
@@ -161,15 +168,19 @@ class RedisSentinelCluster:
     @property
     def env(self) -> dict[str, str]:
         """What an Esteira process needs to reach this cluster through its Sentinels."""
-        return {
+        env = {
             "ESTEIRA_REDIS_SENTINELS": self.sentinels,
             "ESTEIRA_REDIS_MASTER_NAME": self.MASTER_NAME,
         }
+        if self.sentinel_password:
+            env["ESTEIRA_REDIS_SENTINEL_PASSWORD"] = self.sentinel_password
+        return env
 
     def sentinel_client(self, index: int = 0) -> redis.Redis:
         return redis.Redis(
             host="127.0.0.1",
             port=self.sentinel_ports[index],
+            password=self.sentinel_password,
             socket_timeout=2,
             decode_responses=True,
         )
@@ -189,6 +200,7 @@ class RedisSentinelCluster:
                     f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
                     f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
                     f"sentinel parallel-syncs {name} 1",
+                    *self._password_lines(),
                     "",
                 ]
             )
@@ -196,6 +208,15 @@ class RedisSentinelCluster:
         if shutil.which("redis-sentinel"):
             return ["redis-sentinel", str(config)]
         return ["redis-server", str(config), "--sentinel"]
+
+    def _password_lines(self) -> list[str]:
+        """The Sentinels' own password, which each also gives the others."""
+        if not self.sentinel_password:
+            return []
+        return [
+            f"requirepass {self.sentinel_password}",
+            f"sentinel sentinel-pass {self.sentinel_password}",
+        ]
 
     def start(self) -> RedisSentinelCluster:
         self.primary.start()
