@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(redis-server postgresql chromium chromium-driver prometheus openssl nodejs)
+apt_packages=(redis-server redis-sentinel postgresql chromium chromium-driver prometheus openssl nodejs)
 # npm comes with some nodejs builds; Debian packages it apart.
 command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
 missing=()

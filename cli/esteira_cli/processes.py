@@ -122,8 +122,17 @@ class ManagedProcess:
 
 
 def redis_server_argv(port: int, data_dir: Path, *, persist: bool) -> list[str]:
-    """redis-server bound to loopback, its data under `data_dir`, no system service involved."""
-    argv = [
+    """redis-server bound to loopback, its data under `data_dir`, no system service involved.
+
+    `persist`: an append-only file fsynced every second, so a crash (SIGKILL, OOM) loses at
+    most the last second of writes and a restart on the same folder finds the queues, sessions
+    and tasks again; otherwise nothing is written to disk (throwaway test servers)."""
+    durability = (
+        ["--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+        if persist
+        else ["--appendonly", "no", "--save", ""]
+    )
+    return [
         "redis-server",
         "--port",
         str(port),
@@ -135,11 +144,7 @@ def redis_server_argv(port: int, data_dir: Path, *, persist: bool) -> list[str]:
         "no",
         "--protected-mode",
         "yes",
-        "--appendonly",
-        "no",
-        "--save",
-        "60 1" if persist else "",
+        *durability,
         "--loglevel",
         "warning",
     ]
-    return argv

@@ -207,6 +207,11 @@ def test_job_timeout_completion_wait_and_grace_keep_their_order() -> None:
         ({"database": {"url": "postgresql://esteira:s3cret@db/esteira"}}, "database.url"),
         ({"redis": {"url": "redis://:s3cret@redis:6379/0"}}, "redis.url"),
         ({"api": {"ingress": {"paths": ["metrics"]}}}, "paths"),
+        ({"redis": {"sentinels": ["sentinel-0"]}}, "sentinels"),
+        (
+            {"redis": {"sentinels": ["sentinel-0:26379"], "inChart": {"enabled": True}}},
+            "in-chart Redis has no Sentinels",
+        ),
     ],
 )
 def test_bad_values_fail_the_render_with_a_reason(values, complaint) -> None:
@@ -467,3 +472,31 @@ def test_the_skaffold_dev_release_renders_with_its_values() -> None:
             node = node.setdefault(key, {})
         node[leaf] = value
     assert any(o["kind"] == "Deployment" for o in chart.render(values))
+
+
+def test_with_sentinels_every_process_asks_them_for_the_primary() -> None:
+    objects = {o["kind"] + "/" + o["metadata"]["name"]: o for o in rendered("sentinel")}
+    config = objects["ConfigMap/esteira-config"]["data"]
+    assert config["ESTEIRA_REDIS_SENTINELS"] == ",".join(
+        f"redis-node-{n}.redis-headless:26379" for n in range(3)
+    )
+    assert config["ESTEIRA_REDIS_MASTER_NAME"] == "esteira"
+    for component in COMPONENTS:
+        spec = objects[f"Deployment/esteira-{component}"]["spec"]["template"]["spec"]
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        assert env["ESTEIRA_REDIS_SENTINEL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+            "name": "esteira-redis",
+            "key": "sentinel-password",
+        }
+    without = {o["kind"] + "/" + o["metadata"]["name"]: o for o in rendered("default")}
+    assert "ESTEIRA_REDIS_SENTINELS" not in without["ConfigMap/esteira-config"]["data"]
+
+
+def test_the_in_chart_redis_keeps_an_append_only_file_on_its_volume() -> None:
+    objects = {o["kind"] + "/" + o["metadata"]["name"]: o for o in rendered("trial")}
+    spec = objects["Deployment/esteira-redis"]["spec"]["template"]["spec"]
+    args = spec["containers"][0]["args"]
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    assert flags["--appendonly"] == "yes" and flags["--appendfsync"] == "everysec"
+    mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts[flags["--dir"]] in {volume["name"] for volume in spec["volumes"]}

@@ -72,7 +72,7 @@ OUTSIDE = [
     Address("metadata", "169.254.169.254"),
     Address("internet", "8.8.8.8"),
 ]
-OUTSIDE_PORTS = [80, 443, 5432, 6379, 6380]
+OUTSIDE_PORTS = [80, 443, 5432, 6379, 6380, 26379]
 
 
 def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -226,6 +226,24 @@ def test_with_the_in_chart_redis_only_esteira_reaches_it() -> None:
     )
     assert found == expected
     assert ("neighbour", ("redis", 6379, "TCP")) not in found
+
+
+def test_with_sentinels_esteira_reaches_redis_and_its_sentinels_only() -> None:
+    found = allowed(_objects("sentinel"))
+    outside_except_metadata = [a.name for a in OUTSIDE if a.name != "metadata"]
+    expected = SCRAPES | _esteira_egress(
+        portal=("internet", 80, "TCP"),  # the default portal rule, as in the defaults' test
+        redis=[("redis.example", 6379, "TCP"), ("redis.example", 26379, "TCP")],
+        database=[(a.name, 5432, "TCP") for a in OUTSIDE],
+    )
+    expected = {e for e in expected if e[1] != ("internet", 80, "TCP")}
+    expected |= {
+        (pod, (name, 80, "TCP"))
+        for pod in ("api", "scraper-worker")
+        for name in outside_except_metadata
+    }
+    assert found == expected
+    assert ("api", ("other-host", 26379, "TCP")) not in found
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,14 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "networkPolicy.redisPort": {"maximum": 65535},
     "networkPolicy.databasePort": {"maximum": 65535},
     "networkPolicy.portal.port": {"maximum": 65535},
+    # host:port, an IPv6 address in brackets ([fd00::7]:26379).
+    "redis.sentinels": {
+        "items": {
+            "type": "string",
+            "pattern": "^([^:,\\s\\[\\]]+|\\[[0-9a-fA-F:.]+\\]):[0-9]{1,5}$",
+        }
+    },
+    "redis.masterName": {"minLength": 1},
     "auth.apiKeys": {
         "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,62}:[0-9a-f]{64}$"}
     },

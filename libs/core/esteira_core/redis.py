@@ -2,13 +2,21 @@
 
 Connecting never happens here: the client connects on its first command, so a process starts
 even while Redis is down (the gateway then serves inline, see ARCHITECTURE "Health and fallback").
+
+With Sentinels configured (ESTEIRA_REDIS_SENTINELS), every connection is made to the primary the
+Sentinels name at the time: after a failover, a connection to the old primary fails (or is told
+it is now read-only), is dropped, and the next one asks the Sentinels again.
 """
 
 from __future__ import annotations
 
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import BlockingConnectionPool
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from esteira_core.breaker import CircuitOpen
 from esteira_core.serialization import deserialize_job, serialize_job
@@ -17,16 +25,16 @@ from esteira_core.settings import CoreSettings
 # What a failing Redis raises: refused, reset, timed out, or the breaker saying not to try.
 REDIS_ERRORS = (RedisError, OSError, TimeoutError, CircuitOpen)
 
+# A worker's commands ride out a Redis restart or a Sentinel failover (a few seconds) instead of
+# failing the job that made them: each failed command is tried again, 0.05 s later, then twice
+# as long each time up to 1 s, for about 20 s in all. Every Esteira write is idempotent, so a
+# command tried again after its answer was lost does no harm. The gateway does not wait: its
+# requests fail at once and its circuit breaker answers 503 (or inline) meanwhile.
+RIDE_OUT_RETRIES = 24
 
-def arq_redis_settings(settings: CoreSettings) -> RedisSettings:
-    """arq's own connection settings (used by the workers), from ours."""
-    redis_settings = RedisSettings.from_dsn(settings.redis_url)
-    if settings.redis_password is not None:
-        redis_settings.password = settings.redis_password.get_secret_value()
-    if settings.redis_tls_ca_file is not None:
-        redis_settings.ssl_ca_certs = str(settings.redis_tls_ca_file)
-    redis_settings.conn_timeout = max(1, round(settings.redis_timeout_seconds))
-    return redis_settings
+
+def ride_out_retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), RIDE_OUT_RETRIES)
 
 
 # How long a command waits for a free connection of the pool. Longer than a Redis timeout on
@@ -36,28 +44,72 @@ def arq_redis_settings(settings: CoreSettings) -> RedisSettings:
 POOL_WAIT_SECONDS = 10.0
 
 
-def create_redis(settings: CoreSettings) -> ArqRedis:
-    """A pooled client that also enqueues arq jobs with Esteira's JSON serializer."""
+class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+    """Connections to the primary the Sentinels name, and a burst that waits for a free one
+    (the blocking pool's behaviour) rather than failing."""
+
+
+def create_redis(settings: CoreSettings, *, ride_out: bool = False) -> ArqRedis:
+    """A pooled client that also enqueues arq jobs with Esteira's JSON serializer. `ride_out`
+    (a worker's client): a command that finds Redis gone is tried again for about 20 s."""
     extra: dict[str, object] = {}
+    if ride_out:
+        extra.update(retry=ride_out_retry(), retry_on_error=[ConnectionError, RedisTimeoutError])
+    tls: dict[str, object] = {}
     if settings.redis_password is not None:
         extra["password"] = settings.redis_password.get_secret_value()
     if settings.redis_url.startswith("rediss://"):
         # A string: redis-py's asyncio TLS context ignores an ssl.VerifyMode and then fails.
-        extra["ssl_cert_reqs"] = "required"
+        tls["ssl_cert_reqs"] = "required"
         if settings.redis_tls_ca_file is not None:
-            extra["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
+            tls["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
+    timeouts = {
+        "socket_timeout": settings.redis_timeout_seconds,
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+    }
     # A blocking pool makes a burst of requests wait for a connection instead of failing.
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=settings.redis_max_connections,
-        timeout=max(POOL_WAIT_SECONDS, settings.redis_timeout_seconds),
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        health_check_interval=30,
-        **extra,
-    )
+    waiting = {
+        "max_connections": settings.redis_max_connections,
+        "timeout": max(POOL_WAIT_SECONDS, settings.redis_timeout_seconds),
+    }
+    pool: BlockingConnectionPool
+    if settings.sentinel_addresses:
+        if not ride_out:
+            # A pooled connection to a primary that just died fails at once; one more try
+            # reconnects, which asks the Sentinels where the primary is now.
+            extra.update(retry=Retry(NoBackoff(), 1), retry_on_error=[ConnectionError])
+        pool = _sentinel_pool(settings, {**waiting, **timeouts, **extra}, tls)
+    else:
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, **waiting, **timeouts, health_check_interval=30, **extra, **tls
+        )
     return ArqRedis(
         pool,
         job_serializer=serialize_job,
         job_deserializer=deserialize_job,
+    )
+
+
+def _sentinel_pool(
+    settings: CoreSettings, options: dict[str, object], tls: dict[str, object]
+) -> BlockingSentinelConnectionPool:
+    """A pool of connections to the current primary. The Sentinels are reached with the same
+    timeouts and TLS as Redis, and their own password."""
+    sentinel_options: dict[str, object] = {
+        "socket_timeout": settings.redis_timeout_seconds,
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+    }
+    if settings.redis_sentinel_password is not None:
+        sentinel_options["password"] = settings.redis_sentinel_password.get_secret_value()
+    if tls:
+        sentinel_options.update(ssl=True, **tls)
+    addresses = settings.sentinel_addresses
+    sentinel = Sentinel(addresses, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    return BlockingSentinelConnectionPool(  # type: ignore[no-untyped-call]
+        settings.redis_master_name,
+        sentinel,
+        db=RedisSettings.from_dsn(settings.redis_url).database,
+        ssl=bool(tls),
+        **options,
+        **tls,
     )

@@ -29,6 +29,19 @@ class CoreSettings(BaseSettings):
     redis_timeout_seconds: float = Field(
         1.0, gt=0, description="Connect and command timeout for Redis calls."
     )
+    redis_sentinels: str = Field(
+        "",
+        description="Sentinels watching a replicated Redis, host:port comma-separated (empty: "
+        "none, ESTEIRA_REDIS_URL names the Redis). When set, every client asks them for the "
+        "primary and follows a failover; the URL then gives only TLS (rediss://) and the "
+        "database number.",
+    )
+    redis_master_name: str = Field(
+        "mymaster", min_length=1, description="The name the Sentinels monitor the primary under."
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, description="Password of the Sentinels themselves (their requirepass), if any."
+    )
     redis_max_connections: int = Field(
         256,
         ge=8,
@@ -57,12 +70,39 @@ class CoreSettings(BaseSettings):
             raise ValueError("ESTEIRA_REDIS_URL must start with redis://, rediss:// or unix://")
         return value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels(cls, value: str) -> str:
+        sentinel_addresses(value)  # raises on a malformed entry
+        return value
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """ESTEIRA_REDIS_SENTINELS as (host, port) pairs; empty when there are none."""
+        return sentinel_addresses(self.redis_sentinels)
+
     @field_validator("log_format")
     @classmethod
     def _log_format(cls, value: str) -> str:
         if value not in {"json", "text"}:
             raise ValueError("ESTEIRA_LOG_FORMAT must be json or text")
         return value
+
+
+def sentinel_addresses(value: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` as pairs (an IPv6 host in brackets: `[::1]:26379`)."""
+    addresses = []
+    for entry in (item.strip() for item in value.split(",")):
+        if not entry:
+            continue
+        host, _, port = entry.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"ESTEIRA_REDIS_SENTINELS: {entry!r} is not host:port (e.g. sentinel-0:26379)"
+            )
+        addresses.append((host, int(port)))
+    return addresses
 
 
 class WorkerPoolSettings(CoreSettings):

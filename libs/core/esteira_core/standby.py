@@ -61,7 +61,7 @@ class StandbyWorker:
             ctx=worker.job_context(self.pool, self.member, "inline", **self.shared),
             max_jobs=self.max_jobs,
             overrides=self.overrides,
-            redis_pool=create_redis(self.settings),
+            redis_pool=create_redis(self.settings, ride_out=True),
             handle_signals=False,
             on_startup=None,
             on_shutdown=None,

@@ -29,7 +29,7 @@ from esteira_core.heartbeats import Heartbeat, worker_id
 from esteira_core.jobs import CanaryPayload, Pool
 from esteira_core.logging import bind, configure_logging
 from esteira_core.probes import Probes
-from esteira_core.redis import arq_redis_settings
+from esteira_core.redis import create_redis
 from esteira_core.serialization import deserialize_job, serialize_job
 from esteira_core.settings import WorkerPoolSettings
 
@@ -230,7 +230,9 @@ def run(
                     ctx=ctx,
                     max_jobs=max_jobs,
                     overrides=overrides,
-                    redis_settings=arq_redis_settings(settings),
+                    # Ours, not arq's: Sentinels with their password, TLS with its CA, and
+                    # commands that ride out a Redis restart or failover.
+                    redis_pool=create_redis(settings, ride_out=True),
                     **hooks,
                 )
                 hold(arq_worker, ctx, settings.heartbeat_interval_seconds)

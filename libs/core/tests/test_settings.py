@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from esteira_core.redis import arq_redis_settings
+from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings, WorkerPoolSettings
 from esteira_core.worker import configured_timeouts
 
@@ -9,10 +9,10 @@ from esteira_core.worker import configured_timeouts
 def test_reads_esteira_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ESTEIRA_REDIS_URL", "rediss://cache.internal:6380/2")
     monkeypatch.setenv("ESTEIRA_REDIS_PASSWORD", "s3cret")
-    settings = CoreSettings()
-    redis = arq_redis_settings(settings)
-    assert (redis.host, redis.port, redis.database, redis.ssl) == ("cache.internal", 6380, 2, True)
-    assert redis.password == "s3cret"
+    pool = create_redis(CoreSettings()).connection_pool
+    options = pool.connection_kwargs
+    assert (options["host"], options["port"], options["db"]) == ("cache.internal", 6380, 2)
+    assert options["password"] == "s3cret" and "SSL" in pool.connection_class.__name__
 
 
 def test_secrets_never_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,3 +49,18 @@ def test_the_completion_wait_must_exceed_the_job_timeout() -> None:
         "job_timeout": 50,
         "job_completion_wait": 55,
     }
+
+
+def test_sentinels_are_host_port_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ESTEIRA_REDIS_URL", "redis://ignored:6379/3")
+    monkeypatch.setenv("ESTEIRA_REDIS_SENTINELS", "sentinel-0:26379, [fd00::7]:26380,")
+    monkeypatch.setenv("ESTEIRA_REDIS_MASTER_NAME", "esteira")
+    settings = CoreSettings()
+    assert settings.sentinel_addresses == [("sentinel-0", 26379), ("fd00::7", 26380)]
+    assert CoreSettings(redis_sentinels="").sentinel_addresses == []
+
+
+@pytest.mark.parametrize("sentinels", ["sentinel-0", "sentinel-0:port", ":26379", "s:70000"])
+def test_rejects_a_malformed_sentinel(sentinels: str) -> None:
+    with pytest.raises(ValidationError, match="ESTEIRA_REDIS_SENTINELS"):
+        CoreSettings(redis_sentinels=sentinels)

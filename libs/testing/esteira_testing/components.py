@@ -16,7 +16,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +33,26 @@ class RedisServer:
     """redis-server on 127.0.0.1; `kill()` and `restart()` keep the port so clients reconnect.
 
     With `tls=True` it speaks only TLS, with a certificate signed by a CA made for it
-    (`ca_file`); with a `password` it requires AUTH."""
+    (`ca_file`); with a `password` it requires AUTH; with `persist=True` it keeps an append-only
+    file (fsynced every second, as `esteira up` does), so a restart after `kill()` finds the
+    data again; `extra` are more redis-server flags (e.g. `--replicaof`)."""
 
     def __init__(
-        self, port: int | None = None, *, tls: bool = False, password: str | None = None
+        self,
+        port: int | None = None,
+        *,
+        tls: bool = False,
+        password: str | None = None,
+        persist: bool = False,
+        extra: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="esteira-redis-"))
         self.process: ManagedProcess | None = None
         self.tls = tls
         self.password = password
+        self.persist = persist
+        self.extra = list(extra)
         self._tls_args = self._certificates() if tls else []
 
     @property
@@ -86,10 +97,11 @@ class RedisServer:
         return [item for name, value in flags.items() for item in (f"--{name}", value)]
 
     def start(self) -> RedisServer:
-        argv = redis_server_argv(self.port, self.dir, persist=False)
+        argv = redis_server_argv(self.port, self.dir, persist=self.persist)
         argv += self._tls_args  # a later --port 0 turns the plain port off
         if self.password:
             argv += ["--requirepass", self.password]
+        argv += self.extra
         self.process = ManagedProcess("redis", argv, stdout=subprocess.DEVNULL).start()
         self.process.wait_for_port(self.port, timeout=20)
         deadline = time.monotonic() + 10
@@ -119,6 +131,170 @@ class RedisServer:
 
     def close(self) -> None:
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisSentinelCluster:
+    """A Redis primary, one replica of it and three Sentinels watching them (quorum 2), all on
+    127.0.0.1: what a replicated Redis with automatic failover is, for tests.
+
+    The Sentinels are quick on purpose (a primary is down after `down_after_ms` without an
+    answer), so a failover takes seconds, not the half minute of Sentinel's defaults."""
+
+    MASTER_NAME = "esteira"
+
+    def __init__(
+        self,
+        *,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
+        sentinel_password: str | None = None,
+    ) -> None:
+        self.primary = RedisServer()
+        self.replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(self.primary.port)])
+        self.servers = [self.primary, self.replica]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.dir = Path(tempfile.mkdtemp(prefix="esteira-sentinel-"))
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.sentinel_password = sentinel_password
+        self.sentinel_processes: list[ManagedProcess] = []
+
+    @property
+    def sentinels(self) -> str:
+        """ESTEIRA_REDIS_SENTINELS for this cluster."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What an Esteira process needs to reach this cluster through its Sentinels."""
+        env = {
+            "ESTEIRA_REDIS_SENTINELS": self.sentinels,
+            "ESTEIRA_REDIS_MASTER_NAME": self.MASTER_NAME,
+        }
+        if self.sentinel_password:
+            env["ESTEIRA_REDIS_SENTINEL_PASSWORD"] = self.sentinel_password
+        return env
+
+    def sentinel_client(self, index: int = 0) -> redis.Redis:
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.sentinel_ports[index],
+            password=self.sentinel_password,
+            socket_timeout=2,
+            decode_responses=True,
+        )
+
+    def _sentinel_argv(self, port: int) -> list[str]:
+        config = self.dir / f"sentinel-{port}.conf"  # Sentinel rewrites it: its own copy
+        name = self.MASTER_NAME
+        config.write_text(
+            "\n".join(
+                [
+                    f"port {port}",
+                    "bind 127.0.0.1",
+                    "daemonize no",
+                    f"dir {self.dir}",
+                    "loglevel warning",
+                    f"sentinel monitor {name} 127.0.0.1 {self.primary.port} 2",
+                    f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
+                    f"sentinel failover-timeout {name} {self.failover_timeout_ms}",
+                    f"sentinel parallel-syncs {name} 1",
+                    *self._password_lines(),
+                    "",
+                ]
+            )
+        )
+        if shutil.which("redis-sentinel"):
+            return ["redis-sentinel", str(config)]
+        return ["redis-server", str(config), "--sentinel"]
+
+    def _password_lines(self) -> list[str]:
+        """The Sentinels' own password, which each also gives the others."""
+        if not self.sentinel_password:
+            return []
+        return [
+            f"requirepass {self.sentinel_password}",
+            f"sentinel sentinel-pass {self.sentinel_password}",
+        ]
+
+    def start(self) -> RedisSentinelCluster:
+        self.primary.start()
+        self.replica.start()
+        self._wait(lambda: self._role(self.replica)["master_link_status"] == "up")
+        for port in self.sentinel_ports:
+            process = ManagedProcess(
+                "redis-sentinel", self._sentinel_argv(port), stdout=subprocess.DEVNULL
+            ).start()
+            self.sentinel_processes.append(process)
+            process.wait_for_port(port, timeout=20)
+
+        def watching() -> bool:  # every Sentinel knows the replica and the two others
+            for index in range(len(self.sentinel_ports)):
+                state = self.sentinel_client(index).sentinel_master(self.MASTER_NAME)  # type: ignore[no-untyped-call]
+                if state["num-slaves"] < 1 or state["num-other-sentinels"] < 2:
+                    return False
+            return True
+
+        self._wait(watching)
+        return self
+
+    @staticmethod
+    def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if condition():
+                    return
+            except (redis.RedisError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not ready within {timeout:g} s")
+            time.sleep(0.1)
+
+    @staticmethod
+    def _role(server: RedisServer) -> dict[str, Any]:
+        info: dict[str, Any] = server.client().info("replication")  # type: ignore[assignment]
+        return info
+
+    def master_port(self) -> int:
+        """The primary's port, as the Sentinels see it now."""
+        for index in range(len(self.sentinel_ports)):
+            with suppress(redis.RedisError, OSError):
+                client = self.sentinel_client(index)
+                address = client.sentinel_get_master_addr_by_name(self.MASTER_NAME)  # type: ignore[no-untyped-call]
+                if address:
+                    return int(address[1])
+        raise RuntimeError("no Sentinel answers")
+
+    def current_primary(self) -> RedisServer:
+        port = self.master_port()
+        return next(server for server in self.servers if server.port == port)
+
+    def kill_primary(self) -> RedisServer:
+        """SIGKILL the current primary (as a crashed node); returns it (dead)."""
+        primary = self.current_primary()
+        primary.kill()
+        return primary
+
+    def wait_for_promotion(self, old_port: int, timeout: float = 30) -> RedisServer:
+        """Waits until the Sentinels name another primary and it accepts writes; returns it."""
+
+        def promoted() -> bool:
+            port = self.master_port()
+            if port == old_port:
+                return False
+            server = next(server for server in self.servers if server.port == port)
+            return bool(self._role(server)["role"] == "master")
+
+        self._wait(promoted, timeout)
+        return self.current_primary()
+
+    def close(self) -> None:
+        for process in self.sentinel_processes:
+            process.stop(grace=5)
+        for server in self.servers:
+            server.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

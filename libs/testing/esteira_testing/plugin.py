@@ -2,7 +2,8 @@
 
 Fixtures:
 - `redis_server` (session) and `redis_url` (a flushed database per test); `own_redis_server`
-  (per test, for fault injection: stop, kill, restart).
+  (per test, for fault injection: stop, kill, restart); `redis_sentinel_cluster` (per test: a
+  primary, a replica and three Sentinels; kill the primary, wait for the promotion).
 - `postgres_server` (session) and `database_url`, parametrized over SQLite and PostgreSQL so every
   database test runs on both; `migrated_engine` is that database at the newest migration.
 - `start_prometheus(targets)`, `chromium` (a headless Chromium webdriver),
@@ -26,6 +27,7 @@ from esteira_testing.components import (
     EsteiraProcess,
     PostgresServer,
     PrometheusServer,
+    RedisSentinelCluster,
     RedisServer,
 )
 
@@ -51,6 +53,17 @@ def own_redis_server() -> Iterator[RedisServer]:
     server = RedisServer().start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def redis_sentinel_cluster() -> Iterator[RedisSentinelCluster]:
+    """A primary, a replica and three Sentinels of this test's own (`sentinels`, `MASTER_NAME`,
+    `env` for Esteira processes, `kill_primary()`, `wait_for_promotion(old_port)`)."""
+    cluster = RedisSentinelCluster()
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 {{/* One Deployment, ServiceAccount and Service per component, from one definition: the three
 components differ only in what the caller passes (`values`, port, probes, env, volumes). */}}
 
-{{/* Environment from Secrets: Redis and database passwords for every component; the portal
+{{/* Environment from Secrets: Redis (and Sentinel) and database passwords for every component; the portal
 account and the API keys for those that ask (`portal`, `apiKeys`). */}}
 {{- define "esteira.secretEnv" -}}
 {{- $v := .root.Values }}
@@ -9,6 +9,11 @@ account and the API keys for those that ask (`portal`, `apiKeys`). */}}
 - name: ESTEIRA_REDIS_PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ . }}, key: {{ $v.redis.passwordKey }}}
+{{- end }}
+{{- if and $v.redis.sentinels $v.redis.sentinelExistingSecret }}
+- name: ESTEIRA_REDIS_SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ $v.redis.sentinelExistingSecret }}, key: {{ $v.redis.sentinelPasswordKey }}}
 {{- end }}
 {{- with $v.database.urlSecret }}
 - name: ESTEIRA_DATABASE_URL

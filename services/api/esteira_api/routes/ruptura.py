@@ -21,6 +21,7 @@ from esteira_api.responses import json_with_documents
 from esteira_api.settings import ApiSettings
 from esteira_core import heartbeats, keys
 from esteira_core.jobs import Pool, RupturaMode
+from esteira_core.redis import REDIS_ERRORS
 from esteira_ruptura import sessions, use_cases
 from esteira_ruptura.models import (
     ORDER_NUMBER_MAX_LENGTH,
@@ -238,7 +239,8 @@ async def progress_events(
     """Server-sent events: the progress now, then the progress after each change (one per batch,
     or one for several that finished together) until the session is done. Woken by the
     gateway's change listener, so a stream holds no Redis connection of its own; watching
-    starts before the first read, so no batch finished in between is missed."""
+    starts before the first read, so no batch finished in between is missed. A Redis outage
+    (a restart, a failover) does not end the stream: it goes on once Redis answers."""
     redis = gateway.redis
     with gateway.changes.watching(keys.ruptura_session_events(session_id)) as changed:
         info = await sessions.owned(redis, session_id, tenant)
@@ -251,7 +253,13 @@ async def progress_events(
                     await changed.wait()
             woken = changed.is_set()
             changed.clear()
-            found = await sessions.info(redis, session_id)
+            try:
+                found = await sessions.info(redis, session_id)
+            except REDIS_ERRORS:
+                # Redis restarting or failing over: the stream stays, and carries on from
+                # where the session is once Redis answers again.
+                yield ": redis unavailable, retrying\n\n"
+                continue
             if found is None:
                 yield 'event: gone\ndata: {"reason": "session deleted or expired"}\n\n'
                 return
