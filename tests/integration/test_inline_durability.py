@@ -5,7 +5,6 @@ worker, it loses no order and counts none twice, and leaves no browser of its ow
 import os
 import signal
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,26 +15,11 @@ from esteira_portal.records import FIRST_OS
 from esteira_scraping.processes import descendants
 from esteira_testing.components import seeded_database
 from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
+from esteira_testing.waiting import alive, wait_until
 
 pytestmark = pytest.mark.integration
 REFERENCE = "2026-03-02"
 ORDERS = 3000
-
-
-def _wait(condition, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, message
-        time.sleep(0.02)
-    return value
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.parametrize("kill_with", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
@@ -65,7 +49,7 @@ def test_a_session_run_inline_outlives_its_gateway(
     doomed, api = gateway()
     # No scraper worker: the gateway scrapes the OS itself, and keeps its browser for the next.
     task_id = api.post(f"/api/v1/scraping/os/{FIRST_OS}").json()["task_id"]
-    _wait(
+    wait_until(
         lambda: api.get(f"/api/v1/scraping/tasks/{task_id}").json()["status"] == "success",
         60,
         "the gateway never scraped the OS itself",
@@ -76,7 +60,7 @@ def test_a_session_run_inline_outlives_its_gateway(
     # No ruptura worker either: the gateway serves the session's queue itself.
     body = {"all": True, "reference_date": REFERENCE}
     session_id = api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
-    _wait(
+    wait_until(
         lambda: api.get(f"/api/v1/ruptura/sessions/{session_id}").json()["processed"] > 0,
         60,
         "the gateway never started the session",
@@ -87,7 +71,9 @@ def test_a_session_run_inline_outlives_its_gateway(
     processed = store.llen(f"esteira:ruptura:session:{session_id}:results")
     assert 0 < processed < ORDERS, "the gateway was not stopped in the middle of the session"
 
-    _wait(lambda: not any(_alive(pid) for pid in browsers), 10, "the gateway's browser survived")
+    wait_until(
+        lambda: not any(alive(pid) for pid in browsers), 10, "the gateway's browser survived"
+    )
 
     port = free_port()
     esteira_processes(

@@ -9,7 +9,6 @@ import signal
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,25 +24,10 @@ from esteira_portal.records import FIRST_OS
 from esteira_scraping.processes import descendants
 from esteira_testing.components import RedisServer, seeded_database
 from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
+from esteira_testing.waiting import alive, wait_until
 
 pytestmark = pytest.mark.integration
 REFERENCE = "2026-03-02"
-
-
-def _wait(condition, timeout: float, message: str):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, message
-        time.sleep(0.05)
-    return value
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _keys_without_expiry(redis_url: str) -> list[str]:
@@ -104,7 +88,7 @@ def test_a_sigkilled_workers_batches_run_again_once_it_is_silent_not_after_their
     doomed = stack.worker("doomed", "ruptura")
     body = {"all": True, "reference_date": REFERENCE}
     session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
-    _wait(lambda: stack.processed(session_id) > 0, 60, "the first worker never started")
+    wait_until(lambda: stack.processed(session_id) > 0, 60, "the first worker never started")
     os.kill(doomed.process.pid, signal.SIGKILL)
     doomed.process.wait(10)
     assert stack.processed(session_id) < orders, "killed after the session ended"
@@ -133,7 +117,7 @@ def test_a_draining_worker_starts_nothing_new_and_hands_its_queue_back(
     draining = stack.worker("draining", "ruptura")
     body = {"all": True, "reference_date": REFERENCE}
     session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
-    _wait(lambda: stack.processed(session_id) > 0, 60, "the worker never started")
+    wait_until(lambda: stack.processed(session_id) > 0, 60, "the worker never started")
     os.kill(draining.process.pid, signal.SIGTERM)
     at_signal = stack.processed(session_id)
     assert draining.process.wait(60) == 0
@@ -167,18 +151,18 @@ def test_a_sigkilled_scrapers_task_is_retried_by_the_next_one_and_its_browser_di
     doomed = stack.worker("doomed", "scraper")
     task_id = stack.api.post(f"/api/v1/scraping/os/{FIRST_OS}").json()["task_id"]
     task = lambda: stack.api.get(f"/api/v1/scraping/tasks/{task_id}").json()  # noqa: E731
-    _wait(lambda: task()["stage"] == "searching", 60, "the scrape never reached the portal")
+    wait_until(lambda: task()["stage"] == "searching", 60, "the scrape never reached the portal")
     browsers = descendants(doomed.process.pid)
     assert browsers
     os.kill(doomed.process.pid, signal.SIGKILL)
     doomed.process.wait(10)
-    _wait(lambda: not any(_alive(pid) for pid in browsers), 10, "its browser survived it")
+    wait_until(lambda: not any(alive(pid) for pid in browsers), 10, "its browser survived it")
 
     portal.put("/admin/switches", json=switches).raise_for_status()
     stack.worker("survivor", "scraper")
     # The scrape's 330 s job timeout has not passed: its worker's silence freed it, and the
     # lease of its dead scraper was taken over.
-    ended = _wait(lambda: (t := task())["status"] in ("success", "failed") and t, 90, "stuck")
+    ended = wait_until(lambda: (t := task())["status"] in ("success", "failed") and t, 90, "stuck")
     assert ended["status"] == "success" and ended["result"]["data"]["numero_os"] == str(FIRST_OS)
     assert ended["attempts"] == 2
     assert _keys_without_expiry(redis_url) == []
@@ -228,9 +212,9 @@ def test_a_worker_started_without_redis_is_alive_and_serves_once_redis_comes(tmp
         assert probe.get("/livez").status_code == 200
         assert probe.get("/readyz").status_code == 503
         server = RedisServer(port=redis_port).start()
-        _wait(lambda: probe.get("/readyz").status_code == 200, 60, "never served its queue")
+        wait_until(lambda: probe.get("/readyz").status_code == 200, 60, "never served its queue")
         asyncio.run(_enqueue(f"redis://127.0.0.1:{redis_port}/0", "block"))
-        blocked = _wait(lambda: probe.get("/livez").status_code == 503, 30, "never stalled")
+        blocked = wait_until(lambda: probe.get("/livez").status_code == 503, 30, "never stalled")
         assert blocked and probe.get("/livez").json()["status"] == "stalled"
     finally:
         process.stop(grace=2)

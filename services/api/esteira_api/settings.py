@@ -34,6 +34,11 @@ class ApiSettings(RupturaSettings, ScrapingSettings):
     scraper_grace_seconds: float = Field(
         180, ge=0, description="The same for scraping; covers a scraper pool scaling from 0."
     )
+    event_stream_max_seconds: float = Field(
+        300,
+        gt=0,
+        description="Longest a session's event stream stays open; then the browser reconnects.",
+    )
     inline_scrape_limit: int = Field(
         1, ge=1, description="Scrapes one gateway process runs itself at once (its browsers)."
     )

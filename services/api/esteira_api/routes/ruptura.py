@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from datetime import date
@@ -242,14 +243,20 @@ async def progress_events(
     starts before the first read, so no batch finished in between is missed. A Redis outage
     (a restart, a failover) does not end the stream: it goes on once Redis answers."""
     redis = gateway.redis
+    # Bounded, so a rollout never waits on a stream: past the bound it ends with a `retry`
+    # hint, and the browser's EventSource reconnects and gets the progress as it is then.
+    ends = time.monotonic() + gateway.settings.event_stream_max_seconds
     with gateway.changes.watching(keys.ruptura_session_events(session_id)) as changed:
         info = await sessions.owned(redis, session_id, tenant)
         yield _progress_event(info)
         while not info.done:
+            if time.monotonic() >= ends:
+                yield "retry: 1000\nevent: reconnect\ndata: {}\n\n"
+                return
             # Without the listener (Redis lost, or not subscribed yet) look again each second.
             quiet = keepalive_seconds if gateway.changes.listening else NO_LISTENER_POLL_SECONDS
             with suppress(TimeoutError):
-                async with asyncio.timeout(quiet):
+                async with asyncio.timeout(min(quiet, ends - time.monotonic())):
                     await changed.wait()
             woken = changed.is_set()
             changed.clear()
