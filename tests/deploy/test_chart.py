@@ -213,6 +213,18 @@ def test_bad_values_fail_the_render_with_a_reason(values, complaint) -> None:
         chart.render(values)
 
 
+def test_the_gateway_caps_no_connections_per_address_behind_the_cluster_proxies() -> None:
+    (api,) = [
+        obj
+        for obj in rendered("default")
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"].endswith("-api")
+    ]
+    env = {
+        e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["ESTEIRA_API_MAX_CONNECTIONS_PER_ADDRESS"] == "0"
+
+
 def test_only_the_gateway_is_exposed_and_never_its_metrics() -> None:
     ingress = [obj for _, obj in _objects("Ingress")]
     rules = [rule for obj in ingress for rule in obj["spec"]["rules"]]
