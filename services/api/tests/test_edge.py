@@ -109,8 +109,10 @@ def test_thousands_of_idle_partial_requests_do_not_lock_callers_out(start_gatewa
         with gateway.client() as caller:
             assert caller.get("/livez").status_code == 200
             assert caller.get("/api/v1/queues").status_code == 200
-        # The connections waiting longest made room: about 1,500 of them.
-        assert gateway.rejected("idle_evicted") >= 1500
+        # Each of the 2,000 was closed to make room, closed at its deadline, or is held: at
+        # most 500 are held.
+        closed = gateway.rejected("idle_evicted") + gateway.rejected("header_timeout")
+        assert closed >= 1500
         # The last ones, still held, get 408 at the head deadline.
         assert _answer(idle[-1]).startswith(b"HTTP/1.1 408 ")
         assert gateway.rejected("header_timeout") >= 1
@@ -120,7 +122,9 @@ def test_thousands_of_idle_partial_requests_do_not_lock_callers_out(start_gatewa
 
 
 def test_one_address_holds_only_so_many_connections(start_gateway) -> None:
-    gateway = start_gateway(ESTEIRA_API_MAX_CONNECTIONS_PER_ADDRESS="20")
+    gateway = start_gateway(
+        ESTEIRA_API_MAX_CONNECTIONS_PER_ADDRESS="20", ESTEIRA_API_HEADER_TIMEOUT_SECONDS="120"
+    )
     held = [gateway.connect("127.0.0.5") for _ in range(20)]
     try:
         one_more = gateway.connect("127.0.0.5")
@@ -182,7 +186,7 @@ def test_bodies_without_a_key_cost_the_gateway_next_to_nothing(start_gateway) ->
 
 
 def test_refusals_are_rate_limited_per_address_and_counted(start_gateway) -> None:
-    gateway = start_gateway(ESTEIRA_AUTH_REFUSAL_BURST="5", ESTEIRA_AUTH_REFUSALS_PER_SECOND="0.1")
+    gateway = start_gateway(ESTEIRA_AUTH_REFUSAL_BURST="5", ESTEIRA_AUTH_REFUSALS_PER_SECOND="0.01")
     with gateway.client("127.0.0.7", key="esk_guess") as guesser:
         codes = [guesser.get("/api/v1/queues").status_code for _ in range(8)]
         assert codes == [401] * 5 + [429] * 3
