@@ -373,6 +373,8 @@ def main() -> None:
             ESTEIRA_LOG_LEVEL="WARNING",
             # Two uvicorn processes: one gateway process uses at most one of the two cores.
             ESTEIRA_API_WORKERS="2",
+            # A thousand users from one loopback address: no cap on connections per address.
+            ESTEIRA_API_MAX_CONNECTIONS_PER_ADDRESS="0",
             **{k: v for k, v in os.environ.items() if k.startswith("ESTEIRA_")},
         ) as stack:
             for pool in ("ruptura", "scraper"):

@@ -110,6 +110,11 @@ def _banner(config: StackConfig, data_dir: Path) -> list[str]:
     ]
 
 
+def _local_metrics(port: int) -> dict[str, str]:
+    """A local worker's /metrics on loopback only (its default is every address, for a pod)."""
+    return {"ESTEIRA_METRICS_PORT": str(port), "ESTEIRA_METRICS_HOST": "127.0.0.1"}
+
+
 def run_stack(config: StackConfig) -> int:
     data_dir = Path(config.data_dir).resolve()
     (data_dir / "redis").mkdir(parents=True, exist_ok=True)
@@ -156,12 +161,12 @@ def run_stack(config: StackConfig) -> int:
         ManagedProcess(
             "ruptura-worker",
             _esteira("worker", "ruptura"),
-            env={**env, "ESTEIRA_METRICS_PORT": str(config.worker_metrics_ports["ruptura"])},
+            env={**env, **_local_metrics(config.worker_metrics_ports["ruptura"])},
         ),
         ManagedProcess(
             "scraper-worker",
             _esteira("worker", "scraper"),
-            env={**env, "ESTEIRA_METRICS_PORT": str(config.worker_metrics_ports["scraper"])},
+            env={**env, **_local_metrics(config.worker_metrics_ports["scraper"])},
         ),
         ManagedProcess("portal", _esteira("portal", "--port", str(config.portal_port)), env=env),
     ]

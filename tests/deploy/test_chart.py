@@ -233,6 +233,18 @@ def test_cors_origins_reach_the_gateway_only_when_given() -> None:
     assert config({"auth": {"corsOrigins": origins}})["ESTEIRA_CORS_ORIGINS"] == ",".join(origins)
 
 
+def test_the_gateway_caps_no_connections_per_address_behind_the_cluster_proxies() -> None:
+    (api,) = [
+        obj
+        for obj in rendered("default")
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"].endswith("-api")
+    ]
+    env = {
+        e["name"]: e.get("value") for e in api["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["ESTEIRA_API_MAX_CONNECTIONS_PER_ADDRESS"] == "0"
+
+
 def test_only_the_gateway_is_exposed_and_never_its_metrics() -> None:
     ingress = [obj for _, obj in _objects("Ingress")]
     rules = [rule for obj in ingress for rule in obj["spec"]["rules"]]

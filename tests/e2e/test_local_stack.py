@@ -107,6 +107,17 @@ class Stack:
         self.log.close()
 
 
+def _listening_addresses(port: int) -> set[str]:
+    """The IPv4 addresses a socket listens on at `port`, from /proc/net/tcp (state 0A)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, _, hex_port = local.partition(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
 def test_the_whole_stack_comes_up_and_ctrl_c_stops_every_process(tmp_path) -> None:
     stack = Stack(tmp_path)
     ports, api = stack.ports, stack.api
@@ -120,6 +131,7 @@ def test_the_whole_stack_comes_up_and_ctrl_c_stops_every_process(tmp_path) -> No
         for pool in ("ruptura", "scraper"):
             worker_metrics = httpx.get(f"http://127.0.0.1:{ports[pool]}/metrics").text
             assert f'esteira_worker_capacity{{queue="arq:queue:{pool}"}}' in worker_metrics
+            assert _listening_addresses(ports[pool]) == {"127.0.0.1"}  # not every address
         assert httpx.get(f"http://127.0.0.1:{ports['portal']}/login").status_code == 200
         assert (tmp_path / "var" / "esteira.db").exists()
         descendants = _children(stack.process.pid)

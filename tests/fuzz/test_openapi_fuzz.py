@@ -33,6 +33,9 @@ def gateway_url(tmp_path_factory):
         ESTEIRA_RUPTURA_MAX_ORDERS="500",
         ESTEIRA_API_KEYS=f"fuzz:{key_digest(API_KEY)}",
         ESTEIRA_TENANT_RATE_PER_SECOND="0",
+        # ignored_auth sends each request again without the key, hundreds from one address:
+        # every one of them must be a 401, not the 429 of too many refusals.
+        ESTEIRA_AUTH_REFUSAL_BURST="100000",
     ) as stack:
         stack.worker("ruptura")
         yield stack.gateway()

@@ -61,8 +61,16 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+# Libraries whose DEBUG lines carry what they send: Selenium's remote connection logs each
+# WebDriver command's body (the text typed into the portal's password field among them), and
+# urllib3, websocket-client and httpcore log requests and frames. They log at INFO at most,
+# whatever ESTEIRA_LOG_LEVEL says, so DEBUG never writes a secret.
+SECRET_BEARING_LOGGERS = ("selenium", "urllib3", "websocket", "httpcore", "hpack")
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    """Routes every logger (ours, uvicorn's, arq's) to stderr in one format."""
+    """Routes every logger (ours, uvicorn's, arq's) to stderr in one format; libraries that
+    would log what they send stay at INFO at most."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
@@ -72,3 +80,6 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    floor = max(logging.INFO, root.level)
+    for name in SECRET_BEARING_LOGGERS:
+        logging.getLogger(name).setLevel(floor)

@@ -25,7 +25,9 @@ JOBS_ENQUEUED = Counter(
 )
 REQUESTS_REJECTED = Counter(
     "esteira_requests_rejected_total",
-    "Requests refused before any work: unauthenticated (401) or over the tenant's rate (429).",
+    "Requests and connections refused before any work: no or a wrong key (401), the tenant's "
+    "rate or an address's refusals (429), and the gateway's edge (connection caps, head "
+    "deadline and size).",
     ["reason"],
 )
 INLINE_FALLBACKS = Counter(

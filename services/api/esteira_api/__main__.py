@@ -1,10 +1,12 @@
 """`python -m esteira_api`: the gateway on uvicorn, as its container image runs it (the `esteira
-api` command runs the same function)."""
+api` command runs the same function), with the edge's protocol (esteira_api.edge) so that it
+can face the internet without an ingress."""
 
 from __future__ import annotations
 
 import uvicorn
 
+from esteira_api.edge import EdgeProtocol, raise_open_file_limit
 from esteira_api.settings import get_settings
 from esteira_core.logging import configure_logging
 
@@ -12,6 +14,7 @@ from esteira_core.logging import configure_logging
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    raise_open_file_limit()  # before the worker processes start: they inherit it
     uvicorn.run(
         "esteira_api.main:create_app",
         factory=True,
@@ -21,6 +24,9 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         log_config=None,
         proxy_headers=True,
         access_log=False,
+        # The edge's deadlines and caps (esteira_api.edge) on uvicorn's httptools protocol.
+        http=EdgeProtocol,
+        timeout_keep_alive=settings.api_keep_alive_seconds,
     )
 
 

@@ -77,11 +77,24 @@ def error_response(
     headers: Mapping[str, str] | None = None,
     details: Any = None,
 ) -> JSONResponse:
+    return error_json(request.url.path, status, code, message, headers=headers, details=details)
+
+
+def error_json(
+    path: str,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    details: Any = None,
+) -> JSONResponse:
+    """The envelope for a request to `path`: what middleware answers with, having no Request."""
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         error["details"] = details
     body: dict[str, Any] = {"error": error}
-    if request.url.path.startswith(COMPAT_PREFIXES):
+    if path.startswith(COMPAT_PREFIXES):
         body = {"success": False, **body}
     return JSONResponse(body, status_code=status, headers=headers)
 

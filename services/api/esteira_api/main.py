@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from esteira_api.auth import AuthenticationMiddleware, RefusalLimiter
 from esteira_api.changes import Changes
 from esteira_api.context import Gateway
 from esteira_api.cors import install_cors
@@ -75,9 +76,18 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         # Esteira exports its own Prometheus metrics; FastAPI's OpenTelemetry hooks would look
         # up the OTEL environment on every request for nothing.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # No trailing-slash redirects: they are built from the Host header, which the client
+        # chooses (`/livez/` would send a browser to any host it named); `/livez/` is a 404.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
+    # Outermost last: the request id and metrics, then the key (before any body is read),
+    # then the body's size.
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(
+        AuthenticationMiddleware,
+        refusals=RefusalLimiter(settings.auth_refusals_per_second, settings.auth_refusal_burst),
+    )
     app.add_middleware(RequestContextMiddleware)
     install_cors(app, settings.cors_origins)
     # Routes are matched one by one in this order: the ones clients poll come first.

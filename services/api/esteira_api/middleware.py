@@ -1,8 +1,8 @@
-"""Request id and latency metrics for every request, as plain ASGI (no per-request task)."""
+"""Request id, security headers and latency metrics for every request, and the body limit, as
+plain ASGI (no per-request task)."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from esteira_api.changes import WAITED_SCOPE_KEY
+from esteira_api.errors import error_json
 from esteira_core import metrics
 from esteira_core.logging import bind
 
@@ -36,8 +37,11 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = message.setdefault("headers", [])
-                headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                headers = message["headers"] = [
+                    *message.get("headers", ()),
+                    *security_headers(scope["path"]),
+                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                ]
                 waited = scope.get(WAITED_SCOPE_KEY)
                 if waited is not None:  # a long poll says how long it held the answer back
                     headers.append((b"server-timing", f"wait;dur={waited * 1000:.1f}".encode()))
@@ -70,15 +74,8 @@ class BodySizeLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            body = json.dumps({"error": {"code": "body_too_large", "message": self._message()}})
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 413,
-                    "headers": [(b"content-type", b"application/json")],
-                }
-            )
-            await send({"type": "http.response.body", "body": body.encode()})
+            response = error_json(scope["path"], 413, "body_too_large", self._message())
+            await response(scope, receive, send)
             return
         received = 0
 
@@ -96,3 +93,29 @@ class BodySizeLimitMiddleware:
 
     def _message(self) -> str:
         return f"The request body exceeds {self.limit} bytes."
+
+
+# The operator page loads only its own scripts and styles and talks only to its own origin.
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+# The example pages under /static stand for someone else's page with its own inline script
+# (addon-demo.html); they get the same policy with inline scripts allowed.
+EXAMPLE_PAGE_POLICY = PAGE_POLICY.replace("script-src 'self'", "script-src 'self' 'unsafe-inline'")
+
+
+_EVERYWHERE = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY")]
+_PAGE = [*_EVERYWHERE, (b"content-security-policy", PAGE_POLICY.encode())]
+_EXAMPLE_PAGE = [*_EVERYWHERE, (b"content-security-policy", EXAMPLE_PAGE_POLICY.encode())]
+
+
+def security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    """`X-Content-Type-Options: nosniff` and `X-Frame-Options: DENY` on every answer; a
+    Content-Security-Policy on the operator page and the static files too."""
+    if path == "/ui" or (path.startswith("/static/") and not path.endswith(".html")):
+        return _PAGE
+    if path.startswith("/static/"):
+        return _EXAMPLE_PAGE
+    return _EVERYWHERE

@@ -16,6 +16,35 @@ class ApiSettings(RupturaSettings, ScrapingSettings):
     api_host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port the gateway listens on.")
     api_workers: int = Field(1, ge=1, description="uvicorn worker processes of the gateway.")
+    api_header_timeout_seconds: float = Field(
+        5.0, gt=0, description="A request head not complete this long after it began: 408, closed."
+    )
+    api_keep_alive_seconds: int = Field(
+        5, ge=1, description="An idle keep-alive connection is closed after this long."
+    )
+    api_max_head_bytes: int = Field(
+        65536, ge=4096, description="Largest request head (request line and headers; more: 431)."
+    )
+    api_max_line_bytes: int = Field(
+        8192, ge=1024, description="Longest request line (414) or header line (431)."
+    )
+    api_max_connections: int = Field(
+        8192,
+        ge=16,
+        description="Connections one gateway process holds; beyond, the oldest idle one is "
+        "closed, or with none idle the newcomer gets 503.",
+    )
+    api_max_connections_per_address: int = Field(
+        256, ge=0, description="Connections one client address may hold (more: 429); 0: no cap."
+    )
+    auth_refusals_per_second: float = Field(
+        1.0,
+        gt=0,
+        description="401s one client address may get a second, per gateway process (beyond: 429).",
+    )
+    auth_refusal_burst: int = Field(
+        20, ge=1, description="401s one client address may get at once above that rate."
+    )
     readiness_timeout_seconds: float = Field(
         2.0, gt=0, description="How long /readyz waits for each dependency."
     )

@@ -45,7 +45,11 @@ def test_the_gateway_refuses_to_start_open_unless_told_to(monkeypatch) -> None:
 @pytest.fixture
 def client(make_client, redis_url):
     return make_client(
-        redis_url, auth_disabled=False, api_keys=ENTRIES, tenant_rate_per_second=1000
+        redis_url,
+        auth_disabled=False,
+        api_keys=ENTRIES,
+        tenant_rate_per_second=1000,
+        auth_refusal_burst=1000,
     )
 
 
@@ -129,3 +133,51 @@ def test_with_redis_down_keys_still_work_and_the_limit_steps_aside(make_client) 
     codes = {client.get("/api/v1/queues", headers=_as("vendas")).status_code for _ in range(3)}
     assert codes == {200}
     assert client.get("/api/v1/queues").status_code == 401
+
+
+@integration
+def test_the_key_is_checked_before_the_body_is_parsed(client) -> None:
+    for body in (b'{"pedidos": [1,', b"[" * 100_000):
+        response = client.post(SESSIONS, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["code"] == "unauthenticated"
+    # The same body with a key is parsed, and refused for what it is.
+    assert (
+        client.post(SESSIONS, content=b'{"pedidos": [1,', headers=_as("vendas")).status_code == 422
+    )
+
+
+@integration
+def test_refusals_are_rate_limited_per_address(make_client, redis_url) -> None:
+    client = make_client(
+        redis_url,
+        auth_disabled=False,
+        api_keys=ENTRIES,
+        auth_refusal_burst=3,
+        auth_refusals_per_second=0.01,
+    )
+    codes = [client.get("/api/v1/queues").status_code for _ in range(5)]
+    assert codes == [401, 401, 401, 429, 429]
+    refused = client.get("/api/ruptura/worker/status/" + "a" * 32)
+    assert refused.json()["success"] is False
+    assert refused.json()["error"]["code"] == "too_many_refusals"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert client.get("/api/v1/queues", headers=_as("vendas")).status_code == 200
+    metrics = client.get("/metrics").text
+    assert 'esteira_requests_rejected_total{reason="too_many_refusals"} 3.0' in metrics
+
+
+def test_every_route_that_wants_a_key_is_under_the_checked_prefix() -> None:
+    from fastapi.routing import APIRoute
+
+    from esteira_api.auth import PROTECTED_PREFIX, authenticate
+    from esteira_api.main import create_app
+
+    app = create_app(ApiSettings(api_keys=ENTRIES))
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        wants_key = any(d.call is authenticate for d in route.dependant.dependencies) or any(
+            sub.call is authenticate for d in route.dependant.dependencies for sub in d.dependencies
+        )
+        assert wants_key == route.path.startswith(PROTECTED_PREFIX), route.path

@@ -109,3 +109,35 @@ def test_a_long_poll_refuses_odd_waits_and_times(client, query) -> None:
         if "since" in query and "scraping" not in path:
             continue  # results follow an offset, not a time
         assert _error(client.get(path, params=query), 422)["code"] == "validation_error"
+
+
+def test_a_declared_huge_body_under_the_seed_prefixes_says_success_false(client) -> None:
+    response = client.post(
+        "/api/ruptura/worker/iniciar-processamento",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-length": str(3 * 1024 * 1024)},
+    )
+    assert response.status_code == 413
+    assert response.json() == {
+        "success": False,
+        "error": {"code": "body_too_large", "message": "The request body exceeds 2097152 bytes."},
+    }
+
+
+@pytest.mark.parametrize("path", ["/livez/", "/api/v1/queues/", "/ui/"])
+def test_a_forged_host_steers_no_redirect(client, path) -> None:
+    response = client.get(path, headers={"host": "evil.example"}, follow_redirects=False)
+    assert response.status_code in (401, 404)
+    assert "location" not in response.headers
+
+
+def test_the_operator_page_and_static_files_send_security_headers(client) -> None:
+    for path in ("/ui", "/static/esteira.js", "/static/ui.css"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert client.get("/livez").headers["x-content-type-options"] == "nosniff"
