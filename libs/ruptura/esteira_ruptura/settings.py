@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 
 from esteira_core.errors import Invalid
-from esteira_core.settings import CoreSettings
+from esteira_core.settings import CoreSettings, WorkerPoolSettings
 from esteira_ruptura.projection import Horizon
 
 
@@ -18,6 +18,17 @@ class RupturaSettings(CoreSettings):
     )
     ruptura_max_orders: int = Field(
         50_000, ge=1, description="Most orders one ruptura session may hold (more: 413)."
+    )
+    ruptura_fair_window: int = Field(
+        16,
+        ge=1,
+        description="Ruptura batches in arq's queue (ready or running) per worker online; the "
+        "rest wait in the fair queue, where tenants take turns.",
+    )
+    tenant_max_queued_orders: int = Field(
+        200_000,
+        ge=1,
+        description="Orders one tenant may have waiting to start (more: 429).",
     )
     ruptura_horizon_days: int = Field(28, ge=1, le=366, description="Days projected ahead.")
     ruptura_window_days: int = Field(
@@ -52,3 +63,7 @@ class RupturaSettings(CoreSettings):
                 f"reference_date {horizon.start} leaves no room for a {horizon.days}-day horizon.",
             ) from None
         return horizon
+
+
+class RupturaWorkerSettings(RupturaSettings, WorkerPoolSettings):
+    """A ruptura worker process: ruptura, plus what every worker process needs."""
