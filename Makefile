@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 RUN = $(UV) run --frozen --python python3
 
-.PHONY: setup run test lint format bench bench-ruptura bench-scraper bench-fallback bench-load \
+.PHONY: setup run test lint format bench bench-ruptura bench-scraper bench-fallback bench-fair bench-load \
 	images manifests helm-lint dev
 
 setup:
@@ -40,6 +40,9 @@ bench-scraper: setup
 
 bench-fallback: setup
 	$(RUN) python -m bench fallback
+
+bench-fair: setup ## one tenant's small work beside another tenant's backlog
+	$(RUN) python -m bench fair
 
 bench-load: setup ## 1,000 users on the whole local stack (make bench runs it too)
 	$(RUN) python -m bench load
