@@ -134,18 +134,22 @@ def _run(alpha: httpx.Client, beta: httpx.Client) -> dict[str, float]:
     alpha_total = sum(r.json()["total"] for r in sessions)
 
     figures: dict[str, float] = {"alpha_total": alpha_total}
-    with ThreadPoolExecutor(2) as pool:
+
+    def alpha_done() -> float:
+        while _processed(alpha, session_ids) < alpha_total:
+            time.sleep(0.2)
+        return time.perf_counter() - began
+
+    with ThreadPoolExecutor(3) as pool:
         small = pool.submit(_session, beta, {"pedidos": [str(100001)], "reference_date": REFERENCE})
         single = pool.submit(_lookup, beta, str(FIRST_OS + 100))
+        backlog = pool.submit(alpha_done)
         figures["session"] = small.result()
         figures["alpha_done"] = _processed(alpha, session_ids)
         figures["lookup"] = single.result()
-    tasks = alpha.get("/api/v1/scraping/tasks", params={"limit": 100}).json()
-    figures["alpha_waiting"] = sum(t["status"] == "queued" for t in tasks)
-
-    while _processed(alpha, session_ids) < alpha_total:
-        time.sleep(0.2)
-    figures["alpha_all"] = time.perf_counter() - began
+        tasks = alpha.get("/api/v1/scraping/tasks", params={"limit": 100}).json()
+        figures["alpha_waiting"] = sum(t["status"] == "queued" for t in tasks)
+        figures["alpha_all"] = backlog.result()
     return figures
 
 
