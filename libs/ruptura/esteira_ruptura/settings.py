@@ -20,7 +20,7 @@ class RupturaSettings(CoreSettings):
         50_000, ge=1, description="Most orders one ruptura session may hold (more: 413)."
     )
     ruptura_fair_window: int = Field(
-        16,
+        32,
         ge=1,
         description="Ruptura batches in arq's queue (ready or running) per worker online; the "
         "rest wait in the fair queue, where tenants take turns.",

@@ -23,8 +23,9 @@ async def analyse_batch(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, A
 
 
 def fair_queue(settings: RupturaSettings) -> fair.FairQueue:
-    """How the pool's fair queue feeds arq's: batches take milliseconds, so twice a worker's
-    default concurrency per worker keeps it busy between feeds."""
+    """How the pool's fair queue feeds arq's: a batch takes milliseconds, so four times a
+    worker's default concurrency per worker keeps it busy between a job's end, the feed and
+    arq's next poll, and a newcomer still waits behind only a fraction of a second of work."""
     return fair.FairQueue(
         jobs.Pool.RUPTURA, settings.ruptura_fair_window, settings.heartbeat_interval_seconds
     )
