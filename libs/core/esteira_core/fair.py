@@ -24,8 +24,9 @@ a list of its own, and only a small window of jobs is in arq's hands at once:
 
 A job whose id already has an arq job or result is not fed again (what arq's enqueue_job
 guarantees). Feeding happens on each submit, as jobs end (esteira_core.worker: after every
-window/4-th job a process ends), and in a Feeder loop in each worker and gateway: every heartbeat interval, and while jobs wait as soon
-as a token is due or every FEED_RETRY_SECONDS. Any of them may feed; each feed is one Lua call.
+window/4-th job a process ends), and in a Feeder loop in each worker and gateway: every
+heartbeat interval, and while jobs wait as soon as a token is due or every FEED_RETRY_SECONDS.
+Any of them may feed; each feed is one Lua call.
 """
 
 from __future__ import annotations
