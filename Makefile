@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 RUN = $(UV) run --frozen --python python3
 
-.PHONY: setup run test lint format bench bench-ruptura bench-scraper bench-fallback bench-load bench-edge \
+.PHONY: setup run test lint format bench bench-ruptura bench-scraper bench-fallback bench-fair bench-load bench-edge \
 	images manifests helm-lint dev
 
 setup:
@@ -43,6 +43,9 @@ bench-fallback: setup
 
 bench-edge: setup ## 20,000 idle partial requests and 2 MiB bodies without a key, at once
 	$(RUN) python -m bench edge
+
+bench-fair: setup ## one tenant's small work beside another tenant's backlog
+	$(RUN) python -m bench fair
 
 bench-load: setup ## 1,000 users on the whole local stack (make bench runs it too)
 	$(RUN) python -m bench load

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from esteira_cli.processes import free_port
-from esteira_core import jobs
+from esteira_core import fair, jobs
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
 from esteira_core.redis import create_redis
@@ -50,14 +50,17 @@ def test_the_autoscaling_signal_matches_the_load(
         port=worker_port,
     )
 
-    # The load: 30 scrapes waiting for a scraper pool at zero replicas.
+    # The load: 30 scrapes waiting for a scraper pool at zero replicas, most of them still in
+    # the fair queue (a window of 3 in arq's), all of them demand.
     async def load() -> None:
         redis = create_redis(CoreSettings(redis_url=redis_url))
-        await jobs.enqueue_many(
+        await fair.submit(
             redis,
-            jobs.Pool.SCRAPER,
+            fair.FairQueue(jobs.Pool.SCRAPER, 3, 0.5),
             jobs.CANARY,
-            [(f"load-{i}", jobs.CanaryPayload()) for i in range(30)],
+            [fair.Job(f"load-{i}", jobs.CanaryPayload()) for i in range(30)],
+            "load",
+            fair.Quota(100, "jobs", 1),
         )
         await redis.aclose()
 

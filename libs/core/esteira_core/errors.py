@@ -37,3 +37,12 @@ class Busy(DomainError):
 
 class UpstreamFailed(DomainError):
     """A system Esteira depends on (the legacy portal) failed to answer."""
+
+
+class QuotaExceeded(DomainError):
+    """The tenant already has as much work waiting as it may; try again after `retry_after`
+    seconds, when some of it has started."""
+
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        super().__init__(code, message)
+        self.retry_after = retry_after

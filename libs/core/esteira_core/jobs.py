@@ -1,23 +1,19 @@
 """The job contracts between the gateway and the workers: queue names, job names, payloads.
 
 The gateway imports this module, never worker code. A payload travels as one JSON object in the
-arq job's `payload` keyword argument and is validated again by the worker.
+arq job's `payload` keyword argument and is validated again by the worker. Work for a pool is
+submitted through its fair queue (esteira_core.fair); `enqueue` puts one job straight on arq's
+queue (a canary).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from datetime import date
 from enum import StrEnum
 from typing import Any, Self
 
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
-from arq.jobs import serialize_job
 from pydantic import BaseModel, ConfigDict, Field
-
-from esteira_core.serialization import serialize_job as serialize_job_record
 
 
 class Pool(StrEnum):
@@ -103,41 +99,3 @@ class ScrapePayload(JobPayload):
 
     task_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     numero_os: str = Field(pattern=r"^[0-9]{1,12}$")
-
-
-# Many jobs in one round trip, with arq's own record format and enqueue_job's guarantee: a job
-# whose id is already queued, or already has a result, is not queued again.
-_ENQUEUE_MANY = """
-local added = 0
-for i = 1, #KEYS, 2 do
-  local job_key, result_key = KEYS[i], KEYS[i + 1]
-  if redis.call('EXISTS', result_key) == 0
-     and redis.call('SET', job_key, ARGV[i + 4], 'PX', ARGV[2], 'NX') then
-    redis.call('ZADD', ARGV[1], ARGV[3], ARGV[i + 3])
-    added = added + 1
-  end
-end
-return added
-"""
-_ENQUEUE_CHUNK = 250
-
-
-async def enqueue_many(
-    redis: ArqRedis, pool: Pool, function: str, jobs: Sequence[tuple[str, JobPayload]]
-) -> int:
-    """Enqueues (job_id, payload) pairs a few hundred per round trip; returns how many were
-    new. A session of 1,000 batches is queued in milliseconds instead of 1,000 transactions."""
-    added = 0
-    for start in range(0, len(jobs), _ENQUEUE_CHUNK):
-        chunk = jobs[start : start + _ENQUEUE_CHUNK]
-        now_ms = int(time.time() * 1000)
-        keys: list[str] = []
-        args: list[str | bytes] = [pool.queue, str(redis.expires_extra_ms), str(now_ms)]
-        for job_id, payload in chunk:
-            keys += [job_key_prefix + job_id, result_key_prefix + job_id]
-            record = serialize_job(
-                function, (), payload.to_kwargs(), None, now_ms, serializer=serialize_job_record
-            )
-            args += [job_id, record]
-        added += int(await redis.eval(_ENQUEUE_MANY, len(keys), *keys, *args))  # type: ignore[misc, arg-type]
-    return added

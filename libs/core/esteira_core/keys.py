@@ -10,6 +10,9 @@ PREFIX = "esteira"
 # How long a finished piece of state stays readable; every key gets a TTL.
 RUPTURA_SESSION_TTL_SECONDS = 60 * 60
 SCRAPE_TASK_TTL_SECONDS = 24 * 60 * 60
+# A fair queue's keys live this long after they were last written (each submit and each job
+# fed writes them again).
+FAIR_QUEUE_TTL_SECONDS = 24 * 60 * 60
 
 
 def ruptura_session(session_id: str) -> str:
@@ -95,3 +98,21 @@ def rate_limit_bucket(host: str) -> str:
 def tenant_rate_bucket(tenant: str) -> str:
     """Token bucket of one tenant's requests, shared by every gateway replica."""
     return f"{PREFIX}:tenant-rate:{tenant}"
+
+
+def fair_queue(pool: str) -> str:
+    """Hash of a pool's fair queue: `clock` (the virtual time of the last tenant served), `jobs`
+    (jobs waiting), and per tenant `jobs:<tenant>` and `units:<tenant>` (orders or lookups)."""
+    return f"{PREFIX}:fair:{pool}"
+
+
+def fair_tenants(pool: str) -> str:
+    """Sorted set of the tenants with jobs waiting in a pool's fair queue, scored by the virtual
+    time of their next turn (round robin)."""
+    return f"{PREFIX}:fair:{pool}:tenants"
+
+
+def fair_waiting(pool: str, tenant: str) -> str:
+    """List of one tenant's jobs waiting in a pool's fair queue, oldest first: each entry is
+    `<units> <job id> <arq job record>`."""
+    return f"{PREFIX}:fair:{pool}:waiting:{tenant}"

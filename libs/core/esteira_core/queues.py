@@ -2,6 +2,10 @@
 deferred (two ZCOUNTs on the queue), the oldest ready job's age (its score), and the workers'
 own reports of who is online and how many jobs they run.
 
+Jobs waiting in the pool's fair queue (esteira_core.fair), not yet in arq's, count as ready too:
+they are the backlog the workers have to serve, so the gauges and the autoscaler see all of it.
+The oldest ready age is that of arq's queue, where a fed job ages while nobody serves it.
+
 arq keeps a running job in its queue's sorted set until the job finishes, marked only by a key
 `arq:in-progress:<job_id>` of its own. Reading those keys would mean a lookup per queued job, so
 the running jobs are taken from the workers' heartbeats instead and subtracted from the due
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from esteira_core import heartbeats
+from esteira_core import heartbeats, keys
 from esteira_core.jobs import Pool
 
 
@@ -41,9 +45,11 @@ async def queue_stats(redis: Redis, pool: Pool, heartbeat_interval: float) -> Qu
         pipe.zcount(pool.queue, "-inf", now_ms)
         pipe.zcount(pool.queue, f"({now_ms}", "+inf")
         pipe.zrange(pool.queue, busy, busy, withscores=True)
-        due, deferred, oldest = await pipe.execute()
-    ready = max(0, due - busy)
+        pipe.hget(keys.fair_queue(pool.value), "jobs")
+        due, deferred, oldest, waiting = await pipe.execute()
+    ready_in_arq = max(0, due - busy)
+    ready = ready_in_arq + max(0, int(waiting or 0))
     oldest_age = 0.0
-    if ready and oldest and oldest[0][1] <= now_ms:
+    if ready_in_arq and oldest and oldest[0][1] <= now_ms:
         oldest_age = (now_ms - oldest[0][1]) / 1000
     return QueueStats(pool.value, ready, deferred, busy, round(oldest_age, 3), online)

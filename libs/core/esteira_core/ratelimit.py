@@ -2,36 +2,43 @@
 `burst`. The clock is Redis's own, so replicas with skewed clocks still agree.
 
 Two limits use them: the scrapers' global limit per portal host (the seed's was per worker,
-10/h each, and grew with the replica count; this one doesn't) and the gateway's per-tenant
-request limit.
+10/h each, and grew with the replica count; this one doesn't), spent by the fair queue as it
+feeds scrape jobs (esteira_core.fair) and by retries, and the gateway's per-tenant request
+limit.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-_TAKE = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + (now - at) * rate)
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-else
-  wait = (1 - tokens) / rate
+# The bucket's arithmetic, once, as a Lua function: the take script below and the fair queue's
+# feed (esteira_core.fair, which spends the portal's tokens) both include it.
+TAKE_TOKEN_LUA = """
+local function take_token(key, rate, burst)
+  local now_parts = redis.call('TIME')
+  local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local tokens = tonumber(state[1]) or burst
+  local at = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + (now - at) * rate)
+  local wait = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+  else
+    wait = (1 - tokens) / rate
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'at', tostring(now))
+  redis.call('EXPIRE', key, math.ceil(burst / rate) + 60)
+  return wait
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
-return tostring(wait)
 """
+_TAKE = (
+    TAKE_TOKEN_LUA + "return tostring(take_token(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])))\n"
+)
 # Called by its digest (EVALSHA), as every request of the gateway takes a token: sending the
 # script's text each time would make Redis read and hash it each time.
 _TAKE_SHA1 = hashlib.sha1(_TAKE.encode()).hexdigest()
@@ -47,3 +54,12 @@ async def take(redis: Redis, bucket: str, per_second: float, burst: int) -> floa
         await redis.script_load(_TAKE)
         wait = await redis.evalsha(_TAKE_SHA1, *arguments)  # type: ignore[misc]
     return float(wait)
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A token bucket: its key, its refill rate (tokens a second) and its size."""
+
+    key: str
+    per_second: float
+    burst: int

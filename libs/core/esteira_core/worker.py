@@ -1,6 +1,7 @@
 """What every worker pool shares, written once: start-up and shut-down hooks (heartbeat, metrics
-port, database engine), job instrumentation, the canary job, and the one constructor of an arq
-worker (used by a worker process, and by the gateway's standby worker when a queue is not served).
+port, database engine, the fair queue's feeder), job instrumentation, feeding the fair queue
+after each job, the canary job, and the one constructor of an arq worker (used by a worker
+process, and by the gateway's standby worker when a queue is not served).
 
 A pool's `WorkerSettings` is a plain class of explicit attributes (arq ignores inherited ones)
 holding only what differs between pools: functions, queue, concurrency and timeouts; it lives in
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import signal
 import time
@@ -23,13 +25,13 @@ from arq.typing import WorkerCoroutine
 from arq.worker import Retry, Worker, create_worker
 from redis.exceptions import RedisError
 
-from esteira_core import heartbeats, metrics
+from esteira_core import fair, heartbeats, metrics
 from esteira_core.db import create_db_engine
 from esteira_core.heartbeats import Heartbeat, worker_id
 from esteira_core.jobs import CanaryPayload, Pool
 from esteira_core.logging import bind, configure_logging
 from esteira_core.probes import Probes
-from esteira_core.redis import create_redis
+from esteira_core.redis import REDIS_ERRORS, create_redis
 from esteira_core.serialization import deserialize_job, serialize_job
 from esteira_core.settings import WorkerPoolSettings
 
@@ -49,6 +51,8 @@ def job_context(pool: Pool, member: str, path: str, **shared: Any) -> Ctx:
         "pool": pool,
         "worker_id": member,
         "path": path,
+        # Shared by the copies of ctx arq hands its jobs: counts the jobs ended in this process.
+        "jobs_ended": itertools.count(1),
     }
 
 
@@ -64,6 +68,10 @@ async def startup(ctx: Ctx) -> None:
         running=ctx["running_job_ids"],
     )
     await ctx["heartbeat"].start()
+    queue: fair.FairQueue | None = ctx.get("fair_queue")
+    if queue is not None:
+        ctx["feeder"] = fair.Feeder(ctx["redis"], queue, settings.heartbeat_interval_seconds)
+        ctx["feeder"].start()
     metrics.WORKER_CAPACITY.labels(pool.queue).set(ctx["max_jobs"])
     metrics.JOBS_IN_PROGRESS.labels(pool.queue).set(0)
     logger.info(
@@ -78,6 +86,9 @@ async def startup(ctx: Ctx) -> None:
 
 async def shutdown(ctx: Ctx) -> None:
     """Idempotent: after a Redis outage it may run twice (arq's close, then ours)."""
+    feeder = ctx.pop("feeder", None)
+    if feeder is not None:
+        await feeder.stop()
     heartbeat = ctx.pop("heartbeat", None)
     if heartbeat is not None:
         await heartbeat.stop()
@@ -130,6 +141,23 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
     return decorate
 
 
+async def feed_after_job(ctx: Ctx) -> None:
+    """A job ended and arq has taken it off its queue: its place in the pool's fair-queue window
+    goes to the next tenant's job (arq's after_job_end hook). One feed fills every free place,
+    so a process feeds after every `window // 4`-th job it ends (every job for a small window):
+    a pool of millisecond jobs pays a feed per few jobs, and its workers keep jobs ready."""
+    queue: fair.FairQueue | None = ctx.get("fair_queue")
+    if queue is None or next(ctx["jobs_ended"]) % max(1, queue.window // 4):
+        return
+    try:
+        await fair.feed(ctx["redis"], queue)
+    except REDIS_ERRORS as exc:
+        logger.warning(
+            "feeding the queue failed",
+            extra={"pool": queue.pool.value, "error": type(exc).__name__},
+        )
+
+
 @instrumented("canary")
 async def canary(ctx: Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     """Answers which worker served it: proves a pool consumes its queue end to end."""
@@ -172,13 +200,15 @@ def create(
     **arq_options: Any,
 ) -> Worker:
     """An arq worker for a pool: its WorkerSettings, the configured and checked timeouts, our
-    JSON serializer, and whatever the caller adds (`arq_options`: hooks, a Redis pool, signal
+    JSON serializer, the fair queue fed after each job (when ctx holds the pool's
+    `fair_queue`), and whatever the caller adds (`arq_options`: hooks, a Redis pool, signal
     handling)."""
     return create_worker(
         worker_settings,
         **{**(overrides or {}), **configured_timeouts(worker_settings, settings, overrides)},
         job_serializer=serialize_job,
         job_deserializer=deserialize_job,
+        after_job_end=feed_after_job,
         max_jobs=max_jobs,
         ctx=ctx,
         **arq_options,

@@ -37,28 +37,3 @@ def test_enqueue_writes_a_json_job_on_the_pool_queue_once_per_id(redis_url: str)
     assert (first, second, queued) == ("c-1", None, [b"c-1"])
     record = json.loads(raw)
     assert record["f"] == "canary" and record["k"] == {"payload": {"note": "hello"}}
-
-
-@pytest.mark.integration
-def test_enqueue_many_queues_arq_records_once(redis_url: str) -> None:
-    async def scenario() -> tuple[int, int, int, list[bytes], dict]:
-        redis = create_redis(CoreSettings(redis_url=redis_url))
-        pairs = [(f"m-{i}", jobs.CanaryPayload(note=str(i))) for i in range(600)]
-        first = await jobs.enqueue_many(redis, jobs.Pool.RUPTURA, jobs.CANARY, pairs)
-        again = await jobs.enqueue_many(redis, jobs.Pool.RUPTURA, jobs.CANARY, pairs[:10])
-        await redis.set("arq:result:m-done", b"{}")
-        done = await jobs.enqueue_many(
-            redis, jobs.Pool.RUPTURA, jobs.CANARY, [("m-done", jobs.CanaryPayload())]
-        )
-        queued = await redis.zrange(jobs.RUPTURA_QUEUE, 0, 2)
-        record = json.loads(await redis.get("arq:job:m-7"))
-        ttl = await redis.pttl("arq:job:m-7")
-        await redis.aclose()
-        assert ttl > 0
-        return first, again, done, queued, record
-
-    first, again, done, queued, record = asyncio.run(scenario())
-    assert (first, again, done) == (600, 0, 0)
-    assert len(queued) == 3
-    assert record["f"] == "canary" and record["k"] == {"payload": {"note": "7"}}
-    assert record["a"] == [] and record["t"] is None and record["et"] > 0

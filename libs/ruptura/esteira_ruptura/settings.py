@@ -20,6 +20,17 @@ class RupturaSettings(CoreSettings):
     ruptura_max_orders: int = Field(
         50_000, ge=1, description="Most orders one ruptura session may hold (more: 413)."
     )
+    ruptura_fair_window: int = Field(
+        32,
+        ge=1,
+        description="Ruptura batches in arq's queue (ready or running) per worker online; the "
+        "rest wait in the fair queue, where tenants take turns.",
+    )
+    tenant_max_queued_orders: int = Field(
+        200_000,
+        ge=1,
+        description="Orders one tenant may have waiting to start (more: 429).",
+    )
     ruptura_horizon_days: int = Field(28, ge=1, le=366, description="Days projected ahead.")
     ruptura_window_days: int = Field(
         7, ge=0, le=366, description="Look-ahead window of the rupture rule (the seeds' D7)."

@@ -22,8 +22,8 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from esteira_core import jobs, keys, metrics
-from esteira_core.errors import Invalid, NotFound, TooLarge
+from esteira_core import fair, jobs, keys, metrics
+from esteira_core.errors import DomainError, Invalid, NotFound, TooLarge
 from esteira_core.jobs import RupturaBatchPayload, RupturaMode
 from esteira_ruptura import data, sessions
 from esteira_ruptura.models import OrderReport
@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 # From this many orders a session is analysed from the whole carteira, judged once per process,
 # instead of loading each batch's lines: one big read beats a thousand small ones.
 WHOLE_CARTEIRA_FROM = 1000
+# A tenant over its quota of orders waiting may try again this much later: a worker analyses
+# thousands of orders in that time.
+QUOTA_RETRY_AFTER_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -112,10 +115,14 @@ async def start_session(
     *,
     owner: str,
     path: str,
+    queue: fair.FairQueue,
+    max_queued_orders: int,
 ) -> SessionStarted:
-    """Records the session and queues its batches. Whoever serves the queue runs them: the
-    ruptura workers, or a gateway's standby worker while none is online (`path` says which the
-    gateway expected, for the record)."""
+    """Records the session and submits its batches to the pool's fair queue as the owner's
+    (QuotaExceeded, and no session, when the owner would have more than `max_queued_orders`
+    orders waiting). Whoever serves the queue runs them: the ruptura workers, or a gateway's
+    standby worker while none is online (`path` says which the gateway expected, for the
+    record)."""
     session_id = uuid.uuid4().hex
     batches = plan(session_id, wanted, mode, horizon)
     await sessions.create(
@@ -130,8 +137,16 @@ async def start_session(
         horizon_days=horizon.days,
         window_days=horizon.window,
     )
-    named = [(f"ruptura-{session_id}-{batch.batch_index}", batch) for batch in batches]
-    await jobs.enqueue_many(redis, jobs.Pool.RUPTURA, jobs.RUPTURA_ANALYSE_BATCH, named)
+    named = [
+        fair.Job(f"ruptura-{session_id}-{batch.batch_index}", batch, units=len(batch.pedidos))
+        for batch in batches
+    ]
+    quota = fair.Quota(max_queued_orders, "orders", QUOTA_RETRY_AFTER_SECONDS)
+    try:
+        await fair.submit(redis, queue, jobs.RUPTURA_ANALYSE_BATCH, named, owner, quota)
+    except DomainError:
+        await redis.delete(keys.ruptura_session(session_id))
+        raise
     metrics.JOBS_ENQUEUED.labels(jobs.RUPTURA_QUEUE).inc(len(named))
     logger.info(
         "ruptura session started",

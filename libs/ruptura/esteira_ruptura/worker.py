@@ -7,9 +7,10 @@ from typing import Any
 
 from arq.worker import func
 
-from esteira_core import jobs, metrics, worker
+from esteira_core import fair, jobs, metrics, worker
 from esteira_ruptura import sources, use_cases
 from esteira_ruptura.service import SessionCache
+from esteira_ruptura.settings import RupturaSettings
 
 
 @worker.instrumented(jobs.RUPTURA_ANALYSE_BATCH)
@@ -23,9 +24,19 @@ async def analyse_batch(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, A
     return {"session_id": batch.session_id, "batch": batch.batch_index, "stored": stored}
 
 
-def shared() -> worker.Ctx:
-    """What the pool's jobs share for the life of a process: recent sessions' analyses."""
-    return {"ruptura_sessions": SessionCache()}
+def fair_queue(settings: RupturaSettings) -> fair.FairQueue:
+    """How the pool's fair queue feeds arq's: a batch takes milliseconds, so four times a
+    worker's default concurrency per worker keeps it busy between a job's end, the feed and
+    arq's next poll, and a newcomer still waits behind only a fraction of a second of work."""
+    return fair.FairQueue(
+        jobs.Pool.RUPTURA, settings.ruptura_fair_window, settings.heartbeat_interval_seconds
+    )
+
+
+def shared(settings: RupturaSettings) -> worker.Ctx:
+    """What the pool's jobs share for the life of a process: recent sessions' analyses, and
+    the fair queue they feed."""
+    return {"ruptura_sessions": SessionCache(), "fair_queue": fair_queue(settings)}
 
 
 async def startup(ctx: worker.Ctx) -> None:

@@ -14,14 +14,18 @@ from typing import Any
 from arq.connections import ArqRedis
 from sqlalchemy import Engine
 
-from esteira_core import jobs, metrics
-from esteira_core.errors import NotFound, UpstreamFailed
+from esteira_core import fair, jobs, metrics
+from esteira_core.errors import DomainError, NotFound, UpstreamFailed
 from esteira_scraping import tasks
 from esteira_scraping.errors import OSNotFound, ScrapeError
 from esteira_scraping.persistence import find_os
 from esteira_scraping.runner import Scraper
 
 logger = logging.getLogger(__name__)
+
+# A tenant over its quota of lookups waiting may try again this much later: the portal's
+# budget (30 a minute by default) serves a few of them meanwhile.
+QUOTA_RETRY_AFTER_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -43,25 +47,38 @@ async def recorded(db: Engine, numero_os: str) -> Lookup | None:
     return None if found is None else Lookup("found_existing", numero_os, data=found)
 
 
-async def start_or_join(redis: ArqRedis, numero_os: str, owner: str, *, active_ttl: int) -> Lookup:
-    """Joins the OS's active task, or records a new one and queues it."""
+async def start_or_join(
+    redis: ArqRedis,
+    numero_os: str,
+    owner: str,
+    *,
+    active_ttl: int,
+    queue: fair.FairQueue,
+    max_queued_lookups: int,
+) -> Lookup:
+    """Joins the OS's active task, or records a new one and submits it to the pool's fair queue
+    as the owner's (QuotaExceeded when the owner would have more than `max_queued_lookups`
+    lookups waiting; joining a task is never refused)."""
     joined = await tasks.start_or_join(redis, numero_os, owner, active_ttl=active_ttl)
     if not joined.created:
         task = await tasks.get(redis, joined.task_id)
         status = "queued" if task is None or task["status"] == "queued" else "in_progress"
         return Lookup(status, numero_os, task_id=joined.task_id, coalesced=True)
     payload = jobs.ScrapePayload(task_id=joined.task_id, numero_os=numero_os)
+    quota = fair.Quota(max_queued_lookups, "lookups", QUOTA_RETRY_AFTER_SECONDS)
     try:
-        await jobs.enqueue(redis, jobs.Pool.SCRAPER, jobs.SCRAPE_OS, payload, job_id=joined.task_id)
-    except Exception:
+        await fair.submit(
+            redis, queue, jobs.SCRAPE_OS, [fair.Job(joined.task_id, payload)], owner, quota
+        )
+    except Exception as exc:
         # Nothing may wait on a task no worker will ever see.
+        error = (
+            {"code": exc.code, "message": exc.message}
+            if isinstance(exc, DomainError)
+            else {"code": "enqueue_failed", "message": "Could not queue the scrape."}
+        )
         await tasks.finish(
-            redis,
-            joined.task_id,
-            numero_os,
-            status="failed",
-            stage="failed",
-            error={"code": "enqueue_failed", "message": "Could not queue the scrape."},
+            redis, joined.task_id, numero_os, status="failed", stage="failed", error=error
         )
         raise
     metrics.JOBS_ENQUEUED.labels(jobs.SCRAPER_QUEUE).inc()

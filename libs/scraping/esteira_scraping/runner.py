@@ -1,5 +1,6 @@
 """One attempt at one scrape task, as a job runs it (and the gateway's inline path too): the
-global rate limit, a pooled browser, the soft and hard time limits, persistence, and the task's
+global rate limit (for retries; a first attempt's token was spent when its job was fed), a
+pooled browser, the soft and hard time limits, persistence, and the task's
 status in Redis at every step. Transient failures come back as `RetryLater` with a backoff
 delay; after `max_retries` of them, and at once for final ones (not found, bad credentials),
 the task fails with a clear error. Nothing here lets an exception crash the worker.
@@ -44,6 +45,13 @@ class ScrapeLimits:
         """Exponential with full jitter on top: base·2^(n−1) + U(0, base), capped."""
         delay = self.backoff_seconds * 2 ** (attempt - 1) + random.uniform(0, self.backoff_seconds)
         return float(min(delay, self.backoff_max_seconds))
+
+
+def portal_budget(limits: ScrapeLimits, host: str) -> ratelimit.Bucket:
+    """The portal's token bucket: one per host, shared by every replica and every tenant."""
+    return ratelimit.Bucket(
+        keys.rate_limit_bucket(host), limits.rate_per_minute / 60, limits.rate_burst
+    )
 
 
 class RetryLater(Exception):
@@ -105,12 +113,12 @@ class Scraper:
         self, redis: Redis, task_id: str, numero_os: str, attempt: int
     ) -> dict[str, Any] | None:
         host = self.flow.profile.host
-        wait = await ratelimit.take(
-            redis,
-            keys.rate_limit_bucket(host),
-            self.limits.rate_per_minute / 60,
-            self.limits.rate_burst,
-        )
+        # A first attempt's portal token was spent when the fair queue fed its job; a retry
+        # takes one of its own.
+        wait = 0.0
+        if attempt > 1:
+            budget = portal_budget(self.limits, host)
+            wait = await ratelimit.take(redis, budget.key, budget.per_second, budget.burst)
         if wait > 0:
             metrics.RATE_LIMIT_DEFERRALS.labels(host).inc()
             await tasks.update(

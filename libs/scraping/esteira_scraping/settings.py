@@ -24,6 +24,15 @@ class ScrapingSettings(CoreSettings):
         30, gt=0, description="Portal requests a minute, for all replicas together."
     )
     scrape_rate_burst: int = Field(5, ge=1, description="Requests allowed at once after a pause.")
+    scraper_fair_window: int = Field(
+        3,
+        ge=1,
+        description="Scrape jobs in arq's queue (ready or running) per worker online; the rest "
+        "wait in the fair queue, where tenants take turns at the portal's tokens.",
+    )
+    tenant_max_queued_lookups: int = Field(
+        200, ge=1, description="Lookups one tenant may have waiting to start (more: 429)."
+    )
     browser_max_jobs: int = Field(
         50, ge=1, description="Jobs a pooled browser serves before it is replaced."
     )

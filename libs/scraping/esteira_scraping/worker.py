@@ -9,11 +9,11 @@ from typing import Any
 from arq.worker import Retry, func
 from sqlalchemy import Engine
 
-from esteira_core import jobs, worker
+from esteira_core import fair, jobs, worker
 from esteira_scraping.flow import ScrapeFlow
 from esteira_scraping.pool import BrowserPool
 from esteira_scraping.profile import PortalCredentials, load_profile
-from esteira_scraping.runner import RetryLater, Scraper
+from esteira_scraping.runner import RetryLater, Scraper, portal_budget
 from esteira_scraping.settings import ScrapingSettings
 
 
@@ -22,6 +22,18 @@ def build_scraper(settings: ScrapingSettings, db: Engine, size: int, pool_name: 
     pool = BrowserPool(size, pool_name=pool_name, max_jobs_per_browser=settings.browser_max_jobs)
     flow = ScrapeFlow(load_profile(), PortalCredentials())
     return Scraper(pool, flow, db, settings.limits(), settings.heartbeat_interval_seconds)
+
+
+def fair_queue(settings: ScrapingSettings) -> fair.FairQueue:
+    """How the pool's fair queue feeds arq's: a scrape takes seconds and feeding after each one
+    takes a millisecond, so a worker's default concurrency per worker; and each job fed spends
+    a token of the portal's budget, so tenants take turns at the portal too."""
+    return fair.FairQueue(
+        jobs.Pool.SCRAPER,
+        settings.scraper_fair_window,
+        settings.heartbeat_interval_seconds,
+        portal_budget(settings.limits(), load_profile().host),
+    )
 
 
 @worker.instrumented(jobs.SCRAPE_OS)
@@ -35,6 +47,7 @@ async def scrape_os(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, Any] 
 
 
 async def startup(ctx: worker.Ctx) -> None:
+    ctx["fair_queue"] = fair_queue(ctx["settings"])
     await worker.startup(ctx)
     ctx["scraper"] = build_scraper(ctx["settings"], ctx["db"], ctx["max_jobs"], "scraper")
 

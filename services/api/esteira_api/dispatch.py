@@ -30,7 +30,7 @@ from arq.connections import ArqRedis
 from sqlalchemy import Engine
 
 from esteira_api.settings import ApiSettings
-from esteira_core import metrics
+from esteira_core import fair, metrics
 from esteira_core.breaker import CircuitBreaker, State
 from esteira_core.errors import Busy
 from esteira_core.jobs import Pool, RupturaMode
@@ -75,20 +75,24 @@ class Dispatcher:
         self.scraper = scraper_pool.build_scraper(
             settings, db, settings.inline_scrape_limit, "gateway"
         )
+        self.fair = {
+            Pool.RUPTURA: ruptura_pool.fair_queue(settings),
+            Pool.SCRAPER: scraper_pool.fair_queue(settings),
+        }
         self.standbys = {
             Pool.RUPTURA: StandbyWorker(
                 Pool.RUPTURA,
                 ruptura_pool.WorkerSettings,
                 settings,
                 max_jobs=settings.inline_ruptura_jobs,
-                shared={"db": db, "carteira": self.carteira, **ruptura_pool.shared()},
+                shared={"db": db, "carteira": self.carteira, **ruptura_pool.shared(settings)},
             ),
             Pool.SCRAPER: StandbyWorker(
                 Pool.SCRAPER,
                 scraper_pool.WorkerSettings,
                 settings,
                 max_jobs=settings.inline_scrape_limit,
-                shared={"db": db, "scraper": self.scraper},
+                shared={"db": db, "scraper": self.scraper, "fair_queue": self.fair[Pool.SCRAPER]},
                 overrides=scraper_pool.timeouts(settings),
             ),
         }
@@ -159,12 +163,24 @@ class Dispatcher:
             )
 
     async def watch(self, interval: float = 2.0) -> None:
-        """Probes every pool forever (until cancelled): gauges stay fresh, modes switch back."""
-        while True:
-            for pool in Pool:
-                with suppress(Exception):
-                    await self.decide(pool, fresh=True)
-            await asyncio.sleep(interval)
+        """Probes every pool forever (until cancelled): gauges stay fresh, modes switch back;
+        and feeds every pool's fair queue meanwhile (so waiting work moves on even while no
+        job ends: a new token, a worker come back)."""
+        feeders = [
+            fair.Feeder(self.redis, queue, self.settings.heartbeat_interval_seconds)
+            for queue in self.fair.values()
+        ]
+        for feeder in feeders:
+            feeder.start()
+        try:
+            while True:
+                for pool in Pool:
+                    with suppress(Exception):
+                        await self.decide(pool, fresh=True)
+                await asyncio.sleep(interval)
+        finally:
+            for feeder in feeders:
+                await feeder.stop()
 
     async def start_session(
         self,
@@ -183,7 +199,14 @@ class Dispatcher:
                 metrics.INLINE_FALLBACKS.labels(Pool.RUPTURA.queue, "not_served").inc()
             try:
                 return await use_cases.start_session(
-                    self.redis, wanted, mode, horizon, owner=owner, path=decision.mode
+                    self.redis,
+                    wanted,
+                    mode,
+                    horizon,
+                    owner=owner,
+                    path=decision.mode,
+                    queue=self.fair[Pool.RUPTURA],
+                    max_queued_orders=self.settings.tenant_max_queued_orders,
                 )
             except REDIS_ERRORS:
                 self.redis_failed()
@@ -206,6 +229,8 @@ class Dispatcher:
                     numero_os,
                     owner,
                     active_ttl=self.settings.scrape_active_ttl_seconds,
+                    queue=self.fair[Pool.SCRAPER],
+                    max_queued_lookups=self.settings.tenant_max_queued_lookups,
                 )
             except REDIS_ERRORS:
                 self.redis_failed()

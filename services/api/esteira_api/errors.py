@@ -21,7 +21,15 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from esteira_core.breaker import CircuitOpen
-from esteira_core.errors import Busy, DomainError, Invalid, NotFound, TooLarge, UpstreamFailed
+from esteira_core.errors import (
+    Busy,
+    DomainError,
+    Invalid,
+    NotFound,
+    QuotaExceeded,
+    TooLarge,
+    UpstreamFailed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +124,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     Invalid: 400,
     NotFound: 404,
     TooLarge: 413,
+    QuotaExceeded: 429,
     UpstreamFailed: 502,
     Busy: 503,
 }
@@ -124,7 +133,9 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = next(code for kind, code in DOMAIN_STATUS.items() if isinstance(exc, kind))
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+    headers = (
+        {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy | QuotaExceeded) else None
+    )
     return error_response(request, status, exc.code, exc.message, headers=headers)
 
 

@@ -12,10 +12,11 @@ DEFAULT_METRICS_PORT = 9101
 
 
 def main() -> None:
+    settings = RupturaWorkerSettings()
     worker.run(
         WorkerSettings,
         Pool.RUPTURA,
         default_metrics_port=DEFAULT_METRICS_PORT,
-        settings=RupturaWorkerSettings(),
-        shared=shared(),
+        settings=settings,
+        shared=shared(settings),
     )

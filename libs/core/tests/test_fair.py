@@ -1,0 +1,219 @@
+"""The fair queue against a real redis-server: tenants take turns, the window and the token
+budget decide how much reaches arq's queue, a job is fed once, and quotas refuse whole."""
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from arq.constants import job_key_prefix, result_key_prefix
+from redis.asyncio import Redis
+
+from esteira_core import fair, heartbeats, keys, ratelimit
+from esteira_core.errors import QuotaExceeded, TooLarge
+from esteira_core.jobs import CANARY, CanaryPayload, Pool
+from esteira_core.queues import queue_stats
+from esteira_core.redis import create_redis
+from esteira_core.settings import CoreSettings
+
+pytestmark = pytest.mark.integration
+INTERVAL = 5.0
+POOL = Pool.SCRAPER
+QUOTA = fair.Quota(1000, "jobs", 7)
+
+
+def _queue(window: int = 1, budget: ratelimit.Bucket | None = None) -> fair.FairQueue:
+    return fair.FairQueue(POOL, window, INTERVAL, budget)
+
+
+def _jobs(prefix: str, count: int, units: int = 1) -> list[fair.Job]:
+    return [
+        fair.Job(f"{prefix}{i}", CanaryPayload(note=f"{prefix}{i}"), units) for i in range(count)
+    ]
+
+
+async def _submit(
+    redis: Redis, queue: fair.FairQueue, tenant: str, jobs: list[fair.Job], quota=QUOTA
+) -> fair.Fed | None:
+    return await fair.submit(redis, queue, CANARY, jobs, tenant, quota)
+
+
+async def _finish(redis: Redis, job_ids: list[str]) -> None:
+    """What arq does when a job ends: off the queue, its record gone."""
+    for job_id in job_ids:
+        await redis.zrem(POOL.queue, job_id)
+        await redis.delete(job_key_prefix + job_id)
+
+
+def _run(scenario: Callable[[Redis], Awaitable[Any]], redis_url: str) -> Any:
+    async def wrapped() -> Any:
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        try:
+            return await scenario(redis)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(wrapped())
+
+
+async def _serve_one_at_a_time(redis: Redis, queue: fair.FairQueue, first: list[str]) -> list[str]:
+    """Feeds with a window of one job, finishing each before the next: the order served."""
+    served = list(first)
+    await _finish(redis, first)
+    while True:
+        fed = await fair.feed(redis, queue)
+        if not fed.job_ids:
+            return served
+        served += fed.job_ids
+        await _finish(redis, fed.job_ids)
+
+
+def test_tenants_take_turns_whatever_their_backlogs(redis_url: str) -> None:
+    async def scenario(redis: Redis) -> tuple[list[str], int, int]:
+        queue = _queue(window=1)
+        first = await _submit(redis, queue, "a", _jobs("a", 4))
+        await _submit(redis, queue, "b", _jobs("b", 1))
+        await _submit(redis, queue, "c", _jobs("c", 2))
+        assert first is not None
+        served = await _serve_one_at_a_time(redis, queue, first.job_ids)
+        return served, await redis.zcard(keys.fair_tenants(POOL.value)), first.waiting
+
+    served, tenants_left, waiting_after_first = _run(scenario, redis_url)
+    assert waiting_after_first == 3
+    assert served == ["a0", "b0", "c0", "a1", "c1", "a2", "a3"]
+    assert tenants_left == 0
+
+
+def test_a_tenant_that_arrives_is_served_within_one_round(redis_url: str) -> None:
+    async def scenario(redis: Redis) -> list[str]:
+        queue = _queue(window=1)
+        fed = await _submit(redis, queue, "a", _jobs("a", 20))
+        await _submit(redis, queue, "b", _jobs("b", 20))
+        served = fed.job_ids if fed else []
+        for _ in range(7):  # a and b alternate for a while
+            await _finish(redis, served[-1:])
+            served += (await fair.feed(redis, queue)).job_ids
+        await _submit(redis, queue, "z", _jobs("z", 1))
+        after: list[str] = []
+        for _ in range(3):
+            await _finish(redis, (served + after)[-1:])
+            after += (await fair.feed(redis, queue)).job_ids
+        return after
+
+    after = _run(scenario, redis_url)
+    # Two tenants were active: the newcomer's job is among the next two served, though it
+    # sorts last by name and the others have 13 jobs each still waiting.
+    assert "z0" in after[:2]
+
+
+def test_the_window_bounds_arqs_due_jobs_per_worker_online(redis_url: str) -> None:
+    async def scenario(redis: Redis) -> list[int]:
+        queue = _queue(window=2)
+        counts = []
+        await _submit(redis, queue, "a", _jobs("a", 20))
+        counts.append(await redis.zcard(POOL.queue))  # no worker online: one worker's window
+        counts.append(len((await fair.feed(redis, queue)).job_ids))
+        for member in ("w-1", "w-2"):
+            await heartbeats.beat(redis, POOL.value, member, INTERVAL)
+        counts.append(len((await fair.feed(redis, queue)).job_ids))
+        await heartbeats.beat(redis, POOL.value, "gateway-1", INTERVAL, standby=True)
+        counts.append(len((await fair.feed(redis, queue)).job_ids))
+        # A job deferred by arq (a retry's backoff) holds no place in the window.
+        await redis.zadd(POOL.queue, {"a0": 10**13}, xx=True)
+        counts.append(len((await fair.feed(redis, queue)).job_ids))
+        counts.append(await redis.zcard(POOL.queue))
+        return counts
+
+    assert _run(scenario, redis_url) == [2, 0, 2, 2, 1, 7]
+
+
+def test_a_job_already_queued_or_finished_is_not_fed_again(redis_url: str) -> None:
+    async def scenario(redis: Redis) -> tuple[Any, ...]:
+        queue = _queue(window=10)
+        await _submit(redis, queue, "a", _jobs("x", 1))
+        again = await _submit(redis, queue, "a", _jobs("x", 1))
+        await redis.set(result_key_prefix + "y0", b"{}")
+        finished = await _submit(redis, queue, "b", _jobs("y", 1))
+        record = json.loads(await redis.get(job_key_prefix + "x0"))
+        ttl = await redis.pttl(job_key_prefix + "x0")
+        units = await redis.hget(keys.fair_queue(POOL.value), "units:a")
+        return again, finished, record, ttl, await redis.zcard(POOL.queue), units
+
+    again, finished, record, ttl, queued, units = _run(scenario, redis_url)
+    assert again is not None and finished is not None
+    assert (again.job_ids, again.waiting, finished.job_ids, finished.waiting) == ([], 0, [], 0)
+    assert queued == 1 and units is None
+    # The record a worker reads is arq's own, written with our JSON serializer.
+    assert record["f"] == CANARY and record["k"] == {"payload": {"note": "x0"}}
+    assert record["a"] == [] and record["t"] is None and record["et"] > 0 and ttl > 0
+
+
+def test_the_token_budget_decides_what_is_fed_and_tenants_take_turns_at_it(
+    redis_url: str,
+) -> None:
+    async def scenario(redis: Redis) -> tuple[fair.Fed | None, fair.Fed | None, fair.Fed]:
+        budget = ratelimit.Bucket("bucket:portal", per_second=0.01, burst=2)
+        queue = _queue(window=10, budget=budget)
+        alpha = await _submit(redis, queue, "alpha", _jobs("a", 3))
+        beta = await _submit(redis, queue, "beta", _jobs("b", 3))
+        await redis.delete(budget.key)  # the bucket refilled: two tokens
+        refilled = await fair.feed(redis, queue)
+        return alpha, beta, refilled
+
+    alpha, beta, refilled = _run(scenario, redis_url)
+    assert alpha is not None and beta is not None
+    assert alpha.job_ids == ["a0", "a1"] and alpha.token_wait > 0  # the burst, then none
+    assert beta.job_ids == [] and 90 < beta.token_wait <= 100  # no token: nothing fed
+    # The next tokens go round robin: beta first (it has had none), then alpha.
+    assert refilled.job_ids == ["b0", "a2"] and refilled.waiting == 2
+    assert refilled.token_wait > 0
+
+
+def test_a_submission_over_the_quota_is_refused_whole(redis_url: str) -> None:
+    async def scenario(redis: Redis) -> tuple[QuotaExceeded, TooLarge, list[Any], int]:
+        queue = _queue(window=1)
+        quota = fair.Quota(100, "orders", 9)
+        await _submit(redis, queue, "a", _jobs("a", 3, units=20), quota)  # 1 fed, 40 waiting
+        with pytest.raises(QuotaExceeded) as over:
+            await _submit(redis, queue, "a", _jobs("more", 4, units=20), quota)
+        with pytest.raises(TooLarge) as alone:
+            await _submit(redis, queue, "c", _jobs("c", 1, units=101), quota)
+        state = [
+            await redis.llen(keys.fair_waiting(POOL.value, "a")),
+            await redis.hget(keys.fair_queue(POOL.value), "units:a"),
+            await redis.hget(keys.fair_queue(POOL.value), "jobs"),
+        ]
+        other = await _submit(redis, queue, "b", _jobs("b", 4, units=20), quota)
+        assert other is not None
+        return over.value, alone.value, state, other.waiting
+
+    over, alone, state, waiting_with_b = _run(scenario, redis_url)
+    assert over.code == "quota_exceeded" and over.retry_after == 9
+    assert "40 orders" in over.message and "adds 80" in over.message and "100" in over.message
+    assert alone.code == "over_quota"
+    assert state == [2, b"40", b"2"]  # nothing of the refused submission went in
+    assert waiting_with_b == 6  # another tenant's quota is its own
+
+
+def test_a_tenant_whose_list_expired_is_forgotten(redis_url: str) -> None:
+    async def scenario(redis: Redis) -> tuple[int, int, int]:
+        queue = _queue(window=1)
+        await _submit(redis, queue, "a", _jobs("a", 3))
+        await _submit(redis, queue, "b", _jobs("b", 2))
+        await redis.delete(keys.fair_waiting(POOL.value, "a"))
+        fed = await fair.feed(redis, _queue(window=10))
+        tenants = await redis.zcard(keys.fair_tenants(POOL.value))
+        return len(fed.job_ids), fed.waiting, tenants
+
+    assert _run(scenario, redis_url) == (2, 0, 0)  # b's jobs fed, a's lost ones not counted
+
+
+def test_queue_stats_count_the_fair_queue_as_ready(redis_url: str) -> None:
+    async def scenario(redis: Redis) -> tuple[int, float]:
+        await _submit(redis, _queue(window=2), "a", _jobs("a", 5))
+        stats = await queue_stats(redis, POOL, INTERVAL)
+        return stats.ready, stats.oldest_ready_age_seconds
+
+    ready, age = _run(scenario, redis_url)
+    assert ready == 5 and age >= 0
