@@ -273,7 +273,12 @@ async def feed(redis: Redis, queue: FairQueue, most: int = FEED_MOST) -> Fed:
         str(bucket.burst if bucket else 0),
         str(most),
     )
-    return Fed([job_id.decode() for job_id in fed], max(0, int(waiting)), float(wait))
+    found = Fed([job_id.decode() for job_id in fed], max(0, int(waiting)), float(wait))
+    if bucket is not None and found.token_wait > 0 and found.waiting:
+        # Work held back by the budget (the feeder then sleeps until the next token): what the
+        # portal rate limit's panel and the deferral counter show.
+        metrics.RATE_LIMIT_DEFERRALS.labels(bucket.name or bucket.key).inc()
+    return found
 
 
 class Feeder:

@@ -23,7 +23,9 @@ local function take_token(key, rate, burst)
   local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
   local state = redis.call('HMGET', key, 'tokens', 'at')
   local tokens = tonumber(state[1]) or burst
-  local at = tonumber(state[2]) or now
+  -- `at` is stored as text to 14 digits (about 100 us): two takes within that time must not
+  -- see time going backwards, which would leave a whole token a hair short of 1.
+  local at = math.min(tonumber(state[2]) or now, now)
   tokens = math.min(burst, tokens + (now - at) * rate)
   local wait = 0
   if tokens >= 1 then
@@ -58,8 +60,10 @@ async def take(redis: Redis, bucket: str, per_second: float, burst: int) -> floa
 
 @dataclass(frozen=True)
 class Bucket:
-    """A token bucket: its key, its refill rate (tokens a second) and its size."""
+    """A token bucket: its key, its refill rate (tokens a second), its size, and what it limits
+    (the portal's host, in metrics)."""
 
     key: str
     per_second: float
     burst: int
+    name: str = ""

@@ -10,6 +10,9 @@ it is now read-only), is dropped, and the next one asks the Sentinels again.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
 from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import BlockingConnectionPool
 from redis.asyncio.retry import Retry
@@ -22,6 +25,8 @@ from esteira_core.breaker import CircuitOpen
 from esteira_core.serialization import deserialize_job, serialize_job
 from esteira_core.settings import CoreSettings
 
+T = TypeVar("T")
+
 # What a failing Redis raises: refused, reset, timed out, or the breaker saying not to try.
 REDIS_ERRORS = (RedisError, OSError, TimeoutError, CircuitOpen)
 
@@ -33,8 +38,40 @@ REDIS_ERRORS = (RedisError, OSError, TimeoutError, CircuitOpen)
 RIDE_OUT_RETRIES = 24
 
 
-def ride_out_retry() -> Retry:
-    return Retry(ExponentialBackoff(cap=1.0, base=0.05), RIDE_OUT_RETRIES)
+class RideOut(Retry):
+    """The retries of a worker's client. Shared by every connection of its pool (a connection
+    copies its retry: this one is not copied), so `give_up()` reaches them all: a worker told to
+    stop while Redis is away tries each command once, and stops, instead of waiting it out."""
+
+    __slots__ = ("gave_up",)
+
+    def __init__(self) -> None:
+        super().__init__(ExponentialBackoff(cap=1.0, base=0.05), RIDE_OUT_RETRIES)
+        self.gave_up = False
+
+    def __deepcopy__(self, _memo: dict[int, object]) -> RideOut:
+        return self
+
+    def give_up(self) -> None:
+        self.gave_up = True
+
+    async def call_with_retry(
+        self, do: Callable[[], Awaitable[T]], fail: Callable[[RedisError], Any]
+    ) -> T:
+        if not self.gave_up:
+            return await super().call_with_retry(do, fail)
+        try:
+            return await do()
+        except self._supported_errors as error:
+            await fail(error)
+            raise
+
+
+def give_up_riding_out(redis: ArqRedis) -> None:
+    """A worker stops: its client's commands are tried once more, not for another 20 s."""
+    retry = redis.connection_pool.connection_kwargs.get("retry")
+    if isinstance(retry, RideOut):
+        retry.give_up()
 
 
 # How long a command waits for a free connection of the pool. Longer than a Redis timeout on
@@ -54,7 +91,7 @@ def create_redis(settings: CoreSettings, *, ride_out: bool = False) -> ArqRedis:
     (a worker's client): a command that finds Redis gone is tried again for about 20 s."""
     extra: dict[str, object] = {}
     if ride_out:
-        extra.update(retry=ride_out_retry(), retry_on_error=[ConnectionError, RedisTimeoutError])
+        extra.update(retry=RideOut(), retry_on_error=[ConnectionError, RedisTimeoutError])
     tls: dict[str, object] = {}
     if settings.redis_password is not None:
         extra["password"] = settings.redis_password.get_secret_value()

@@ -31,7 +31,7 @@ from esteira_core.heartbeats import Heartbeat, worker_id
 from esteira_core.jobs import CanaryPayload, Pool
 from esteira_core.logging import bind, configure_logging
 from esteira_core.probes import Probes
-from esteira_core.redis import REDIS_ERRORS, create_redis
+from esteira_core.redis import REDIS_ERRORS, create_redis, give_up_riding_out
 from esteira_core.serialization import deserialize_job, serialize_job
 from esteira_core.settings import WorkerPoolSettings
 
@@ -277,6 +277,8 @@ def run(
                     ticking.cancel()
                 return
             except (RedisError, OSError) as exc:
+                if ctx.get("draining"):
+                    return  # told to stop while Redis is away: stop, don't start again
                 logger.error(
                     "lost Redis; the worker starts again shortly",
                     extra={"pool": pool.value, "error": type(exc).__name__},
@@ -299,4 +301,5 @@ def _drain(arq_worker: Worker, ctx: Ctx, signum: int) -> None:
     """SIGTERM/SIGINT: start nothing more (jobs already fetched are handed back, see
     `instrumented`), let the running ones finish within job_completion_wait, then stop."""
     ctx["draining"] = True
+    give_up_riding_out(arq_worker.pool)
     arq_worker.handle_sig_wait_for_completion(signal.Signals(signum))

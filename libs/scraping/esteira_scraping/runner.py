@@ -50,7 +50,7 @@ class ScrapeLimits:
 def portal_budget(limits: ScrapeLimits, host: str) -> ratelimit.Bucket:
     """The portal's token bucket: one per host, shared by every replica and every tenant."""
     return ratelimit.Bucket(
-        keys.rate_limit_bucket(host), limits.rate_per_minute / 60, limits.rate_burst
+        keys.rate_limit_bucket(host), limits.rate_per_minute / 60, limits.rate_burst, host
     )
 
 
