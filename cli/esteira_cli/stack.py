@@ -11,6 +11,7 @@ stack. Ctrl-C stops every process group, leaving nothing behind.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -84,6 +85,13 @@ def _esteira(*args: str) -> list[str]:
     return [sys.executable, "-m", "esteira_cli.main", *args]
 
 
+def _leashed(argv: list[str]) -> list[str]:
+    """A service that gets SIGTERM when the stack's supervisor dies, however it dies (a SIGKILL
+    included): a killed `esteira up` leaves no Redis, gateway or worker behind."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
+
+
 def _start(service: ManagedProcess, width: int) -> None:
     service.start()
     assert service.process is not None and service.process.stdout is not None
@@ -155,20 +163,24 @@ def run_stack(config: StackConfig) -> int:
 
     services = [
         ManagedProcess(
-            "redis", redis_server_argv(config.redis_port, data_dir / "redis", persist=True), env=env
+            "redis",
+            _leashed(redis_server_argv(config.redis_port, data_dir / "redis", persist=True)),
+            env=env,
         ),
-        ManagedProcess("api", _esteira("api", "--port", str(config.api_port)), env=env),
+        ManagedProcess("api", _leashed(_esteira("api", "--port", str(config.api_port))), env=env),
         ManagedProcess(
             "ruptura-worker",
-            _esteira("worker", "ruptura"),
+            _leashed(_esteira("worker", "ruptura")),
             env={**env, **_local_metrics(config.worker_metrics_ports["ruptura"])},
         ),
         ManagedProcess(
             "scraper-worker",
-            _esteira("worker", "scraper"),
+            _leashed(_esteira("worker", "scraper")),
             env={**env, **_local_metrics(config.worker_metrics_ports["scraper"])},
         ),
-        ManagedProcess("portal", _esteira("portal", "--port", str(config.portal_port)), env=env),
+        ManagedProcess(
+            "portal", _leashed(_esteira("portal", "--port", str(config.portal_port))), env=env
+        ),
     ]
     stopping = threading.Event()
 

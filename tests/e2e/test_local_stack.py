@@ -177,3 +177,22 @@ def test_the_banner_leads_with_the_operator_page_and_a_killed_worker_comes_back(
         assert stack.process.wait(60) == 0
     finally:
         stack.close()
+
+
+def test_a_sigkilled_stack_leaves_no_process_behind(tmp_path) -> None:
+    """`kill -9` of `esteira up` itself (a closed terminal, an OOM kill): its Redis, gateway,
+    workers and portal stop with it instead of running on, reparented, holding the ports."""
+    stack = Stack(tmp_path)
+    try:
+        stack.wait_for_output("Ctrl-C stops everything")
+        services = _children(stack.process.pid)
+        assert len(services) >= 5
+        os.kill(stack.process.pid, signal.SIGKILL)  # the supervisor alone, not its group
+        stack.process.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in services):
+            assert time.monotonic() < deadline, [p for p in services if _alive(p)]
+            time.sleep(0.2)
+    finally:
+        stack.close()
+    assert not any(port_is_open(port) for port in stack.ports.values())

@@ -42,7 +42,8 @@ def stale_before(now: float, interval: float) -> float:
     return now - MISSED_BEATS_BEFORE_OFFLINE * interval
 
 
-# Lua: is ARGV-given member alive in either of a pool's two heartbeat sets (KEYS[a], KEYS[b])?
+# A Lua function for scripts that must know whether a process is alive: `member` beat within
+# the last three intervals in a pool's workers set or its standby (gateway) set.
 ALIVE_LUA = """
 local function alive(workers, standby, member, stale_before)
   for _, key in ipairs({workers, standby}) do
