@@ -14,8 +14,10 @@ setup:
 run: setup ## the whole local stack in the foreground; Ctrl-C stops it
 	$(RUN) esteira up
 
+# Two test processes (more on a bigger machine, at most four): most tests wait on real servers
+# and browsers, so two share a 2-core machine well; each has its own Redis and PostgreSQL.
 test: lint ## lint, then every test with real redis-server, PostgreSQL, Chromium and Prometheus
-	$(RUN) pytest
+	$(RUN) pytest --numprocesses=auto --maxprocesses=4 --dist=worksteal
 
 lint: setup
 	$(RUN) ruff check .

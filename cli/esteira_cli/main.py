@@ -47,6 +47,9 @@ def _portal(args: argparse.Namespace) -> int:
         port=args.port or settings.port,
         log_config=None,
         access_log=False,
+        # A lookup told to hang never ends by itself: stopping waits this long for it, not
+        # for a SIGKILL.
+        timeout_graceful_shutdown=2,
     )
     return 0
 
