@@ -146,6 +146,25 @@ def _seed_demo(args: argparse.Namespace) -> int:
 PROBLEMS_SHOWN = 50
 
 
+def _warn_if_read_elsewhere() -> None:
+    """A load into Esteira's tables changes no answer while the ruptura workers read a team's
+    database through a source profile: say so (the load still happens: the tables may be
+    switched to later)."""
+    from pydantic import ValidationError
+
+    from esteira_ruptura.settings import RupturaSettings
+
+    try:
+        profile = RupturaSettings().ruptura_source_profile
+    except ValidationError:
+        return  # the workers refuse that configuration and say why themselves
+    if profile is not None:
+        sys.stderr.write(
+            f"esteira load-csv: warning: ESTEIRA_RUPTURA_SOURCE_PROFILE is set ({profile.name}): "
+            "ruptura reads the carteira from that database, not from the tables loaded here\n"
+        )
+
+
 def _load_csv(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -169,6 +188,7 @@ def _load_csv(args: argparse.Namespace) -> int:
     engine = _open_migrated_database("load-csv")
     if engine is None:
         return 1
+    _warn_if_read_elsewhere()
     try:
         counts = load(
             engine,

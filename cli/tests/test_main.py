@@ -197,6 +197,27 @@ def test_load_csv_reports_bad_rows_and_loads_good_files(tmp_path) -> None:
     assert esteira("load-csv", database_url=url).returncode == 2
 
 
+def test_load_csv_warns_when_ruptura_reads_a_source_profile_instead(tmp_path) -> None:
+    """An operator loading a CSV while the workers read a team's database is told that the load
+    changes no answer; the load itself still happens."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    upgrade(create_db_engine(url).url)
+    stock = tmp_path / "estoque.csv"
+    stock.write_text("cod_produto;qtd\nA;1\n")
+    plain = esteira("load-csv", "--estoque", str(stock), database_url=url)
+    assert (plain.returncode, plain.stderr) == (0, "")
+    profiled = esteira(
+        "load-csv", "--estoque", str(stock), database_url=url,
+        ESTEIRA_RUPTURA_SOURCE_URL="postgresql+psycopg://leitor@erp.example/erp",
+        ESTEIRA_RUPTURA_SOURCE_PROFILE="legado.yaml",
+    )  # fmt: skip
+    assert profiled.returncode == 0 and "estoque=1" in profiled.stdout
+    assert profiled.stderr == (
+        "esteira load-csv: warning: ESTEIRA_RUPTURA_SOURCE_PROFILE is set (legado.yaml): "
+        "ruptura reads the carteira from that database, not from the tables loaded here\n"
+    )
+
+
 def test_seed_demo_refuses_to_overwrite_without_replace(tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     assert esteira("db", "upgrade", database_url=url).returncode == 0
