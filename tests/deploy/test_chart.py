@@ -205,6 +205,12 @@ def test_job_timeout_completion_wait_and_grace_keep_their_order() -> None:
         ({"rupturaWorker": {"autoscaling": {"minReplicas": 4, "maxReplicas": 2}}}, "minReplicas"),
         ({"scraperWorker": {"autoscaling": {"fallbackReplicas": 9}}}, "fallbackReplicas"),
         ({"database": {"url": "postgresql://esteira:s3cret@db/esteira"}}, "database.url"),
+        (
+            {"rupturaSource": {"url": "postgresql://leitor:s3cret@erp/erp", "profile": "x: 1"}},
+            "rupturaSource.url",
+        ),
+        ({"rupturaSource": {"url": "postgresql://leitor@erp/erp"}}, "a URL needs a profile"),
+        ({"rupturaSource": {"profileConfigMap": "erp"}}, "a profile needs the database's URL"),
         ({"redis": {"url": "redis://:s3cret@redis:6379/0"}}, "redis.url"),
         ({"api": {"ingress": {"paths": ["metrics"]}}}, "paths"),
         ({"redis": {"sentinels": ["sentinel-0"]}}, "sentinels"),
@@ -298,6 +304,60 @@ def test_the_portal_profile_is_mounted_where_the_setting_points() -> None:
         assert volumes["portal-profile"]["configMap"]["name"] == "esteira-portal-profile"
         mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
         assert path.startswith(mounts["portal-profile"] + "/")
+
+
+def _env_entries(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_the_ruptura_source_profile_is_mounted_and_its_password_reaches_only_its_readers() -> None:
+    """The carteira read from a team's database: the profile mounted where the setting points,
+    the URL (no password) in the ConfigMap, the password from its Secret for the gateway and the
+    ruptura workers alone (the scrapers never read the carteira)."""
+    keda = {o["kind"] + "/" + o["metadata"]["name"]: o for o in rendered("keda")}
+    profile = keda["ConfigMap/esteira-ruptura-source"]["data"]["source.yaml"]
+    assert "carteira: SELECT * FROM carteira_aberta" in profile
+    config = keda["ConfigMap/esteira-config"]["data"]
+    assert config["ESTEIRA_RUPTURA_SOURCE_URL"] == (
+        "postgresql+psycopg://leitor@erp.example.com:5433/erp"
+    )
+    path = config["ESTEIRA_RUPTURA_SOURCE_PROFILE"]
+    assert path == "/etc/esteira/ruptura-source/source.yaml"
+    for name, reads in (
+        ("esteira-api", True),
+        ("esteira-ruptura-worker", True),
+        ("esteira-scraper-worker", False),
+    ):
+        pod = keda[f"Deployment/{name}"]["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["ruptura-source"]["configMap"]["name"] == "esteira-ruptura-source"
+        container = pod["containers"][0]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert path.startswith(mounts["ruptura-source"] + "/")
+        password = _env_entries(container).get("ESTEIRA_RUPTURA_SOURCE_PASSWORD")
+        assert (password is not None) == reads, name
+        if reads:
+            assert password["valueFrom"]["secretKeyRef"] == {
+                "name": "esteira-erp",
+                "key": "source-password",
+            }
+
+
+def test_a_ruptura_source_url_from_a_secret_stays_out_of_the_configmap() -> None:
+    objects = chart.render(
+        {"rupturaSource": {"urlSecret": "erp-url", "profileConfigMap": "erp-profile"}}
+    )
+    by_name = {o["kind"] + "/" + o["metadata"]["name"]: o for o in objects}
+    assert "ConfigMap/esteira-ruptura-source" not in by_name
+    config = by_name["ConfigMap/esteira-config"]["data"]
+    assert "ESTEIRA_RUPTURA_SOURCE_URL" not in config
+    assert config["ESTEIRA_RUPTURA_SOURCE_PROFILE"] == "/etc/esteira/ruptura-source/source.yaml"
+    worker = by_name["Deployment/esteira-ruptura-worker"]["spec"]["template"]["spec"]
+    assert {"name": "ruptura-source", "configMap": {"name": "erp-profile"}} in worker["volumes"]
+    url = _env_entries(worker["containers"][0])["ESTEIRA_RUPTURA_SOURCE_URL"]
+    assert url["valueFrom"]["secretKeyRef"] == {"name": "erp-url", "key": "source-url"}
+    scraper = by_name["Deployment/esteira-scraper-worker"]["spec"]["template"]["spec"]
+    assert "ESTEIRA_RUPTURA_SOURCE_URL" not in _env_entries(scraper["containers"][0])
 
 
 def test_extra_volumes_are_mounted_in_every_container() -> None:

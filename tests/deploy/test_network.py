@@ -69,10 +69,11 @@ OUTSIDE = [
     Address("postgres.example", "10.20.0.6"),
     Address("portal.example", "203.0.113.10"),
     Address("other-host", "10.20.0.7"),
+    Address("erp.example", "10.30.0.7"),
     Address("metadata", "169.254.169.254"),
     Address("internet", "8.8.8.8"),
 ]
-OUTSIDE_PORTS = [80, 443, 5432, 6379, 6380, 26379]
+OUTSIDE_PORTS = [80, 443, 5432, 5433, 6379, 6380, 26379]
 
 
 def _matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -190,11 +191,19 @@ SCRAPES = {
 }
 
 
+# The team's database the carteira is read from (the production scenario's rupturaSource).
+ERP = {(pod, ("erp.example", 5433, "TCP")) for pod in ("api", "ruptura-worker")}
+
+
 def test_the_production_scenario_allows_exactly_what_is_promised() -> None:
-    expected = SCRAPES | _esteira_egress(
-        portal=("portal.example", 443, "TCP"),
-        redis=[("redis.example", 6380, "TCP")],
-        database=[("postgres.example", 5432, "TCP")],
+    expected = (
+        SCRAPES
+        | ERP
+        | _esteira_egress(
+            portal=("portal.example", 443, "TCP"),
+            redis=[("redis.example", 6380, "TCP")],
+            database=[("postgres.example", 5432, "TCP")],
+        )
     )
     assert allowed(_objects("keda")) == expected
 
@@ -219,10 +228,14 @@ def test_the_defaults_allow_any_address_on_the_service_ports_but_never_metadata(
 
 def test_with_the_in_chart_redis_only_esteira_reaches_it() -> None:
     found = allowed(_objects("keda", "in-chart-redis"))
-    expected = SCRAPES | _esteira_egress(
-        portal=("portal.example", 443, "TCP"),
-        redis=[("redis", 6379, "TCP")],
-        database=[("postgres.example", 5432, "TCP")],
+    expected = (
+        SCRAPES
+        | ERP
+        | _esteira_egress(
+            portal=("portal.example", 443, "TCP"),
+            redis=[("redis", 6379, "TCP")],
+            database=[("postgres.example", 5432, "TCP")],
+        )
     )
     assert found == expected
     assert ("neighbour", ("redis", 6379, "TCP")) not in found
@@ -257,6 +270,7 @@ def test_with_sentinels_esteira_reaches_redis_and_its_sentinels_only() -> None:
         ("scraper-worker", ("internet", 443, "TCP")),
         ("ruptura-worker", ("portal.example", 443, "TCP")),
         ("api", ("other-host", 5432, "TCP")),
+        ("scraper-worker", ("erp.example", 5433, "TCP")),
     ],
 )
 def test_what_is_not_listed_is_refused(source: str, endpoint: Endpoint) -> None:

@@ -29,6 +29,8 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     # No password in a URL: URLs go into the ConfigMap (passwords come from Secrets).
     "redis.url": {"pattern": "^(redis|rediss|unix)://([^:@/]+@)?[^@]*$"},
     "database.url": {"pattern": "^(postgresql|sqlite)[a-z0-9+]*://([^:@/]+@)?[^@]*$"},
+    # Empty (Esteira's own tables) or any SQLAlchemy URL, again without a password.
+    "rupturaSource.url": {"pattern": "^$|^[a-z][a-z0-9+]*://([^:@/]+@)?[^@]*$"},
     "database.tls.sslMode": {
         "enum": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
     },
@@ -38,9 +40,11 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "networkPolicy.dnsTo": {"items": {"type": "object"}},
     "networkPolicy.redisTo": {"items": {"type": "object"}},
     "networkPolicy.databaseTo": {"items": {"type": "object"}},
+    "networkPolicy.rupturaSourceTo": {"items": {"type": "object"}},
     "networkPolicy.portal.except": {"items": {"type": "string"}},
     "networkPolicy.redisPort": {"maximum": 65535},
     "networkPolicy.databasePort": {"maximum": 65535},
+    "networkPolicy.rupturaSourcePort": {"maximum": 65535},
     "networkPolicy.portal.port": {"maximum": 65535},
     # host:port, an IPv6 address in brackets ([fd00::7]:26379).
     "redis.sentinels": {

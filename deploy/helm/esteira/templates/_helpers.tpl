@@ -125,3 +125,23 @@ empty when there is none. */}}
 {{- include "esteira.fullname" . }}-portal-profile
 {{- end }}
 {{- end }}
+
+{{/* The ConfigMap holding the ruptura source profile: the user's, or the chart's (from
+rupturaSource.profile); empty when there is none. Fails when only one of a URL and a profile is
+given (the processes would refuse to start). */}}
+{{- define "esteira.rupturaSourceProfile" -}}
+{{- $s := .Values.rupturaSource }}
+{{- $url := or $s.url $s.urlSecret }}
+{{- $profile := or $s.profileConfigMap $s.profile }}
+{{- if and $url (not $profile) }}
+{{- fail "rupturaSource: a URL needs a profile (rupturaSource.profile or profileConfigMap)" }}
+{{- end }}
+{{- if and $profile (not $url) }}
+{{- fail "rupturaSource: a profile needs the database's URL (rupturaSource.url or urlSecret)" }}
+{{- end }}
+{{- if $s.profileConfigMap }}
+{{- $s.profileConfigMap }}
+{{- else if $s.profile }}
+{{- include "esteira.fullname" . }}-ruptura-source
+{{- end }}
+{{- end }}

@@ -2,7 +2,8 @@
 components differ only in what the caller passes (`values`, port, probes, env, volumes). */}}
 
 {{/* Environment from Secrets: Redis (and Sentinel) and database passwords for every component; the portal
-account and the API keys for those that ask (`portal`, `apiKeys`). */}}
+account, the ruptura source's URL and password and the API keys for those that ask (`portal`,
+`rupturaSource`, `apiKeys`). */}}
 {{- define "esteira.secretEnv" -}}
 {{- $v := .root.Values }}
 {{- with $v.redis.existingSecret }}
@@ -33,6 +34,18 @@ account and the API keys for those that ask (`portal`, `apiKeys`). */}}
   valueFrom:
     secretKeyRef: {name: {{ $v.portal.existingSecret }}, key: {{ $v.portal.passwordKey }}}
 {{- end }}
+{{- if .rupturaSource }}
+{{- with $v.rupturaSource.urlSecret }}
+- name: ESTEIRA_RUPTURA_SOURCE_URL
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: {{ $v.rupturaSource.urlKey }}}
+{{- end }}
+{{- with $v.rupturaSource.existingSecret }}
+- name: ESTEIRA_RUPTURA_SOURCE_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ . }}, key: {{ $v.rupturaSource.passwordKey }}}
+{{- end }}
+{{- end }}
 {{- if and .apiKeys $v.auth.existingSecret }}
 - name: ESTEIRA_API_KEYS
   valueFrom:
@@ -40,8 +53,8 @@ account and the API keys for those that ask (`portal`, `apiKeys`). */}}
 {{- end }}
 {{- end }}
 
-{{/* The mounts of every Esteira container: /tmp, the CA bundles and the portal profile when
-configured, and extraVolumeMounts. */}}
+{{/* The mounts of every Esteira container: /tmp, the CA bundles, the portal and ruptura source
+profiles when configured, and extraVolumeMounts. */}}
 {{- define "esteira.volumeMounts" -}}
 - {name: tmp, mountPath: /tmp}
 {{- if .Values.redis.tls.caSecret }}
@@ -52,6 +65,9 @@ configured, and extraVolumeMounts. */}}
 {{- end }}
 {{- if include "esteira.portalProfile" . }}
 - {name: portal-profile, mountPath: /etc/esteira/portal, readOnly: true}
+{{- end }}
+{{- if include "esteira.rupturaSourceProfile" . }}
+- {name: ruptura-source, mountPath: /etc/esteira/ruptura-source, readOnly: true}
 {{- end }}
 {{- with .Values.extraVolumeMounts }}
 {{ toYaml . }}
@@ -67,8 +83,8 @@ capabilities:
 {{- end }}
 
 {{/* A component's workload. Arguments: root, component, values (its values block), port and
-portName, livenessPath and readinessPath, env (a map of ESTEIRA_* for it alone), portal and
-apiKeys (secrets it needs), replicas (omitted when an autoscaler owns them), tmpSizeLimit,
+portName, livenessPath and readinessPath, env (a map of ESTEIRA_* for it alone), portal,
+rupturaSource and apiKeys (secrets it needs), replicas (omitted when an autoscaler owns them), tmpSizeLimit,
 initContainers (a list). */}}
 {{- define "esteira.workload" -}}
 {{- $root := .root }}
@@ -186,7 +202,7 @@ spec:
             - name: {{ $key }}
               value: {{ $value | toString | quote }}
             {{- end }}
-            {{- include "esteira.secretEnv" (dict "root" $root "portal" .portal "apiKeys" .apiKeys) | nindent 12 }}
+            {{- include "esteira.secretEnv" (dict "root" $root "portal" .portal "rupturaSource" .rupturaSource "apiKeys" .apiKeys) | nindent 12 }}
           {{- with .preStopSleepSeconds }}
           lifecycle:
             # Keeps serving while the endpoint's removal reaches every node and ingress
@@ -231,6 +247,11 @@ spec:
         {{- end }}
         {{- with include "esteira.portalProfile" $root }}
         - name: portal-profile
+          configMap:
+            name: {{ . }}
+        {{- end }}
+        {{- with include "esteira.rupturaSourceProfile" $root }}
+        - name: ruptura-source
           configMap:
             name: {{ . }}
         {{- end }}
