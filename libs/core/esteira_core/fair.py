@@ -185,6 +185,22 @@ return {fed, tonumber(redis.call('HGET', KEYS[1], 'jobs') or '0'), tostring(wait
 )
 
 
+# KEYS: the pool's tenants. ARGV: the tenants' list prefix. The enqueue time (ms) of the oldest
+# job waiting, or false: each tenant's oldest is the head of its list, and its arq record ends
+# with `"et":<ms>}` (arq writes the enqueue time last).
+_OLDEST = """
+local oldest = false
+for _, tenant in ipairs(redis.call('ZRANGE', KEYS[1], 0, 9999)) do
+  local head = redis.call('LINDEX', ARGV[1] .. tenant, 0)
+  local since = head and tonumber(string.match(head, '"et":(%d+)}$'))
+  if since and (not oldest or since < oldest) then
+    oldest = since
+  end
+end
+return oldest
+"""
+
+
 def _entry(function: str, job: Job, now_ms: int) -> bytes:
     """`<units> <job id> <arq job record>`: the record exactly as arq's enqueue_job writes it,
     with our JSON serializer, so a worker cannot tell a fed job from one arq queued."""
@@ -279,6 +295,15 @@ async def feed(redis: Redis, queue: FairQueue, most: int = FEED_MOST) -> Fed:
         # portal rate limit's panel and the deferral counter show.
         metrics.RATE_LIMIT_DEFERRALS.labels(bucket.name or bucket.key).inc()
     return found
+
+
+async def oldest_waiting_ms(redis: Redis, pool: Pool) -> int | None:
+    """When the oldest job still waiting in the pool's fair queue was submitted (epoch ms), or
+    None when none waits: one Lua call, a list head per tenant with jobs waiting."""
+    oldest = await redis.eval(  # type: ignore[misc]
+        _OLDEST, 1, keys.fair_tenants(pool.value), keys.fair_waiting(pool.value, "")
+    )
+    return None if oldest is None else int(oldest)
 
 
 class Feeder:

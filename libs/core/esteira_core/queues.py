@@ -4,7 +4,9 @@ own reports of who is online and how many jobs they run.
 
 Jobs waiting in the pool's fair queue (esteira_core.fair), not yet in arq's, count as ready too:
 they are the backlog the workers have to serve, so the gauges and the autoscaler see all of it.
-The oldest ready age is that of arq's queue, where a fed job ages while nobody serves it.
+The oldest ready age is the older of arq's oldest waiting job (aged from when it was fed) and
+the fair queue's (aged from when it was submitted), so a backlog held back by the window or the
+portal budget ages as the users who wait for it see it.
 
 arq keeps a running job in its queue's sorted set until the job finishes, marked only by a key
 `arq:in-progress:<job_id>` of its own. Reading those keys would mean a lookup per queued job, so
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from esteira_core import heartbeats, keys
+from esteira_core import fair, heartbeats, keys
 from esteira_core.jobs import Pool
 
 
@@ -48,8 +50,10 @@ async def queue_stats(redis: Redis, pool: Pool, heartbeat_interval: float) -> Qu
         pipe.hget(keys.fair_queue(pool.value), "jobs")
         due, deferred, oldest, waiting = await pipe.execute()
     ready_in_arq = max(0, due - busy)
-    ready = ready_in_arq + max(0, int(waiting or 0))
-    oldest_age = 0.0
-    if ready_in_arq and oldest and oldest[0][1] <= now_ms:
-        oldest_age = (now_ms - oldest[0][1]) / 1000
+    in_fair_queue = max(0, int(waiting or 0))
+    ready = ready_in_arq + in_fair_queue
+    since = [oldest[0][1]] if ready_in_arq and oldest else []
+    if in_fair_queue and (submitted := await fair.oldest_waiting_ms(redis, pool)) is not None:
+        since.append(submitted)
+    oldest_age = max(0.0, (now_ms - min(since)) / 1000) if since else 0.0
     return QueueStats(pool.value, ready, deferred, busy, round(oldest_age, 3), online)

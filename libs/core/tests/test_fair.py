@@ -3,6 +3,8 @@ budget decide how much reaches arq's queue, a job is fed once, and quotas refuse
 
 import asyncio
 import json
+import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -209,11 +211,30 @@ def test_a_tenant_whose_list_expired_is_forgotten(redis_url: str) -> None:
     assert _run(scenario, redis_url) == (2, 0, 0)  # b's jobs fed, a's lost ones not counted
 
 
-def test_queue_stats_count_the_fair_queue_as_ready(redis_url: str) -> None:
-    async def scenario(redis: Redis) -> tuple[int, float]:
-        await _submit(redis, _queue(window=2), "a", _jobs("a", 5))
-        stats = await queue_stats(redis, POOL, INTERVAL)
-        return stats.ready, stats.oldest_ready_age_seconds
+def test_queue_stats_count_the_fair_queue_as_ready_and_age_it_from_submission(
+    redis_url: str,
+) -> None:
+    """A backlog held in the fair queue ages from when it was submitted, not from when a job of
+    it reached arq's queue: tenant a's jobs submitted 60 s ago still wait behind the window."""
 
-    ready, age = _run(scenario, redis_url)
-    assert ready == 5 and age >= 0
+    async def scenario(redis: Redis) -> tuple[tuple[int, float], tuple[int, float], float]:
+        await _submit(redis, _queue(window=2), "a", _jobs("a", 5))
+        fresh = await queue_stats(redis, POOL, INTERVAL)
+        await redis.delete(POOL.queue)  # what was fed is gone (served); three still wait
+        waiting = keys.fair_waiting(POOL.value, "a")
+        for index, entry in enumerate(await redis.lrange(waiting, 0, -1)):
+            aged = int(time.time() * 1000) - 60_000
+            await redis.lset(waiting, index, re.sub(rb'"et":\d+}$', b'"et":%d}' % aged, entry))
+        stale = await queue_stats(redis, POOL, INTERVAL)
+        await redis.delete(waiting, keys.fair_tenants(POOL.value), keys.fair_queue(POOL.value))
+        empty = await queue_stats(redis, POOL, INTERVAL)
+        return (
+            (fresh.ready, fresh.oldest_ready_age_seconds),
+            (stale.ready, stale.oldest_ready_age_seconds),
+            empty.oldest_ready_age_seconds,
+        )
+
+    (fresh_ready, fresh_age), (stale_ready, stale_age), empty_age = _run(scenario, redis_url)
+    assert fresh_ready == 5 and 0 <= fresh_age < 30
+    assert stale_ready == 3 and 59 <= stale_age < 90
+    assert empty_age == 0.0
