@@ -74,6 +74,10 @@ CONSTRAINTS: dict[str, dict[str, Any]] = {
     "api.autoscaling.minReplicas": AT_LEAST_ONE,
     "api.autoscaling.maxReplicas": AT_LEAST_ONE,
     "auth.tenantRateBurst": AT_LEAST_ONE,
+    "auth.tenantMaxQueuedOrders": AT_LEAST_ONE,
+    "auth.tenantMaxQueuedLookups": AT_LEAST_ONE,
+    "rupturaWorker.fairWindow": AT_LEAST_ONE,
+    "scraperWorker.fairWindow": AT_LEAST_ONE,
     "scraperWorker.tmpSizeLimit": {"pattern": "^[0-9]+(Ki|Mi|Gi)$"},
     **{
         f"{pool}.{name}": AT_LEAST_ONE
