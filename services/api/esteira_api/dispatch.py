@@ -119,6 +119,13 @@ class Dispatcher:
         self._record(decision)
         return decision
 
+    async def workers_online(self, pool: Pool) -> int:
+        """The pool's workers online as the last queue check saw them (at most
+        `queue_check_seconds` ago): what a session's status shows, without a Redis round trip
+        of its own on every poll."""
+        stats = (await self.decide(pool)).stats
+        return 0 if stats is None else stats.workers_online
+
     async def _check(self, pool: Pool) -> Decision:
         if not self.breaker.allow():
             return Decision(pool, "inline", "redis_down", None)

@@ -175,9 +175,14 @@ def test_every_route_that_wants_a_key_is_under_the_checked_prefix() -> None:
 
     app = create_app(ApiSettings(api_keys=ENTRIES))
     for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        wants_key = any(d.call is authenticate for d in route.dependant.dependencies) or any(
-            sub.call is authenticate for d in route.dependant.dependencies for sub in d.dependencies
-        )
-        assert wants_key == route.path.startswith(PROTECTED_PREFIX), route.path
+        if isinstance(route, APIRoute) and any(
+            d.call is authenticate for d in route.dependant.dependencies
+        ):
+            assert route.path.startswith(PROTECTED_PREFIX), route.path
+    # OpenAPI documents the key on exactly the operations the middleware checks.
+    schema = app.openapi()
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            documented = operation.get("security") == [{"HTTPBearer": []}]
+            assert documented == path.startswith(PROTECTED_PREFIX), path
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

@@ -20,9 +20,8 @@ from esteira_api.routes.ruptura import (
     Offset,
     OrderNumberPath,
     SessionId,
-    workers_online,
 )
-from esteira_core.jobs import RupturaMode
+from esteira_core.jobs import Pool, RupturaMode
 from esteira_ruptura import sessions, use_cases
 from esteira_ruptura.models import OrderNumber
 
@@ -65,7 +64,7 @@ async def iniciar_processamento(
         "session_id": started.session_id,
         "total_pedidos": started.total,
         "total_lotes": started.batches,
-        "workers": await workers_online(gateway.redis, gateway.settings),
+        "workers": await gateway.dispatcher.workers_online(Pool.RUPTURA),
         "mensagem": f"{started.total} pedidos enviados para processamento em "
         f"{started.batches} lotes",
     }
@@ -90,17 +89,15 @@ async def buscar_resultados(
 
 
 @router.get("/worker/status/{session_id}")
-async def status(
-    session_id: SessionId, redis: RedisDep, settings: SettingsDep, tenant: TenantDep
-) -> dict[str, Any]:
-    info = await sessions.owned(redis, session_id, tenant)
+async def status(session_id: SessionId, gateway: GatewayDep, tenant: TenantDep) -> dict[str, Any]:
+    info = await sessions.owned(gateway.redis, session_id, tenant)
     return {
         "success": True,
         "session_id": session_id,
         "status": info.status,
         "completo": info.done,
         "progresso": _progress(info.processed, info.total),
-        "workers": await workers_online(redis, settings),
+        "workers": await gateway.dispatcher.workers_online(Pool.RUPTURA),
     }
 
 

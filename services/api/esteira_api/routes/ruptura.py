@@ -10,7 +10,6 @@ from contextlib import suppress
 from datetime import date
 from typing import Annotated, Any
 
-from arq.connections import ArqRedis
 from fastapi import Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, model_validator
@@ -19,8 +18,7 @@ from esteira_api.auth import TenantDep, authenticated_router
 from esteira_api.context import Gateway
 from esteira_api.deps import CarteiraDep, GatewayDep, LongPollWait, RedisDep, SettingsDep
 from esteira_api.responses import json_with_documents
-from esteira_api.settings import ApiSettings
-from esteira_core import heartbeats, keys
+from esteira_core import keys
 from esteira_core.jobs import Pool, RupturaMode
 from esteira_core.redis import REDIS_ERRORS
 from esteira_ruptura import sessions, use_cases
@@ -142,9 +140,9 @@ async def start_session(
 
 @router.get("/sessions/{session_id}", summary="A session's status and progress")
 async def session_status(
-    session_id: SessionId, redis: RedisDep, settings: SettingsDep, tenant: TenantDep
+    session_id: SessionId, gateway: GatewayDep, tenant: TenantDep
 ) -> SessionStatusBody:
-    info = await sessions.owned(redis, session_id, tenant)
+    info = await sessions.owned(gateway.redis, session_id, tenant)
     return SessionStatusBody(
         session_id=session_id,
         status=info.status,
@@ -155,13 +153,7 @@ async def session_status(
         done=info.done,
         batches=info.batches,
         reference_date=info.reference_date,
-        workers_online=await workers_online(redis, settings),
-    )
-
-
-async def workers_online(redis: ArqRedis, settings: ApiSettings) -> int:
-    return await heartbeats.workers_online(
-        redis, Pool.RUPTURA.value, settings.heartbeat_interval_seconds
+        workers_online=await gateway.dispatcher.workers_online(Pool.RUPTURA),
     )
 
 
