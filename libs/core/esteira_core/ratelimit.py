@@ -61,15 +61,15 @@ return {granted, tostring(wait)}
 )
 
 
-async def _evalsha(redis: Redis, script: str, *arguments: str | int) -> Any:
+async def _evalsha(redis: Redis, script: str, bucket: str, *arguments: str) -> Any:
     """Runs a script by its digest (EVALSHA): the gateway runs one on every request, and sending
     the script's text each time would make Redis read and hash it each time."""
     sha1 = _SHA1[script]
     try:
-        return await redis.evalsha(sha1, *arguments)  # type: ignore[misc]
+        return await redis.evalsha(sha1, 1, bucket, *arguments)  # type: ignore[misc]
     except NoScriptError:  # a Redis that has not seen it yet (or was restarted): teach it once
         await redis.script_load(script)
-        return await redis.evalsha(sha1, *arguments)  # type: ignore[misc]
+        return await redis.evalsha(sha1, 1, bucket, *arguments)  # type: ignore[misc]
 
 
 _SHA1 = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_TAKE, _TAKE_MANY)}
@@ -78,7 +78,7 @@ _SHA1 = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_TAKE,
 async def take(redis: Redis, bucket: str, per_second: float, burst: int) -> float:
     """Takes a token from the bucket at key `bucket`: 0.0 when allowed now, else the seconds to
     wait before a token will be there (nothing is taken then)."""
-    return float(await _evalsha(redis, _TAKE, 1, bucket, str(per_second), str(burst)))
+    return float(await _evalsha(redis, _TAKE, bucket, str(per_second), str(burst)))
 
 
 @dataclass
@@ -126,7 +126,6 @@ class LeasedBuckets:
         granted, wait = await _evalsha(
             redis,
             _TAKE_MANY,
-            1,
             bucket,
             str(self.per_second),
             str(self.burst),

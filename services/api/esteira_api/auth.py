@@ -200,17 +200,19 @@ def document_keys(app: FastAPI) -> None:
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = generate()
-            schema.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER_SCHEME] = {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "An Esteira API key: `Authorization: Bearer <key>`.",
-            }
-            for path, operations in schema["paths"].items():
-                if path.startswith(PROTECTED_PREFIX):
-                    for operation in operations.values():
-                        operation["security"] = [{BEARER_SCHEME: []}]
-        return app.openapi_schema
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes[BEARER_SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An Esteira API key: `Authorization: Bearer <key>`.",
+        }
+        for path, operations in schema["paths"].items():
+            if path.startswith(PROTECTED_PREFIX):
+                for operation in operations.values():
+                    operation["security"] = [{BEARER_SCHEME: []}]
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
