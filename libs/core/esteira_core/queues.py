@@ -15,6 +15,9 @@ heartbeat, so for up to one interval a job that has just started still counts as
 just finished as running), and the jobs of a worker that died without leaving count as ready
 until arq retries them; both err towards more replicas, never fewer. arq takes the due jobs in
 score order, so the running ones are the oldest: the oldest job waiting is the one after them.
+
+All of it is read by one script, in one round trip: the gateway reads it for `/api/v1/queues`
+and for its queue-mode decisions.
 """
 
 from __future__ import annotations
@@ -26,6 +29,26 @@ from redis.asyncio import Redis
 
 from esteira_core import heartbeats, keys
 from esteira_core.jobs import Pool
+from esteira_core.redis import run_script
+
+# KEYS: the pool's heartbeats, its workers' busy reports, arq's queue, the fair queue's hash.
+# ARGV: the score a live worker's heartbeat beats, and now in ms. Returns the live workers, the
+# jobs they run, the jobs due and deferred on arq's queue, the score of the oldest job not
+# running (or nil), and the jobs waiting in the fair queue (or nil).
+_STATS = """
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
+local busy = 0
+if #live > 0 then
+  for _, jobs in ipairs(redis.call('HMGET', KEYS[2], unpack(live))) do
+    busy = busy + (tonumber(jobs) or 0)
+  end
+end
+local due = redis.call('ZCOUNT', KEYS[3], '-inf', ARGV[2])
+local deferred = redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[2], '+inf')
+local oldest = redis.call('ZRANGE', KEYS[3], busy, busy, 'WITHSCORES')
+return {#live, busy, due, deferred, oldest[2] or false,
+  redis.call('HGET', KEYS[4], 'jobs') or false}
+"""
 
 
 @dataclass(frozen=True)
@@ -39,17 +62,22 @@ class QueueStats:
 
 
 async def queue_stats(redis: Redis, pool: Pool, heartbeat_interval: float) -> QueueStats:
-    online, busy = await heartbeats.workers_and_busy(redis, pool.value, heartbeat_interval)
-    now_ms = time.time() * 1000
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcount(pool.queue, "-inf", now_ms)
-        pipe.zcount(pool.queue, f"({now_ms}", "+inf")
-        pipe.zrange(pool.queue, busy, busy, withscores=True)
-        pipe.hget(keys.fair_queue(pool.value), "jobs")
-        due, deferred, oldest, waiting = await pipe.execute()
+    now = time.time()
+    now_ms = now * 1000
+    online, busy, due, deferred, oldest, waiting = await run_script(
+        redis,
+        _STATS,
+        [
+            keys.workers(pool.value),
+            keys.workers_busy(pool.value),
+            pool.queue,
+            keys.fair_queue(pool.value),
+        ],
+        [repr(heartbeats.stale_before(now, heartbeat_interval)), repr(now_ms)],
+    )
     ready_in_arq = max(0, due - busy)
     ready = ready_in_arq + max(0, int(waiting or 0))
     oldest_age = 0.0
-    if ready_in_arq and oldest and oldest[0][1] <= now_ms:
-        oldest_age = (now_ms - oldest[0][1]) / 1000
+    if ready_in_arq and oldest is not None and float(oldest) <= now_ms:
+        oldest_age = (now_ms - float(oldest)) / 1000
     return QueueStats(pool.value, ready, deferred, busy, round(oldest_age, 3), online)

@@ -4,19 +4,18 @@
 Two limits use them: the scrapers' global limit per portal host (the seed's was per worker,
 10/h each, and grew with the replica count; this one doesn't), spent by the fair queue as it
 feeds scrape jobs (esteira_core.fair) and by retries, and the gateway's per-tenant request
-limit.
+limit, which each gateway process takes a lease of tokens at a time (LeasedBuckets).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+
+from esteira_core.redis import run_script
 
 # The bucket's arithmetic, once, as Lua functions: the take scripts below and the fair queue's
 # feed (esteira_core.fair, which spends the portal's tokens) include them. `take_tokens` takes up
@@ -61,24 +60,10 @@ return {granted, tostring(wait)}
 )
 
 
-async def _evalsha(redis: Redis, script: str, bucket: str, *arguments: str) -> Any:
-    """Runs a script by its digest (EVALSHA): the gateway runs one on every request, and sending
-    the script's text each time would make Redis read and hash it each time."""
-    sha1 = _SHA1[script]
-    try:
-        return await redis.evalsha(sha1, 1, bucket, *arguments)  # type: ignore[misc]
-    except NoScriptError:  # a Redis that has not seen it yet (or was restarted): teach it once
-        await redis.script_load(script)
-        return await redis.evalsha(sha1, 1, bucket, *arguments)  # type: ignore[misc]
-
-
-_SHA1 = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_TAKE, _TAKE_MANY)}
-
-
 async def take(redis: Redis, bucket: str, per_second: float, burst: int) -> float:
     """Takes a token from the bucket at key `bucket`: 0.0 when allowed now, else the seconds to
     wait before a token will be there (nothing is taken then)."""
-    return float(await _evalsha(redis, _TAKE, bucket, str(per_second), str(burst)))
+    return float(await run_script(redis, _TAKE, [bucket], [str(per_second), str(burst)]))
 
 
 @dataclass
@@ -123,14 +108,11 @@ class LeasedBuckets:
         returned, lease.tokens = lease.tokens, 0
         most = max(1, min(self.burst, math.floor(self.per_second * self.lease_seconds)))
         wanted = min(most, max(lease.takes, lease.takes_before))
-        granted, wait = await _evalsha(
+        granted, wait = await run_script(
             redis,
             _TAKE_MANY,
-            bucket,
-            str(self.per_second),
-            str(self.burst),
-            str(wanted),
-            str(returned),
+            [bucket],
+            [str(self.per_second), str(self.burst), str(wanted), str(returned)],
         )
         if granted:
             # Added, not set: another request may have been granted a lease meanwhile.
