@@ -3,8 +3,8 @@ tenant, and the tenant's request rate shared by every gateway replica (a token b
 
 Every route under /api/ (all but the probes, /metrics, the docs and the static files) is
 checked by `AuthenticationMiddleware` before its body is read, and documented as wanting a key
-(`document_keys`); the routes that own data (sessions, scrape tasks) take the tenant it found
-through `authenticate`.
+(`document_keys`); the routes that own data (sessions, scrape tasks) read the tenant it found
+with `tenant_of`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from esteira_api.context import Gateway
@@ -34,7 +34,7 @@ class AuthenticationMiddleware:
     """Checks the API key and the tenant's rate of every request under /api/ before the app
     reads a byte of its body: a caller without a valid key costs a hash and a dictionary
     look-up, never a body parsed (`{"pedidos": [1,` without a key is 401, not 422). The tenant
-    is left in the request's state for `authenticate`.
+    is left in the request's state for `tenant_of`.
 
     CORS preflights (OPTIONS) pass: browsers send them without credentials, and the router
     answers them without reading a body."""
@@ -102,7 +102,7 @@ async def identify(
     return tenant
 
 
-async def authenticate(request: Request) -> str:
+def tenant_of(request: Request) -> str:
     """The tenant the middleware found for this request."""
     tenant: str | None = request.scope.get("state", {}).get(TENANT_KEY)
     if tenant is None:  # a route outside PROTECTED_PREFIX that wants a key: a wiring mistake
@@ -171,9 +171,6 @@ async def _within_rate(gateway: Gateway, rates: ratelimit.LeasedBuckets, tenant:
             f"Too many requests; try again in {retry_after} s.",
             headers={"Retry-After": str(retry_after)},
         )
-
-
-TenantDep = Annotated[str, Depends(authenticate)]
 
 
 def authenticated_router(prefix: str, tag: str, *errors: int) -> APIRouter:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
+from fastapi import Request
 from pydantic import BaseModel
 
 from esteira_api.auth import authenticated_router
-from esteira_api.deps import GatewayDep
+from esteira_api.deps import gateway_of
 from esteira_core.jobs import Pool
 
 router = authenticated_router("/api/v1", "queues")
@@ -32,7 +33,8 @@ class QueuesBody(BaseModel):
 
 
 @router.get("/queues", summary="Queue depth, age, workers and mode, per queue")
-async def queues(gateway: GatewayDep) -> QueuesBody:
+async def queues(request: Request) -> QueuesBody:
+    gateway = gateway_of(request)
     bodies = []
     for pool in Pool:
         decision = await gateway.dispatcher.decide(pool, fresh=True)
