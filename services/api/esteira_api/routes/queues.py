@@ -3,8 +3,6 @@ whether this gateway sends work to the queue or does it itself (and why)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 from fastapi import Request
 from pydantic import BaseModel
 
@@ -38,7 +36,8 @@ async def queues(request: Request) -> QueuesBody:
     bodies = []
     for pool in Pool:
         decision = await gateway.dispatcher.decide(pool, fresh=True)
-        stats = {} if decision.stats is None else dataclasses.asdict(decision.stats)
+        # vars(), not dataclasses.asdict: the fields are numbers, and asdict deep-copies them.
+        stats = {} if decision.stats is None else vars(decision.stats)
         bodies.append(
             QueueBody.model_validate(
                 {
