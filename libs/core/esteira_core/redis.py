@@ -153,13 +153,15 @@ def _sentinel_pool(
     )
 
 
-async def run_script(redis: Redis, script: str, keys: Sequence[str], args: Sequence[str]) -> Any:
+async def run_script(
+    redis: Redis, script: str, keys: Sequence[str], args: Sequence[str | bytes]
+) -> Any:
     """Runs a Lua script by its digest (EVALSHA), teaching it to Redis first when Redis does not
     know it (a new or restarted Redis). For scripts run on every request: their text is not
     sent, read and hashed by Redis each time."""
     digest = hashlib.sha1(script.encode()).hexdigest()
     try:
-        return await redis.evalsha(digest, len(keys), *keys, *args)  # type: ignore[misc]
+        return await redis.evalsha(digest, len(keys), *keys, *args)  # type: ignore[misc,arg-type]
     except NoScriptError:
         await redis.script_load(script)
-        return await redis.evalsha(digest, len(keys), *keys, *args)  # type: ignore[misc]
+        return await redis.evalsha(digest, len(keys), *keys, *args)  # type: ignore[misc,arg-type]
