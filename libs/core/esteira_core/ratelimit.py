@@ -9,6 +9,7 @@ limit, which each gateway process takes a lease of tokens at a time (LeasedBucke
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass, field
@@ -73,6 +74,10 @@ class _Lease:
     window_started: float = 0.0
     takes: int = 0  # asked of this process in the window that started then
     takes_before: int = 0  # and in the window before it
+    # One ask of the bucket at a time: requests that find no token while an ask is on its way
+    # wait for its lease instead of each asking for one (the first asks would take the tokens
+    # the later ones are refused).
+    asking: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass
@@ -102,23 +107,24 @@ class LeasedBuckets:
             lease.takes_before = lease.takes if recent else 0
             lease.takes, lease.window_started = 0, now
         lease.takes += 1
-        if lease.tokens and now < lease.expires:
-            lease.tokens -= 1
-            return 0.0
-        returned, lease.tokens = lease.tokens, 0
-        most = max(1, min(self.burst, math.floor(self.per_second * self.lease_seconds)))
-        wanted = min(most, max(lease.takes, lease.takes_before))
-        granted, wait = await run_script(
-            redis,
-            _TAKE_MANY,
-            [bucket],
-            [str(self.per_second), str(self.burst), str(wanted), str(returned)],
-        )
-        if granted:
-            # Added, not set: another request may have been granted a lease meanwhile.
-            lease.tokens += int(granted) - 1
-            lease.expires = now + self.lease_seconds
-        return float(wait)
+        async with lease.asking:
+            now = time.monotonic()
+            if lease.tokens and now < lease.expires:
+                lease.tokens -= 1
+                return 0.0
+            returned, lease.tokens = lease.tokens, 0
+            most = max(1, min(self.burst, math.floor(self.per_second * self.lease_seconds)))
+            wanted = min(most, max(lease.takes, lease.takes_before))
+            granted, wait = await run_script(
+                redis,
+                _TAKE_MANY,
+                [bucket],
+                [str(self.per_second), str(self.burst), str(wanted), str(returned)],
+            )
+            if granted:
+                lease.tokens = int(granted) - 1
+                lease.expires = now + self.lease_seconds
+            return float(wait)
 
 
 @dataclass(frozen=True)

@@ -77,3 +77,16 @@ def test_tokens_left_in_an_expired_lease_go_back_to_the_bucket(redis_url, monkey
     assert held > 0
     # 9 spent by the busy replica, what it holds now, and the rest drained by the other.
     assert 9 + still_held + drained == 20
+
+
+def test_concurrent_takes_share_a_lease_instead_of_starving_each_other(redis_url) -> None:
+    # 50 requests at once within a burst of 60: every one is allowed. (Were each to ask the
+    # bucket for its own lease, the first few would take every token and the rest be refused.)
+    async def scenario() -> list[float]:
+        client = create_redis(CoreSettings(redis_url=redis_url))
+        leases = ratelimit.LeasedBuckets(per_second=40, burst=60, lease_seconds=0.5)
+        waits = await asyncio.gather(*(leases.take(client, "bucket:crowd") for _ in range(50)))
+        await client.aclose()
+        return list(waits)
+
+    assert asyncio.run(scenario()) == [0.0] * 50
