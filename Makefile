@@ -5,7 +5,7 @@ export UV_PYTHON_DOWNLOADS := never
 UV = $(shell command -v uv >/dev/null 2>&1 && echo uv || echo python3 -m uv)
 RUN = $(UV) run --frozen --python python3
 
-.PHONY: setup run test lint format bench bench-ruptura bench-scraper bench-fallback bench-fair bench-load bench-edge \
+.PHONY: setup run test lint format bench bench-ruptura bench-scraper bench-fallback bench-fair bench-load bench-edge bench-gateway \
 	images manifests helm-lint dev
 
 setup:
@@ -45,6 +45,9 @@ bench-fallback: setup
 
 bench-edge: setup ## 20,000 idle partial requests and 2 MiB bodies without a key, at once
 	$(RUN) python -m bench edge
+
+bench-gateway: setup ## the gateway's CPU per authenticated request; ESTEIRA_BENCH_BASE=<commit> compares
+	$(RUN) python -m bench gateway
 
 bench-fair: setup ## one tenant's small work beside another tenant's backlog
 	$(RUN) python -m bench fair

@@ -37,6 +37,7 @@ import time
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 
 from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
@@ -45,7 +46,7 @@ from redis.asyncio import Redis
 from esteira_core import heartbeats, keys, metrics, ratelimit
 from esteira_core.errors import QuotaExceeded, TooLarge
 from esteira_core.jobs import JobPayload, Pool
-from esteira_core.redis import REDIS_ERRORS
+from esteira_core.redis import REDIS_ERRORS, run_script
 from esteira_core.serialization import serialize_job as serialize_job_record
 
 logger = logging.getLogger(__name__)
@@ -94,110 +95,133 @@ class Fed:
     token_wait: float  # seconds until the budget has a token (0: feeding did not lack one)
 
 
-# KEYS: the queue's hash, its tenants, the tenant's list. ARGV: tenant, limit, ttl, units,
-# entries. Refuses everything (0, units waiting) or takes everything (1, units waiting now).
-_SUBMIT = """
-local tenant, limit, ttl, units = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local waiting = tonumber(redis.call('HGET', KEYS[1], 'units:' .. tenant) or '0')
+# The feed, as a Lua function: the feed script calls it, and so does the submit script, so a
+# submission and the feed that follows it are one round trip. `queue` is the queue's hash,
+# `tenants` its tenants, `arq_queue` arq's queue, `workers` and `standbys` the pool's worker and
+# standby heartbeats, `bucket` the budget's token bucket (nil without a budget); `prefix` the
+# tenants' list prefix, `job_prefix` and `result_prefix` arq's job and result key prefixes;
+# `now` (ms), `expiry` arq's job expiry (ms), the window per worker, `stale` the stale
+# heartbeat's score (s), the ttl, the token rate (0: no budget), its burst, most jobs to move.
+# Returns the ids fed, the jobs still waiting and the wait for a token.
+_FEED_LUA = (
+    ratelimit.TAKE_TOKEN_LUA
+    + """
+local function feed(queue, tenants, arq_queue, workers, standbys, bucket, prefix, job_prefix,
+    result_prefix, now, expiry, per_worker, stale, ttl, rate, burst, most)
+  local live = redis.call('ZCOUNT', workers, stale, '+inf')
+    + redis.call('ZCOUNT', standbys, stale, '+inf')
+  local room = per_worker * math.max(1, live) - redis.call('ZCOUNT', arq_queue, '-inf', now)
+  local fed, wait = {}, 0
+  while room > 0 and #fed < most do
+    local head = redis.call('ZRANGE', tenants, 0, 0, 'WITHSCORES')
+    if #head == 0 then break end
+    local tenant, turn = head[1], tonumber(head[2])
+    local list = prefix .. tenant
+    local entry = redis.call('LPOP', list)
+    if not entry then
+      -- The tenant's list expired under it: forget what it counted.
+      local lost = tonumber(redis.call('HGET', queue, 'jobs:' .. tenant) or '0')
+      redis.call('HINCRBY', queue, 'jobs', -lost)
+      redis.call('HDEL', queue, 'jobs:' .. tenant, 'units:' .. tenant)
+      redis.call('ZREM', tenants, tenant)
+    else
+      local first = string.find(entry, ' ', 1, true)
+      local second = string.find(entry, ' ', first + 1, true)
+      local units = tonumber(string.sub(entry, 1, first - 1))
+      local id = string.sub(entry, first + 1, second - 1)
+      -- Already queued or finished: dropped, and the tenant keeps its turn.
+      local fresh = redis.call('EXISTS', job_prefix .. id, result_prefix .. id) == 0
+      if fresh and rate > 0 then
+        wait = take_token(bucket, rate, burst)
+        if wait > 0 then
+          redis.call('LPUSH', list, entry)
+          break
+        end
+      end
+      if fresh then
+        redis.call('SET', job_prefix .. id, string.sub(entry, second + 1), 'PX', expiry)
+        redis.call('ZADD', arq_queue, now, id)
+        fed[#fed + 1] = id
+        room = room - 1
+        redis.call('HSET', queue, 'clock', turn)
+      end
+      redis.call('HINCRBY', queue, 'jobs', -1)
+      redis.call('HINCRBY', queue, 'jobs:' .. tenant, -1)
+      redis.call('HINCRBY', queue, 'units:' .. tenant, -units)
+      if redis.call('LLEN', list) == 0 then
+        redis.call('ZREM', tenants, tenant)
+        redis.call('HDEL', queue, 'jobs:' .. tenant, 'units:' .. tenant)
+      elseif fresh then
+        redis.call('ZADD', tenants, turn + 1, tenant)
+        redis.call('EXPIRE', list, ttl)
+      end
+    end
+  end
+  if #fed > 0 then
+    redis.call('EXPIRE', queue, ttl)
+    redis.call('EXPIRE', tenants, ttl)
+  end
+  return {fed, tonumber(redis.call('HGET', queue, 'jobs') or '0'), tostring(wait)}
+end
+"""
+)
+# KEYS: the queue's hash, its tenants, arq's queue, the pool's workers, its standby gateways,
+# and with a budget its token bucket. ARGV: the feed's arguments, in `feed`'s order.
+_FEED = (
+    _FEED_LUA
+    + """return feed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], ARGV[2],
+  ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]),
+  tonumber(ARGV[10]), tonumber(ARGV[11]))
+"""
+)
+
+# KEYS: the tenant's list, then the feed's keys. ARGV: tenant, limit, units, then the feed's
+# arguments, then the entries. Refuses everything ({0, units waiting}), or takes everything
+# and feeds ({1, units waiting now, then what the feed returns}).
+_SUBMIT = (
+    _FEED_LUA
+    + """
+local tenant, limit, units = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl = tonumber(ARGV[11])
+local waiting = tonumber(redis.call('HGET', KEYS[2], 'units:' .. tenant) or '0')
 if waiting + units > limit then
   return {0, waiting}
 end
-for i = 5, #ARGV do
-  redis.call('RPUSH', KEYS[3], ARGV[i])
+local first_entry = 4 + 11
+for i = first_entry, #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
 end
-local jobs = #ARGV - 4
-redis.call('HINCRBY', KEYS[1], 'units:' .. tenant, units)
-redis.call('HINCRBY', KEYS[1], 'jobs:' .. tenant, jobs)
-redis.call('HINCRBY', KEYS[1], 'jobs', jobs)
-redis.call('ZADD', KEYS[2], 'NX', redis.call('HGET', KEYS[1], 'clock') or '0', tenant)
-for _, key in ipairs(KEYS) do
-  redis.call('EXPIRE', key, ttl)
+local jobs = #ARGV - first_entry + 1
+redis.call('HINCRBY', KEYS[2], 'units:' .. tenant, units)
+redis.call('HINCRBY', KEYS[2], 'jobs:' .. tenant, jobs)
+redis.call('HINCRBY', KEYS[2], 'jobs', jobs)
+redis.call('ZADD', KEYS[3], 'NX', redis.call('HGET', KEYS[2], 'clock') or '0', tenant)
+for i = 1, 3 do
+  redis.call('EXPIRE', KEYS[i], ttl)
 end
-return {1, waiting + units}
-"""
-
-# KEYS: the queue's hash, its tenants, arq's queue, the pool's workers, its standby gateways,
-# and with a budget its token bucket. ARGV: the tenants' list prefix, arq's job and result key
-# prefixes, now (ms), arq's job expiry (ms), window per worker, stale heartbeat before (s),
-# ttl, token rate (0: no budget), burst, most jobs to move.
-_FEED = (
-    ratelimit.TAKE_TOKEN_LUA
-    + """
-local prefix, job_prefix, result_prefix = ARGV[1], ARGV[2], ARGV[3]
-local now, expiry, per_worker, stale = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local ttl, rate, burst, most = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]),
-  tonumber(ARGV[11])
-local live = redis.call('ZCOUNT', KEYS[4], stale, '+inf')
-  + redis.call('ZCOUNT', KEYS[5], stale, '+inf')
-local room = per_worker * math.max(1, live) - redis.call('ZCOUNT', KEYS[3], '-inf', now)
-local fed, wait = {}, 0
-while room > 0 and #fed < most do
-  local head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  if #head == 0 then break end
-  local tenant, turn = head[1], tonumber(head[2])
-  local list = prefix .. tenant
-  local entry = redis.call('LPOP', list)
-  if not entry then
-    -- The tenant's list expired under it: forget what it counted.
-    local lost = tonumber(redis.call('HGET', KEYS[1], 'jobs:' .. tenant) or '0')
-    redis.call('HINCRBY', KEYS[1], 'jobs', -lost)
-    redis.call('HDEL', KEYS[1], 'jobs:' .. tenant, 'units:' .. tenant)
-    redis.call('ZREM', KEYS[2], tenant)
-  else
-    local first = string.find(entry, ' ', 1, true)
-    local second = string.find(entry, ' ', first + 1, true)
-    local units = tonumber(string.sub(entry, 1, first - 1))
-    local id = string.sub(entry, first + 1, second - 1)
-    -- Already queued or finished: dropped, and the tenant keeps its turn.
-    local fresh = redis.call('EXISTS', job_prefix .. id, result_prefix .. id) == 0
-    if fresh and rate > 0 then
-      wait = take_token(KEYS[6], rate, burst)
-      if wait > 0 then
-        redis.call('LPUSH', list, entry)
-        break
-      end
-    end
-    if fresh then
-      redis.call('SET', job_prefix .. id, string.sub(entry, second + 1), 'PX', expiry)
-      redis.call('ZADD', KEYS[3], now, id)
-      fed[#fed + 1] = id
-      room = room - 1
-      redis.call('HSET', KEYS[1], 'clock', turn)
-    end
-    redis.call('HINCRBY', KEYS[1], 'jobs', -1)
-    redis.call('HINCRBY', KEYS[1], 'jobs:' .. tenant, -1)
-    redis.call('HINCRBY', KEYS[1], 'units:' .. tenant, -units)
-    if redis.call('LLEN', list) == 0 then
-      redis.call('ZREM', KEYS[2], tenant)
-      redis.call('HDEL', KEYS[1], 'jobs:' .. tenant, 'units:' .. tenant)
-    elseif fresh then
-      redis.call('ZADD', KEYS[2], turn + 1, tenant)
-      redis.call('EXPIRE', list, ttl)
-    end
-  end
-end
-if #fed > 0 then
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[2], ttl)
-end
-return {fed, tonumber(redis.call('HGET', KEYS[1], 'jobs') or '0'), tostring(wait)}
+local fed = feed(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[4], ARGV[5], ARGV[6],
+  ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], ttl, tonumber(ARGV[12]), tonumber(ARGV[13]),
+  tonumber(ARGV[14]))
+return {1, waiting + units, fed[1], fed[2], fed[3]}
 """
 )
 
 
-# KEYS: the pool's tenants. ARGV: the tenants' list prefix. The enqueue time (ms) of the oldest
-# job waiting, or false: each tenant's oldest is the head of its list, and its arq record ends
-# with `"et":<ms>}` (arq writes the enqueue time last).
-_OLDEST = """
-local oldest = false
-for _, tenant in ipairs(redis.call('ZRANGE', KEYS[1], 0, 9999)) do
-  local head = redis.call('LINDEX', ARGV[1] .. tenant, 0)
-  local since = head and tonumber(string.match(head, '"et":(%d+)}$'))
-  if since and (not oldest or since < oldest) then
-    oldest = since
+# A Lua function: the enqueue time (ms) of the oldest job waiting in a pool's fair queue, or
+# false. Each tenant's oldest is the head of its list, whose arq record ends with `"et":<ms>}`
+# (arq writes the enqueue time last). esteira_core.queues reads it with the queue's stats.
+OLDEST_WAITING_LUA = """
+local function oldest_waiting(tenants, prefix)
+  local oldest = false
+  for _, tenant in ipairs(redis.call('ZRANGE', tenants, 0, 9999)) do
+    local head = redis.call('LINDEX', prefix .. tenant, 0)
+    local since = head and tonumber(string.match(head, '"et":(%d+)}$'))
+    if since and (not oldest or since < oldest) then
+      oldest = since
+    end
   end
+  return oldest
 end
-return oldest
 """
 
 
@@ -219,10 +243,10 @@ async def submit(
     jobs: Sequence[Job],
     tenant: str,
     quota: Quota,
-) -> Fed | None:
+) -> Fed:
     """Puts a tenant's jobs in the pool's fair queue, all or none (QuotaExceeded beyond the
-    tenant's quota, TooLarge when they alone exceed it), then feeds arq's queue. Returns what
-    that feed did, or None when it could not run (the feeders will)."""
+    tenant's quota, TooLarge when they alone exceed it), then feeds arq's queue, in one script
+    (one round trip: the gateway submits on every POST). Returns what that feed did."""
     units = sum(job.units for job in jobs)
     if units > quota.limit:
         raise TooLarge(
@@ -230,19 +254,20 @@ async def submit(
             f"{units} {quota.unit} exceed the limit of {quota.limit} {quota.unit} waiting per "
             "tenant; send fewer at a time.",
         )
-    now_ms = int(time.time() * 1000)
-    pool = queue.pool.value
-    accepted, waiting = await redis.eval(  # type: ignore[misc]
+    now = time.time()
+    now_ms = int(now * 1000)
+    feed_keys, feed_arguments = _feed_call(queue, now, FEED_MOST)
+    accepted, waiting, *fed = await run_script(
+        redis,
         _SUBMIT,
-        3,
-        keys.fair_queue(pool),
-        keys.fair_tenants(pool),
-        keys.fair_waiting(pool, tenant),
-        tenant,
-        str(quota.limit),
-        str(keys.FAIR_QUEUE_TTL_SECONDS),
-        str(units),
-        *(_entry(function, job, now_ms) for job in jobs),  # type: ignore[arg-type]
+        [keys.fair_waiting(queue.pool.value, tenant), *feed_keys],
+        [
+            tenant,
+            str(quota.limit),
+            str(units),
+            *feed_arguments,
+            *(_entry(function, job, now_ms) for job in jobs),
+        ],
     )
     if not accepted:
         metrics.REQUESTS_REJECTED.labels("quota_exceeded").inc()
@@ -253,19 +278,21 @@ async def submit(
             f"in {quota.retry_after} s, when some have started.",
             retry_after=quota.retry_after,
         )
-    # The jobs are recorded: a failure now only delays them until the next feed elsewhere.
-    with suppress(*REDIS_ERRORS):
-        return await feed(redis, queue)
-    return None
+    return _fed(queue, fed)
 
 
 async def feed(redis: Redis, queue: FairQueue, most: int = FEED_MOST) -> Fed:
     """Moves waiting jobs onto arq's queue, round robin across tenants, while the window has
     room (and the budget tokens)."""
+    feed_keys, feed_arguments = _feed_call(queue, time.time(), most)
+    return _fed(queue, await run_script(redis, _FEED, feed_keys, feed_arguments))
+
+
+def _feed_call(queue: FairQueue, now: float, most: int) -> tuple[list[str], list[str]]:
+    """The keys and arguments of `feed` in the scripts, in its order."""
     pool = queue.pool.value
-    now = time.time()
     bucket = queue.budget
-    redis_keys = [
+    feed_keys = [
         keys.fair_queue(pool),
         keys.fair_tenants(pool),
         queue.pool.queue,
@@ -273,10 +300,7 @@ async def feed(redis: Redis, queue: FairQueue, most: int = FEED_MOST) -> Fed:
         keys.standby_workers(pool),
         *([bucket.key] if bucket else []),
     ]
-    fed, waiting, wait = await redis.eval(  # type: ignore[misc]
-        _FEED,
-        len(redis_keys),
-        *redis_keys,
+    arguments = [
         keys.fair_waiting(pool, ""),
         job_key_prefix,
         result_key_prefix,
@@ -288,22 +312,19 @@ async def feed(redis: Redis, queue: FairQueue, most: int = FEED_MOST) -> Fed:
         str(bucket.per_second if bucket else 0),
         str(bucket.burst if bucket else 0),
         str(most),
-    )
+    ]
+    return feed_keys, arguments
+
+
+def _fed(queue: FairQueue, result: Sequence[Any]) -> Fed:
+    fed, waiting, wait = result
     found = Fed([job_id.decode() for job_id in fed], max(0, int(waiting)), float(wait))
+    bucket = queue.budget
     if bucket is not None and found.token_wait > 0 and found.waiting:
         # Work held back by the budget (the feeder then sleeps until the next token): what the
         # portal rate limit's panel and the deferral counter show.
         metrics.RATE_LIMIT_DEFERRALS.labels(bucket.name or bucket.key).inc()
     return found
-
-
-async def oldest_waiting_ms(redis: Redis, pool: Pool) -> int | None:
-    """When the oldest job still waiting in the pool's fair queue was submitted (epoch ms), or
-    None when none waits: one Lua call, a list head per tenant with jobs waiting."""
-    oldest = await redis.eval(  # type: ignore[misc]
-        _OLDEST, 1, keys.fair_tenants(pool.value), keys.fair_waiting(pool.value, "")
-    )
-    return None if oldest is None else int(oldest)
 
 
 class Feeder:

@@ -92,15 +92,6 @@ async def workers_online(redis: Redis, pool: str, interval: float) -> int:
     return count
 
 
-async def workers_and_busy(redis: Redis, pool: str, interval: float) -> tuple[int, int]:
-    """(workers online, jobs they run now), counting only live workers' reports."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.zrangebyscore(keys.workers(pool), stale_before(time.time(), interval), "+inf")
-        pipe.hgetall(keys.workers_busy(pool))
-        live, busy = await pipe.execute()
-    return len(live), sum(int(busy.get(member, 0)) for member in live)
-
-
 async def leave(redis: Redis, pool: str, member: str, *, standby: bool = False) -> None:
     async with redis.pipeline(transaction=True) as pipe:
         pipe.zrem(keys.standby_workers(pool) if standby else keys.workers(pool), member)

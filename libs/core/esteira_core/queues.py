@@ -17,6 +17,9 @@ heartbeat, so for up to one interval a job that has just started still counts as
 just finished as running), and the jobs of a worker that died without leaving count as ready
 until arq retries them; both err towards more replicas, never fewer. arq takes the due jobs in
 score order, so the running ones are the oldest: the oldest job waiting is the one after them.
+
+All of it is read by one script, in one round trip: the gateway reads it for `/api/v1/queues`
+and for its queue-mode decisions.
 """
 
 from __future__ import annotations
@@ -28,6 +31,34 @@ from redis.asyncio import Redis
 
 from esteira_core import fair, heartbeats, keys
 from esteira_core.jobs import Pool
+from esteira_core.redis import run_script
+
+# KEYS: the pool's heartbeats, its workers' busy reports, arq's queue, the fair queue's hash
+# and its tenants. ARGV: the score a live worker's heartbeat beats, now in ms, and the prefix of
+# the tenants' lists. Returns the live workers, the jobs they run, the jobs due and deferred on
+# arq's queue, the score of the oldest job not running (or nil), the jobs waiting in the fair
+# queue (or nil) and when the oldest of them was submitted (or nil).
+_STATS = (
+    fair.OLDEST_WAITING_LUA
+    + """
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
+local busy = 0
+if #live > 0 then
+  for _, jobs in ipairs(redis.call('HMGET', KEYS[2], unpack(live))) do
+    busy = busy + (tonumber(jobs) or 0)
+  end
+end
+local due = redis.call('ZCOUNT', KEYS[3], '-inf', ARGV[2])
+local deferred = redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[2], '+inf')
+local oldest = redis.call('ZRANGE', KEYS[3], busy, busy, 'WITHSCORES')
+local waiting = redis.call('HGET', KEYS[4], 'jobs') or false
+local submitted = false
+if waiting and tonumber(waiting) > 0 then
+  submitted = oldest_waiting(KEYS[5], ARGV[3])
+end
+return {#live, busy, due, deferred, oldest[2] or false, waiting, submitted}
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -41,19 +72,28 @@ class QueueStats:
 
 
 async def queue_stats(redis: Redis, pool: Pool, heartbeat_interval: float) -> QueueStats:
-    online, busy = await heartbeats.workers_and_busy(redis, pool.value, heartbeat_interval)
-    now_ms = time.time() * 1000
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.zcount(pool.queue, "-inf", now_ms)
-        pipe.zcount(pool.queue, f"({now_ms}", "+inf")
-        pipe.zrange(pool.queue, busy, busy, withscores=True)
-        pipe.hget(keys.fair_queue(pool.value), "jobs")
-        due, deferred, oldest, waiting = await pipe.execute()
+    now = time.time()
+    now_ms = now * 1000
+    online, busy, due, deferred, oldest, waiting, submitted = await run_script(
+        redis,
+        _STATS,
+        [
+            keys.workers(pool.value),
+            keys.workers_busy(pool.value),
+            pool.queue,
+            keys.fair_queue(pool.value),
+            keys.fair_tenants(pool.value),
+        ],
+        [
+            repr(heartbeats.stale_before(now, heartbeat_interval)),
+            repr(now_ms),
+            keys.fair_waiting(pool.value, ""),
+        ],
+    )
     ready_in_arq = max(0, due - busy)
-    in_fair_queue = max(0, int(waiting or 0))
-    ready = ready_in_arq + in_fair_queue
-    since = [oldest[0][1]] if ready_in_arq and oldest else []
-    if in_fair_queue and (submitted := await fair.oldest_waiting_ms(redis, pool)) is not None:
-        since.append(submitted)
+    ready = ready_in_arq + max(0, int(waiting or 0))
+    since = [float(oldest)] if ready_in_arq and oldest is not None else []
+    if submitted is not None:
+        since.append(float(submitted))
     oldest_age = max(0.0, (now_ms - min(since)) / 1000) if since else 0.0
     return QueueStats(pool.value, ready, deferred, busy, round(oldest_age, 3), online)

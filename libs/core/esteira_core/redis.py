@@ -10,15 +10,16 @@ it is now read-only), is dropped, and the next one asks the Sentinels again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import ConnectionError, RedisError
+from redis.exceptions import ConnectionError, NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from esteira_core.breaker import CircuitOpen
@@ -150,3 +151,17 @@ def _sentinel_pool(
         **options,
         **tls,
     )
+
+
+async def run_script(
+    redis: Redis, script: str, keys: Sequence[str], args: Sequence[str | bytes]
+) -> Any:
+    """Runs a Lua script by its digest (EVALSHA), teaching it to Redis first when Redis does not
+    know it (a new or restarted Redis). For scripts run on every request: their text is not
+    sent, read and hashed by Redis each time."""
+    digest = hashlib.sha1(script.encode()).hexdigest()
+    try:
+        return await redis.evalsha(digest, len(keys), *keys, *args)  # type: ignore[misc,arg-type]
+    except NoScriptError:
+        await redis.script_load(script)
+        return await redis.evalsha(digest, len(keys), *keys, *args)  # type: ignore[misc,arg-type]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from esteira_scraping.flow import ScrapedOS
@@ -150,33 +150,37 @@ def find_os(engine: Engine, numero_os: str) -> dict[str, Any] | None:
         return os_record(connection, numero_os)
 
 
+# Built once: building the statement (and its cache key) on every lookup cost about as much CPU
+# as running it, and the gateway looks a recorded OS up on every request for one.
+_OS_RECORD = (
+    select(
+        ordens_servico.c.id,
+        ordens_servico.c.numero_os,
+        ordens_servico.c.status,
+        ordens_servico.c.raw_fields,
+        ordens_servico.c.scraped_at,
+        clientes.c.id.label("cliente_id"),
+        clientes.c.nome.label("cliente"),
+        clientes.c.cnpj,
+        clientes.c.municipio,
+        equipamentos.c.id.label("equipamento_id"),
+        equipamentos.c.tipo,
+        equipamentos.c.descricao,
+        equipamentos.c.fabricante,
+        equipamentos.c.modelo,
+        equipamentos.c.numero_serie,
+    )
+    .select_from(ordens_servico)
+    .outerjoin(clientes, clientes.c.id == ordens_servico.c.cliente_id)
+    .outerjoin(equipamentos, equipamentos.c.id == ordens_servico.c.equipamento_id)
+    .where(ordens_servico.c.numero_os == bindparam("numero_os"))
+)
+
+
 def os_record(connection: Connection, numero_os: str) -> dict[str, Any] | None:
     """The recorded OS with its cliente and equipamento: the one shape every route and task
     result shows an OS in (CNPJ as digits; the portal's own text of every field in `campos`)."""
-    query = (
-        select(
-            ordens_servico.c.id,
-            ordens_servico.c.numero_os,
-            ordens_servico.c.status,
-            ordens_servico.c.raw_fields,
-            ordens_servico.c.scraped_at,
-            clientes.c.id.label("cliente_id"),
-            clientes.c.nome.label("cliente"),
-            clientes.c.cnpj,
-            clientes.c.municipio,
-            equipamentos.c.id.label("equipamento_id"),
-            equipamentos.c.tipo,
-            equipamentos.c.descricao,
-            equipamentos.c.fabricante,
-            equipamentos.c.modelo,
-            equipamentos.c.numero_serie,
-        )
-        .select_from(ordens_servico)
-        .outerjoin(clientes, clientes.c.id == ordens_servico.c.cliente_id)
-        .outerjoin(equipamentos, equipamentos.c.id == ordens_servico.c.equipamento_id)
-        .where(ordens_servico.c.numero_os == numero_os)
-    )
-    row = connection.execute(query).mappings().first()
+    row = connection.execute(_OS_RECORD, {"numero_os": numero_os}).mappings().first()
     if row is None:
         return None
     equipamento = " ".join(filter(None, (row["tipo"], row["fabricante"], row["modelo"])))

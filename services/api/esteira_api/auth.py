@@ -2,8 +2,9 @@
 tenant, and the tenant's request rate shared by every gateway replica (a token bucket in Redis).
 
 Every route under /api/ (all but the probes, /metrics, the docs and the static files) is
-checked by `AuthenticationMiddleware` before its body is read, and depends on `authenticate`;
-the routes that own data (sessions, scrape tasks) take the tenant it returns.
+checked by `AuthenticationMiddleware` before its body is read, and documented as wanting a key
+(`document_keys`); the routes that own data (sessions, scrape tasks) read the tenant it found
+with `tenant_of`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, FastAPI, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from esteira_api.context import Gateway
@@ -23,10 +23,6 @@ from esteira_core import keys, metrics, ratelimit
 from esteira_core.redis import REDIS_ERRORS
 
 ANONYMOUS = "anonymous"
-
-bearer = HTTPBearer(
-    auto_error=False, description="An Esteira API key: `Authorization: Bearer <key>`."
-)
 
 
 # Every route under this prefix wants a key; the middleware checks it before the route runs.
@@ -38,14 +34,17 @@ class AuthenticationMiddleware:
     """Checks the API key and the tenant's rate of every request under /api/ before the app
     reads a byte of its body: a caller without a valid key costs a hash and a dictionary
     look-up, never a body parsed (`{"pedidos": [1,` without a key is 401, not 422). The tenant
-    is left in the request's state for `authenticate`.
+    is left in the request's state for `tenant_of`.
 
     CORS preflights (OPTIONS) pass: browsers send them without credentials, and the router
     answers them without reading a body."""
 
-    def __init__(self, app: ASGIApp, refusals: RefusalLimiter) -> None:
+    def __init__(
+        self, app: ASGIApp, refusals: RefusalLimiter, rates: ratelimit.LeasedBuckets
+    ) -> None:
         self.app = app
         self.refusals = refusals
+        self.rates = rates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -62,7 +61,7 @@ class AuthenticationMiddleware:
         client = scope.get("client")
         try:
             tenant = await identify(
-                gateway, authorization, client[0] if client else "", self.refusals
+                gateway, authorization, client[0] if client else "", self.refusals, self.rates
             )
         except ApiError as error:
             response = error_json(
@@ -75,7 +74,11 @@ class AuthenticationMiddleware:
 
 
 async def identify(
-    gateway: Gateway, authorization: bytes | None, address: str, refusals: RefusalLimiter
+    gateway: Gateway,
+    authorization: bytes | None,
+    address: str,
+    refusals: RefusalLimiter,
+    rates: ratelimit.LeasedBuckets,
 ) -> str:
     """The caller's tenant, within its rate; else the ApiError that refuses it (401, or 429
     once its address has been refused too often)."""
@@ -95,15 +98,12 @@ async def identify(
                 address, "invalid_api_key", "The API key is not valid.", 'error="invalid_token"'
             )
         tenant = found
-    await _within_rate(gateway, tenant)
+    await _within_rate(gateway, rates, tenant)
     return tenant
 
 
-async def authenticate(
-    request: Request,
-    # Declared so that OpenAPI documents the scheme; the middleware has read the header.
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> str:
+def tenant_of(request: Request) -> str:
+    """The tenant the middleware found for this request."""
     tenant: str | None = request.scope.get("state", {}).get(TENANT_KEY)
     if tenant is None:  # a route outside PROTECTED_PREFIX that wants a key: a wiring mistake
         raise RuntimeError(f"{request.url.path} wants a key but is outside {PROTECTED_PREFIX}")
@@ -150,19 +150,15 @@ class RefusalLimiter:
             self.buckets.popitem(last=False)
 
 
-async def _within_rate(gateway: Gateway, tenant: str) -> None:
-    """429 over the tenant's rate. Skipped while Redis is failing: the limit protects the
-    workers, and with Redis down the gateway's inline paths have their own bounds."""
-    settings = gateway.settings
-    if not settings.tenant_rate_per_second or not gateway.dispatcher.redis_trusted():
+async def _within_rate(gateway: Gateway, rates: ratelimit.LeasedBuckets, tenant: str) -> None:
+    """429 over the tenant's rate (its tokens taken a lease at a time: a busy tenant costs a
+    Redis round trip per lease, not per request). Skipped while Redis is failing: the limit
+    protects the workers, and with Redis down the gateway's inline paths have their own
+    bounds."""
+    if not rates.per_second or not gateway.dispatcher.redis_trusted():
         return
     try:
-        wait = await ratelimit.take(
-            gateway.redis,
-            keys.tenant_rate_bucket(tenant),
-            settings.tenant_rate_per_second,
-            settings.tenant_rate_burst,
-        )
+        wait = await rates.take(gateway.redis, keys.tenant_rate_bucket(tenant))
     except REDIS_ERRORS:
         gateway.dispatcher.redis_failed()
         return
@@ -177,15 +173,43 @@ async def _within_rate(gateway: Gateway, tenant: str) -> None:
         )
 
 
-TenantDep = Annotated[str, Depends(authenticate)]
-
-
 def authenticated_router(prefix: str, tag: str, *errors: int) -> APIRouter:
-    """A router whose every route wants an API key, documenting the errors any of them may
-    answer (401, 422, 429, 503) and those its routes add (`errors`)."""
+    """A router for routes that want an API key (its prefix must be under PROTECTED_PREFIX),
+    documenting the errors any of them may answer (401, 422, 429, 503) and those its routes
+    add (`errors`)."""
+    if not f"{prefix}/".startswith(PROTECTED_PREFIX):
+        raise ValueError(f"{prefix} is outside {PROTECTED_PREFIX}: nothing would check its keys")
     return APIRouter(
         prefix=prefix,
         tags=[tag],
-        dependencies=[Depends(authenticate)],
         responses=error_responses(*sorted({401, 422, 429, 503, *errors})),
     )
+
+
+BEARER_SCHEME = "HTTPBearer"
+
+
+def document_keys(app: FastAPI) -> None:
+    """OpenAPI documents the bearer scheme on every operation under PROTECTED_PREFIX, the ones
+    the middleware checks. Written into the schema once, not declared as a security dependency
+    of every route: FastAPI would resolve that dependency on every request, for nothing (the
+    middleware has read the header already)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        schemes[BEARER_SCHEME] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An Esteira API key: `Authorization: Bearer <key>`.",
+        }
+        for path, operations in schema["paths"].items():
+            if path.startswith(PROTECTED_PREFIX):
+                for operation in operations.values():
+                    operation["security"] = [{BEARER_SCHEME: []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

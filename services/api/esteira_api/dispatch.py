@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from arq.connections import ArqRedis
+from prometheus_client import Gauge
 from sqlalchemy import Engine
 
 from esteira_api.settings import ApiSettings
@@ -56,6 +57,32 @@ class Decision:
     @property
     def inline(self) -> bool:
         return self.mode == "inline"
+
+
+@dataclass(frozen=True)
+class QueueGauges:
+    """A queue's gauge series, looked up once: a decision is recorded on every fresh check (each
+    /api/v1/queues request among them), and a labels() call per gauge each time showed up in
+    the gateway's CPU per request."""
+
+    mode: Gauge
+    ready: Gauge
+    deferred: Gauge
+    in_progress: Gauge
+    oldest_ready_age: Gauge
+    workers_online: Gauge
+
+    @classmethod
+    def of(cls, pool: Pool) -> QueueGauges:
+        queue = pool.queue
+        return cls(
+            mode=metrics.QUEUE_MODE.labels(queue),
+            ready=metrics.QUEUE_JOBS.labels(queue, "ready"),
+            deferred=metrics.QUEUE_JOBS.labels(queue, "deferred"),
+            in_progress=metrics.QUEUE_JOBS.labels(queue, "in_progress"),
+            oldest_ready_age=metrics.QUEUE_OLDEST_READY_AGE.labels(queue),
+            workers_online=metrics.WORKERS_ONLINE.labels(pool.value),
+        )
 
 
 class Dispatcher:
@@ -96,6 +123,7 @@ class Dispatcher:
                 overrides=scraper_pool.timeouts(settings),
             ),
         }
+        self._gauges = {pool: QueueGauges.of(pool) for pool in Pool}
         self._checked: dict[Pool, tuple[float, Decision]] = {}
         self._modes: dict[Pool, str] = {}
 
@@ -118,6 +146,13 @@ class Dispatcher:
         self._checked[pool] = (now, decision)
         self._record(decision)
         return decision
+
+    async def workers_online(self, pool: Pool) -> int:
+        """The pool's workers online as the last queue check saw them (at most
+        `queue_check_seconds` ago): what a session's status shows, without a Redis round trip
+        of its own on every poll."""
+        stats = (await self.decide(pool)).stats
+        return 0 if stats is None else stats.workers_online
 
     async def _check(self, pool: Pool) -> Decision:
         if not self.breaker.allow():
@@ -144,14 +179,15 @@ class Dispatcher:
 
     def _record(self, decision: Decision) -> None:
         queue = decision.pool.queue
-        metrics.QUEUE_MODE.labels(queue).set(0 if decision.inline else 1)
+        gauges = self._gauges[decision.pool]
+        gauges.mode.set(0 if decision.inline else 1)
         if decision.stats is not None:
             stats = decision.stats
-            metrics.QUEUE_JOBS.labels(queue, "ready").set(stats.ready)
-            metrics.QUEUE_JOBS.labels(queue, "deferred").set(stats.deferred)
-            metrics.QUEUE_JOBS.labels(queue, "in_progress").set(stats.in_progress)
-            metrics.QUEUE_OLDEST_READY_AGE.labels(queue).set(stats.oldest_ready_age_seconds)
-            metrics.WORKERS_ONLINE.labels(decision.pool.value).set(stats.workers_online)
+            gauges.ready.set(stats.ready)
+            gauges.deferred.set(stats.deferred)
+            gauges.in_progress.set(stats.in_progress)
+            gauges.oldest_ready_age.set(stats.oldest_ready_age_seconds)
+            gauges.workers_online.set(stats.workers_online)
         previous = self._modes.get(decision.pool)
         self._modes[decision.pool] = decision.mode
         if previous is not None and previous != decision.mode:

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from esteira_api.auth import AuthenticationMiddleware, RefusalLimiter
+from esteira_api.auth import AuthenticationMiddleware, RefusalLimiter, document_keys
 from esteira_api.changes import Changes
 from esteira_api.context import Gateway
 from esteira_api.cors import install_cors
@@ -31,6 +31,7 @@ from esteira_api.routes import (
 )
 from esteira_api.settings import ApiSettings, get_settings
 from esteira_core.db import create_db_engine
+from esteira_core.ratelimit import LeasedBuckets
 from esteira_core.redis import create_redis
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.add_middleware(
         AuthenticationMiddleware,
         refusals=RefusalLimiter(settings.auth_refusals_per_second, settings.auth_refusal_burst),
+        rates=LeasedBuckets(settings.tenant_rate_per_second, settings.tenant_rate_burst),
     )
     app.add_middleware(RequestContextMiddleware)
     install_cors(app, settings.cors_origins)
@@ -99,6 +101,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     install_offline_docs(app)
+    document_keys(app)
 
     @app.get("/ui", include_in_schema=False)
     async def operator_page() -> FileResponse:

@@ -3,10 +3,11 @@ plain ASGI (no per-request task)."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
+from prometheus_client.metrics import Histogram
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +23,10 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # The latency histogram's child per (route, method, status), looked up once: a
+        # labels() call takes a lock and builds its key on every request. A few hundred at
+        # most (the route templates, "unmatched", the methods and statuses they answer).
+        self.durations: dict[tuple[str, str, int], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -29,7 +34,7 @@ class RequestContextMiddleware:
             return
         incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         # A client's id is kept only when it is harmless to log and echo.
-        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else os.urandom(16).hex()
         status = 500
         started = time.perf_counter()
 
@@ -55,9 +60,13 @@ class RequestContextMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             # The gateway's own latency: a long poll's wait for a change is not work.
             spent = time.perf_counter() - started - scope.get(WAITED_SCOPE_KEY, 0.0)
-            metrics.HTTP_REQUEST_DURATION.labels(template, scope["method"], str(status)).observe(
-                spent
-            )
+            series = (template, scope["method"], status)
+            duration = self.durations.get(series)
+            if duration is None:
+                duration = self.durations[series] = metrics.HTTP_REQUEST_DURATION.labels(
+                    template, scope["method"], str(status)
+                )
+            duration.observe(spent)
 
 
 class BodySizeLimitMiddleware:

@@ -168,16 +168,17 @@ def test_refusals_are_rate_limited_per_address(make_client, redis_url) -> None:
 
 
 def test_every_route_that_wants_a_key_is_under_the_checked_prefix() -> None:
-    from fastapi.routing import APIRoute
-
-    from esteira_api.auth import PROTECTED_PREFIX, authenticate
+    from esteira_api.auth import PROTECTED_PREFIX, authenticated_router
     from esteira_api.main import create_app
 
-    app = create_app(ApiSettings(api_keys=ENTRIES))
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        wants_key = any(d.call is authenticate for d in route.dependant.dependencies) or any(
-            sub.call is authenticate for d in route.dependant.dependencies for sub in d.dependencies
-        )
-        assert wants_key == route.path.startswith(PROTECTED_PREFIX), route.path
+    with pytest.raises(ValueError, match="outside /api/"):
+        authenticated_router("/internal", "internal")
+    with pytest.raises(ValueError, match="outside /api/"):
+        authenticated_router("/apix", "internal")
+    # OpenAPI documents the key on exactly the operations the middleware checks.
+    schema = create_app(ApiSettings(api_keys=ENTRIES)).openapi()
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            documented = operation.get("security") == [{"HTTPBearer": []}]
+            assert documented == path.startswith(PROTECTED_PREFIX), path
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Response
+from fastapi import Request, Response
 from pydantic import BaseModel, Field
 
-from esteira_api.auth import TenantDep, authenticated_router
-from esteira_api.deps import CarteiraDep, GatewayDep, RedisDep, SettingsDep
+from esteira_api.auth import authenticated_router, tenant_of
+from esteira_api.deps import gateway_of
 from esteira_api.responses import json_with_documents
 from esteira_api.routes.ruptura import (
     Limit,
     Offset,
     OrderNumberPath,
     SessionId,
-    workers_online,
 )
-from esteira_core.jobs import RupturaMode
+from esteira_core.jobs import Pool, RupturaMode
 from esteira_ruptura import sessions, use_cases
 from esteira_ruptura.models import OrderNumber
 
@@ -44,10 +43,11 @@ def _progress(processed: int, total: int) -> dict[str, Any]:
 
 
 @router.post("/worker/iniciar-processamento")
-async def iniciar_processamento(
-    body: IniciarRequest, gateway: GatewayDep, tenant: TenantDep
-) -> dict[str, Any]:
-    started = await gateway.dispatcher.start_session(body.pedidos, body.modo, None, tenant)
+async def iniciar_processamento(body: IniciarRequest, request: Request) -> dict[str, Any]:
+    gateway = gateway_of(request)
+    started = await gateway.dispatcher.start_session(
+        body.pedidos, body.modo, None, tenant_of(request)
+    )
     if isinstance(started, use_cases.InlineAnswer):
         # Redis is down: no session to poll, so every result comes in this answer.
         return {
@@ -65,7 +65,7 @@ async def iniciar_processamento(
         "session_id": started.session_id,
         "total_pedidos": started.total,
         "total_lotes": started.batches,
-        "workers": await workers_online(gateway.redis, gateway.settings),
+        "workers": await gateway.dispatcher.workers_online(Pool.RUPTURA),
         "mensagem": f"{started.total} pedidos enviados para processamento em "
         f"{started.batches} lotes",
     }
@@ -74,12 +74,13 @@ async def iniciar_processamento(
 @router.get("/worker/buscar-resultados/{session_id}")
 async def buscar_resultados(
     session_id: SessionId,
-    redis: RedisDep,
-    tenant: TenantDep,
+    request: Request,
     offset: Offset = 0,
     limit: Limit = 2000,
 ) -> Response:
-    page = await sessions.results_since(redis, session_id, tenant, offset, limit)
+    page = await sessions.results_since(
+        gateway_of(request).redis, session_id, tenant_of(request), offset, limit
+    )
     envelope = {
         "success": True,
         "offset_novo": page.next_offset,
@@ -90,31 +91,33 @@ async def buscar_resultados(
 
 
 @router.get("/worker/status/{session_id}")
-async def status(
-    session_id: SessionId, redis: RedisDep, settings: SettingsDep, tenant: TenantDep
-) -> dict[str, Any]:
-    info = await sessions.owned(redis, session_id, tenant)
+async def status(session_id: SessionId, request: Request) -> dict[str, Any]:
+    gateway = gateway_of(request)
+    info = await sessions.owned(gateway.redis, session_id, tenant_of(request))
     return {
         "success": True,
         "session_id": session_id,
         "status": info.status,
         "completo": info.done,
         "progresso": _progress(info.processed, info.total),
-        "workers": await workers_online(redis, settings),
+        "workers": await gateway.dispatcher.workers_online(Pool.RUPTURA),
     }
 
 
 @router.post("/worker/limpar-cache")
-async def limpar_cache(body: LimparRequest, redis: RedisDep, tenant: TenantDep) -> dict[str, Any]:
-    await sessions.delete(redis, body.session_id, tenant)
+async def limpar_cache(body: LimparRequest, request: Request) -> dict[str, Any]:
+    await sessions.delete(gateway_of(request).redis, body.session_id, tenant_of(request))
     return {"success": True, "mensagem": f"Cache da sessão {body.session_id} removido"}
 
 
 @router.get("/analisar-pedido/{num_pedido}")
-async def analisar_pedido(
-    num_pedido: OrderNumberPath, redis: RedisDep, carteira: CarteiraDep, settings: SettingsDep
-) -> dict[str, Any]:
+async def analisar_pedido(num_pedido: OrderNumberPath, request: Request) -> dict[str, Any]:
+    gateway = gateway_of(request)
     report = await use_cases.analyse_order(
-        redis, carteira, settings, num_pedido, RupturaMode.INDEPENDENT
+        gateway.redis,
+        gateway.dispatcher.carteira,
+        gateway.settings,
+        num_pedido,
+        RupturaMode.INDEPENDENT,
     )
     return {"success": True, **report.model_dump(mode="json")}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from esteira_api.auth import TenantDep, authenticated_router
-from esteira_api.deps import GatewayDep, RedisDep
+from fastapi import Request
+
+from esteira_api.auth import authenticated_router, tenant_of
+from esteira_api.deps import gateway_of
 from esteira_api.routes.scraping import OsNumber, TaskId
 from esteira_core.jobs import Pool
 from esteira_scraping import tasks
@@ -23,10 +25,8 @@ _STATE = {
 
 
 @router.post("/buscar-os-async/{numero_os}")
-async def buscar_os_async(
-    numero_os: OsNumber, gateway: GatewayDep, tenant: TenantDep
-) -> dict[str, Any]:
-    found = await gateway.dispatcher.lookup(numero_os, tenant)
+async def buscar_os_async(numero_os: OsNumber, request: Request) -> dict[str, Any]:
+    found = await gateway_of(request).dispatcher.lookup(numero_os, tenant_of(request))
     if found.answered:
         # "scraped": the queue is down and the gateway scraped at once. The seed's hook reads
         # the data of a found_existing answer, so the fallback stays invisible to it.
@@ -53,8 +53,8 @@ async def buscar_os_async(
 
 
 @router.get("/scraping-status/{task_id}")
-async def scraping_status(task_id: TaskId, redis: RedisDep, tenant: TenantDep) -> dict[str, Any]:
-    task = await tasks.owned(redis, task_id, tenant)
+async def scraping_status(task_id: TaskId, request: Request) -> dict[str, Any]:
+    task = await tasks.owned(gateway_of(request).redis, task_id, tenant_of(request))
     body: dict[str, Any] = {
         "task_id": task_id,
         "status": _STATE.get(task["status"], "PENDING"),
@@ -71,8 +71,8 @@ async def scraping_status(task_id: TaskId, redis: RedisDep, tenant: TenantDep) -
 
 
 @router.get("/queue-status")
-async def queue_status(gateway: GatewayDep) -> dict[str, Any]:
-    stats = (await gateway.dispatcher.decide(Pool.SCRAPER, fresh=True)).stats
+async def queue_status(request: Request) -> dict[str, Any]:
+    stats = (await gateway_of(request).dispatcher.decide(Pool.SCRAPER, fresh=True)).stats
     if stats is None:
         return {
             "status": "success",

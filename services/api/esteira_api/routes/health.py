@@ -11,11 +11,11 @@ import asyncio
 import time
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from esteira_api.deps import DbDep, RedisDep, SettingsDep
+from esteira_api.deps import gateway_of
 from esteira_core import metrics
 from esteira_core.db import ping as ping_database
 
@@ -41,11 +41,12 @@ async def livez() -> dict[str, str]:
 @router.get(
     "/readyz", summary="Dependencies reachable", responses={503: {"description": "Not ready"}}
 )
-async def readyz(settings: SettingsDep, redis: RedisDep, db: DbDep) -> JSONResponse:
-    timeout = settings.readiness_timeout_seconds
+async def readyz(request: Request) -> JSONResponse:
+    gateway = gateway_of(request)
+    timeout = gateway.settings.readiness_timeout_seconds
     redis_check, db_check = await asyncio.gather(
-        _check(redis.ping, timeout),
-        _check(lambda: run_in_threadpool(ping_database, db), timeout),
+        _check(gateway.redis.ping, timeout),
+        _check(lambda: run_in_threadpool(ping_database, gateway.db), timeout),
     )
     if not db_check["ok"]:
         status, code = "not_ready", 503

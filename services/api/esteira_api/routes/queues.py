@@ -3,12 +3,11 @@ whether this gateway sends work to the queue or does it itself (and why)."""
 
 from __future__ import annotations
 
-import dataclasses
-
+from fastapi import Request
 from pydantic import BaseModel
 
 from esteira_api.auth import authenticated_router
-from esteira_api.deps import GatewayDep
+from esteira_api.deps import gateway_of
 from esteira_core.jobs import Pool
 
 router = authenticated_router("/api/v1", "queues")
@@ -32,11 +31,13 @@ class QueuesBody(BaseModel):
 
 
 @router.get("/queues", summary="Queue depth, age, workers and mode, per queue")
-async def queues(gateway: GatewayDep) -> QueuesBody:
+async def queues(request: Request) -> QueuesBody:
+    gateway = gateway_of(request)
     bodies = []
     for pool in Pool:
         decision = await gateway.dispatcher.decide(pool, fresh=True)
-        stats = {} if decision.stats is None else dataclasses.asdict(decision.stats)
+        # vars(), not dataclasses.asdict: the fields are numbers, and asdict deep-copies them.
+        stats = {} if decision.stats is None else vars(decision.stats)
         bodies.append(
             QueueBody.model_validate(
                 {

@@ -10,17 +10,15 @@ from contextlib import suppress
 from datetime import date
 from typing import Annotated, Any
 
-from arq.connections import ArqRedis
 from fastapi import Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 
-from esteira_api.auth import TenantDep, authenticated_router
+from esteira_api.auth import authenticated_router, tenant_of
 from esteira_api.context import Gateway
-from esteira_api.deps import CarteiraDep, GatewayDep, LongPollWait, RedisDep, SettingsDep
+from esteira_api.deps import LongPollWait, gateway_of
 from esteira_api.responses import json_with_documents
-from esteira_api.settings import ApiSettings
-from esteira_core import heartbeats, keys
+from esteira_core import keys
 from esteira_core.jobs import Pool, RupturaMode
 from esteira_core.redis import REDIS_ERRORS
 from esteira_ruptura import sessions, use_cases
@@ -114,8 +112,9 @@ class InlineResultsBody(BaseModel):
     },
 )
 async def start_session(
-    body: SessionRequest, gateway: GatewayDep, tenant: TenantDep
+    body: SessionRequest, request: Request
 ) -> SessionStartedBody | JSONResponse:
+    gateway, tenant = gateway_of(request), tenant_of(request)
     started = await gateway.dispatcher.start_session(
         body.pedidos, body.mode, body.reference_date, tenant
     )
@@ -141,10 +140,9 @@ async def start_session(
 
 
 @router.get("/sessions/{session_id}", summary="A session's status and progress")
-async def session_status(
-    session_id: SessionId, redis: RedisDep, settings: SettingsDep, tenant: TenantDep
-) -> SessionStatusBody:
-    info = await sessions.owned(redis, session_id, tenant)
+async def session_status(session_id: SessionId, request: Request) -> SessionStatusBody:
+    gateway, tenant = gateway_of(request), tenant_of(request)
+    info = await sessions.owned(gateway.redis, session_id, tenant)
     return SessionStatusBody(
         session_id=session_id,
         status=info.status,
@@ -155,13 +153,7 @@ async def session_status(
         done=info.done,
         batches=info.batches,
         reference_date=info.reference_date,
-        workers_online=await workers_online(redis, settings),
-    )
-
-
-async def workers_online(redis: ArqRedis, settings: ApiSettings) -> int:
-    return await heartbeats.workers_online(
-        redis, Pool.RUPTURA.value, settings.heartbeat_interval_seconds
+        workers_online=await gateway.dispatcher.workers_online(Pool.RUPTURA),
     )
 
 
@@ -183,12 +175,11 @@ Limit = Annotated[int, Query(ge=1, le=5000, description="Most results in one ans
 async def session_results(
     session_id: SessionId,
     request: Request,
-    gateway: GatewayDep,
-    tenant: TenantDep,
     offset: Offset = 0,
     limit: Limit = 2000,
     wait: LongPollWait = 0,
 ) -> Response:
+    gateway, tenant = gateway_of(request), tenant_of(request)
     # The results from `offset` now if there are any or the session is finished; else after
     # the session's next batch, or `wait` seconds.
     page = await gateway.changes.answer(
@@ -215,9 +206,8 @@ async def session_results(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
-async def session_events(
-    session_id: SessionId, gateway: GatewayDep, tenant: TenantDep
-) -> StreamingResponse:
+async def session_events(session_id: SessionId, request: Request) -> StreamingResponse:
+    gateway, tenant = gateway_of(request), tenant_of(request)
     await sessions.owned(gateway.redis, session_id, tenant)  # a 404 before the stream
     return StreamingResponse(
         progress_events(gateway, session_id, tenant),
@@ -278,8 +268,8 @@ async def progress_events(
 
 
 @router.delete("/sessions/{session_id}", status_code=204, summary="Drop a session's data")
-async def delete_session(session_id: SessionId, redis: RedisDep, tenant: TenantDep) -> Response:
-    await sessions.delete(redis, session_id, tenant)
+async def delete_session(session_id: SessionId, request: Request) -> Response:
+    await sessions.delete(gateway_of(request).redis, session_id, tenant_of(request))
     return Response(status_code=204)
 
 
@@ -290,18 +280,19 @@ class ActiveOrder(BaseModel):
 
 @router.get("/orders", summary="Active orders of the carteira (first ones by number)")
 async def active_orders(
-    carteira: CarteiraDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> list[ActiveOrder]:
-    rows = await use_cases.active_orders(carteira, limit)
+    rows = await use_cases.active_orders(gateway_of(request).dispatcher.carteira, limit)
     return [ActiveOrder(num_pedido=number, cliente=cliente) for number, cliente in rows]
 
 
 @router.get("/orders/{num_pedido}", summary="One order analysed now (cached briefly)")
 async def analyse_order(
     num_pedido: OrderNumberPath,
-    redis: RedisDep,
-    carteira: CarteiraDep,
-    settings: SettingsDep,
+    request: Request,
     mode: RupturaMode = RupturaMode.INDEPENDENT,
 ) -> OrderReport:
-    return await use_cases.analyse_order(redis, carteira, settings, num_pedido, mode)
+    gateway = gateway_of(request)
+    return await use_cases.analyse_order(
+        gateway.redis, gateway.dispatcher.carteira, gateway.settings, num_pedido, mode
+    )

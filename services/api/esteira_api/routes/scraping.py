@@ -9,8 +9,8 @@ from fastapi import Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from esteira_api.auth import TenantDep, authenticated_router
-from esteira_api.deps import GatewayDep, LongPollWait, RedisDep
+from esteira_api.auth import authenticated_router, tenant_of
+from esteira_api.deps import LongPollWait, gateway_of
 from esteira_core import keys
 from esteira_scraping import tasks
 from esteira_scraping.runner import OS_NUMBER_PATTERN
@@ -53,8 +53,8 @@ class TaskBody(BaseModel):
     response_model=LookupBody,
     responses={202: {"model": LookupBody, "description": "A scrape is queued or running"}},
 )
-async def lookup_os(numero_os: OsNumber, gateway: GatewayDep, tenant: TenantDep) -> JSONResponse:
-    found = await gateway.dispatcher.lookup(numero_os, tenant)
+async def lookup_os(numero_os: OsNumber, request: Request) -> JSONResponse:
+    found = await gateway_of(request).dispatcher.lookup(numero_os, tenant_of(request))
     body = LookupBody(
         status=found.status,
         numero_os=found.numero_os,
@@ -69,9 +69,9 @@ async def lookup_os(numero_os: OsNumber, gateway: GatewayDep, tenant: TenantDep)
 
 @router.get("/tasks", summary="The latest scrape tasks, newest first")
 async def recent_tasks(
-    redis: RedisDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> list[TaskBody]:
-    found = await tasks.recent(redis, tenant, limit)
+    found = await tasks.recent(gateway_of(request).redis, tenant_of(request), limit)
     return [TaskBody.model_validate(tasks.without_owners(task)) for task in found]
 
 
@@ -87,13 +87,13 @@ async def recent_tasks(
 async def task_status(
     task_id: TaskId,
     request: Request,
-    gateway: GatewayDep,
-    tenant: TenantDep,
     wait: LongPollWait = 0,
     since: Annotated[
         float | None, Query(ge=0, description="The task's `updated_at` as last seen.")
     ] = None,
 ) -> TaskBody:
+    gateway, tenant = gateway_of(request), tenant_of(request)
+
     # The task now if it changed after `since` or has ended; else after its next change, or
     # `wait` seconds. Without `since`, now.
     def news(task: dict[str, Any]) -> bool:
