@@ -177,13 +177,13 @@ def report_orders(
             percent_in_rupture = 100.0 * value_in_rupture / total
         else:  # an order worth 0: weigh its lines equally
             percent_in_rupture = 100.0 * items_in_rupture / len(indexes)
-        first = lines[indexes[0]]
+        first = lines[indexes[0]]  # by position: lines may be the driver's plain tuples
         reports[num_pedido] = {
             "num_pedido": num_pedido,
             "status": "analisado",
             "mode": mode,
-            "cliente": first.cliente,
-            "cnpj": first.cnpj,
+            "cliente": first[7],
+            "cnpj": first[6],
             "data_expedicao": None if first_ship is None else first_ship.isoformat(),
             "qtd_itens": len(indexes),
             "qtd_itens_ruptura": items_in_rupture,
