@@ -53,7 +53,8 @@ def ruptura_judged_reports(judged_id: str) -> str:
 
 
 def ruptura_judged_state(judged_id: str) -> str:
-    """Hash: version, and complete once every report is written (absent: its judge died)."""
+    """Hash: the version asked, its judge (host-pid), and once every report is written,
+    complete and the version judged (absent: its judge died)."""
     return f"{PREFIX}:ruptura:judged:{judged_id}:state"
 
 

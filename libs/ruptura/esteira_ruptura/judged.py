@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from esteira_core import keys, metrics
+from esteira_core import heartbeats, keys, metrics
 from esteira_core.jobs import RupturaMode
 from esteira_core.redis import REDIS_ERRORS
 from esteira_ruptura import data
@@ -105,10 +105,11 @@ def _reuse_seconds(version: str) -> int:
     return REUSE_SECONDS if version else UNVERSIONED_FRESH_SECONDS
 
 
-# KEYS: the pointer, the judgement's state. ARGV: its id, the lease (ms), the version asked.
+# KEYS: the pointer, the judgement's state. ARGV: its id, the lease (ms), the version asked,
+# the judge (which process: what an operator looks for when one stalls).
 _CLAIM = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[2], 'version', ARGV[3])
+redis.call('HSET', KEYS[2], 'version', ARGV[3], 'judge', ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 """
@@ -169,6 +170,7 @@ class Judges:
                 judged_id,
                 str(int(LEASE_SECONDS * 1000)),
                 version,
+                heartbeats.worker_id(),
             )
             if claimed:
                 task = asyncio.create_task(

@@ -67,8 +67,10 @@ for i, document in ipairs(documents) do
   end
 end
 redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('EXPIRE', KEYS[5], ARGV[2])
-redis.call('EXPIRE', KEYS[6], ARGV[2])
+if complete then  -- while it is judged, its lease alone keeps it: a dead judge's expires
+  redis.call('EXPIRE', KEYS[5], ARGV[2])
+  redis.call('EXPIRE', KEYS[6], ARGV[2])
+end
 return record(documents)
 """
 )
@@ -173,7 +175,7 @@ async def copy_batch(
     """Appends one batch's reports from a judged carteira (`orders`: each order's number and
     what to record when the carteira has no such order); returns the results now stored, or
     SESSION_GONE / DUPLICATE_BATCH / JUDGED_GONE / NOT_JUDGED_YET when nothing was written.
-    The judged carteira then lives `ttl` longer: as long as the sessions using it."""
+    A finished judged carteira then lives `ttl` longer: as long as the sessions using it."""
     written: int = await redis.eval(  # type: ignore[misc]
         _COPY_BATCH,
         6,

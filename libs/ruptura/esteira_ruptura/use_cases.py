@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -172,9 +172,11 @@ async def analyse_batch(
     cache: SessionCache,
     judges: judged.Judges,
     job: RupturaBatchPayload,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> int:
     """Analyses and stores a job's batches, each on its own (a batch already written, by a
-    previous try of the job, is skipped); returns the orders stored."""
+    previous try of the job, is skipped); returns the orders stored. Between two batches, a
+    process `stopping` (draining) hands the rest back: Stopped, for another try elsewhere."""
     found = await sessions.pending_batches(redis, job.session_id, [i for i, _ in job.batches()])
     if found is None:
         return 0
@@ -192,14 +194,30 @@ async def analyse_batch(
         )
         judged_id = await _judgement(redis, carteira, judges, job, analysis)
     if judged_id is not None:
-        return await _copy_batches(redis, carteira, judges, job, batches, judged_id)
+        return await _copy_batches(redis, carteira, judges, job, batches, judged_id, stopping)
     stored = 0
     for index, orders in batches:
+        _stop_between_batches(stopping, index, job)
         results = await asyncio.to_thread(analysis.analyse, orders)
         encoded = [orjson.dumps(result) for result in results]
         if await sessions.record_batch(redis, job.session_id, index, encoded) >= 0:
             stored += len(orders)
     return stored
+
+
+class Stopped(Exception):
+    """The process stops: the job's batches from `batch_index` on were not written."""
+
+    def __init__(self, batch_index: int) -> None:
+        super().__init__(f"stopped before batch {batch_index}")
+        self.batch_index = batch_index
+
+
+def _stop_between_batches(
+    stopping: Callable[[], bool], index: int, job: RupturaBatchPayload
+) -> None:
+    if index != job.batch_index and stopping():
+        raise Stopped(index)
 
 
 async def _judgement(
@@ -230,12 +248,14 @@ async def _copy_batches(
     job: RupturaBatchPayload,
     batches: Sequence[tuple[int, Sequence[str]]],
     judged_id: str,
+    stopping: Callable[[], bool],
 ) -> int:
     """Copies each batch's reports from the judged carteira as soon as they are written; a
     judged carteira that died with its judge is claimed again (at most JUDGE_ATTEMPTS times)."""
     stored = 0
     attempts = 1
     for index, orders in batches:
+        _stop_between_batches(stopping, index, job)
         documents = [(number, judged.not_found(number)) for number in orders]
         while True:
             written = await sessions.copy_batch(redis, job.session_id, index, judged_id, documents)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from arq.worker import func
+from arq.worker import Retry, func
 
 from esteira_core import fair, jobs, metrics, worker
 from esteira_ruptura import sources, use_cases
@@ -17,9 +17,19 @@ from esteira_ruptura.settings import RupturaSettings
 @worker.instrumented(jobs.RUPTURA_ANALYSE_BATCH)
 async def analyse_batch(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     batch = jobs.RupturaBatchPayload.from_kwargs(payload)
-    stored = await use_cases.analyse_batch(
-        ctx["redis"], ctx["carteira"], ctx["ruptura_sessions"], ctx["ruptura_judges"], batch
-    )
+    try:
+        stored = await use_cases.analyse_batch(
+            ctx["redis"],
+            ctx["carteira"],
+            ctx["ruptura_sessions"],
+            ctx["ruptura_judges"],
+            batch,
+            stopping=ctx["stopping"].is_set,
+        )
+    except use_cases.Stopped:
+        # Draining: the batches written stay written; the job's next try, on a worker that
+        # stays, skips them and writes the rest.
+        raise Retry() from None
     metrics.ORDERS_ANALYSED.labels(batch.mode.value, ctx["path"]).inc(stored)
     return {"session_id": batch.session_id, "batch": batch.batch_index, "stored": stored}
 

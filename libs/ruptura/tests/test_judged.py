@@ -5,6 +5,7 @@ free to claim a new one."""
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from datetime import date
 
 import orjson
@@ -125,7 +126,7 @@ def test_a_judge_that_dies_leaves_its_batches_free_to_claim_a_new_one(
     monkeypatch.setattr(judged, "LEASE_SECONDS", 0.3)
     mode, version = RupturaMode.INDEPENDENT, carteira.version()
 
-    async def scenario() -> tuple[int, int, str | None, str, int]:
+    async def scenario() -> tuple[int, int, int, str | None, bool, int]:
         redis = create_redis(CoreSettings(redis_url=redis_url))
         try:
             session_id = uuid.uuid4().hex
@@ -133,36 +134,43 @@ def test_a_judge_that_dies_leaves_its_batches_free_to_claim_a_new_one(
                 redis,
                 session_id=session_id,
                 owner="t",
-                total=1,
-                batches=1,
+                total=2,
+                batches=2,
                 mode=mode,
                 path="queue",
                 reference_date=REFERENCE,
                 horizon_days=28,
                 window_days=7,
             )
-            number = _orders(carteira)[0]
-            documents = [(number, judged.not_found(number))]
+            first, second = _orders(carteira)[:2]
             dying = judged.Judges()
             dead_id = await dying.claim(redis, carteira, HORIZON, mode, version)
-            for task in dying._tasks:  # dies before writing a report: it renews nothing
+            for task in dying._tasks:  # it dies having written one report: it renews nothing
                 task.cancel()
-            waiting = await sessions.copy_batch(redis, session_id, 0, dead_id, documents)
+            await redis.hset(keys.ruptura_judged_reports(dead_id), second, b'{"n": 2}')
+
+            def copy(index: int, number: str, judged_id: str) -> Awaitable[int]:
+                documents = [(number, judged.not_found(number))]
+                return sessions.copy_batch(redis, session_id, index, judged_id, documents)
+
+            waiting = await copy(0, first, dead_id)
+            written = await copy(1, second, dead_id)  # what it wrote is copied at once
             await asyncio.sleep(0.5)
-            gone = await sessions.copy_batch(redis, session_id, 0, dead_id, documents)
+            gone = await copy(0, first, dead_id)
             found = await judged.find(redis, HORIZON, mode, version)
             judges = judged.Judges()
             new_id = await judges.claim(redis, carteira, HORIZON, mode, version)
             await asyncio.gather(*judges._tasks)
-            copied = await sessions.copy_batch(redis, session_id, 0, new_id, documents)
-            return waiting, gone, found, new_id != dead_id, copied
+            copied = await copy(0, first, new_id)
+            return waiting, written, gone, found, new_id != dead_id, copied
         finally:
             await redis.aclose()
 
-    waiting, gone, found, renewed, copied = asyncio.run(scenario())
+    waiting, written, gone, found, renewed, copied = asyncio.run(scenario())
     assert waiting == sessions.NOT_JUDGED_YET  # still within its lease: its batch waits
-    assert gone == sessions.JUDGED_GONE and found is None  # the lease ran out
-    assert renewed and copied == 1
+    assert written == 1
+    assert gone == sessions.JUDGED_GONE and found is None  # the lease ran out all the same
+    assert renewed and copied == 2
 
 
 def test_streamed_lines_come_in_whole_orders_and_are_every_line(carteira: CarteiraSource) -> None:
