@@ -39,8 +39,9 @@ SCRAPE_OS = "scrape_os"
 # of progress events.
 RUPTURA_BATCH_SIZE = 20
 # Most batches one ruptura job carries: a big session's batches only copy reports judged once
-# for every worker, so a job per batch would cost more in queueing than in work.
-RUPTURA_BATCHES_PER_JOB = 25
+# for every worker, so a job per batch would cost more in queueing than in work; and few
+# enough that a fair-queue window of jobs still holds a newcomer back only briefly.
+RUPTURA_BATCHES_PER_JOB = 5
 
 
 class RupturaMode(StrEnum):

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from esteira_core.errors import NotFound
-from esteira_core.jobs import RupturaMode
+from esteira_core.jobs import RUPTURA_BATCHES_PER_JOB, RupturaMode
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 from esteira_ruptura import sessions, use_cases
@@ -117,8 +117,9 @@ def test_a_session_that_copies_judged_reports_is_planned_in_fewer_jobs_of_batche
     horizon = Horizon(date(2026, 3, 2), 28, 7)
     wanted = [str(i) for i in range(1, 1046)]  # a big session: 53 batches
     jobs = use_cases.plan(SID, wanted, RupturaMode.INDEPENDENT, horizon)
-    assert [j.batch_index for j in jobs] == [0, 25, 50]
-    assert [len(j.batches()) for j in jobs] == [25, 25, 3]
+    per_job = RUPTURA_BATCHES_PER_JOB
+    assert [j.batch_index for j in jobs] == list(range(0, 53, per_job))
+    assert [len(j.batches()) for j in jobs] == [per_job] * (53 // per_job) + [53 % per_job]
     batches = [batch for job in jobs for batch in job.batches()]
     assert [index for index, _ in batches] == list(range(53))
     assert [number for _, orders in batches for number in orders] == wanted
