@@ -46,9 +46,10 @@ logger = logging.getLogger(__name__)
 
 # A batch whose orders are not judged yet looks again this often (at once when judged here).
 POLL_SECONDS = 0.1
-# A judge renews its lease this often; a dead one's judgement is gone LEASE_SECONDS later.
-LEASE_SECONDS = 5.0
-RENEW_SECONDS = 1.0
+# A judge renews its lease this often; a dead one's judgement is gone LEASE_SECONDS later
+# (what a SIGKILLed judge costs its sessions: about a heartbeat's silence).
+LEASE_SECONDS = 3.0
+RENEW_SECONDS = 0.5
 # How long a finished judgement stays reusable by new sessions (every batch copied from it
 # keeps it as long again as a session lives): a load changes the version, so only memory
 # bounds it, except for a source without a version.
@@ -113,6 +114,33 @@ redis.call('HSET', KEYS[2], 'version', ARGV[3], 'judge', ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 """
+
+
+# KEYS: the judgement's state and reports, the pointer it was claimed under, the pointer of
+# the version it read. ARGV: its id, that version, its ttl, how long it is reused. A judgement
+# whose lease ran out (its state is gone, its batches moved on) is not revived.
+_FINISH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'complete', 1, 'judged_version', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[3], ARGV[1], 'XX', 'EX', ARGV[4])
+-- Sessions that read the newer version find it too.
+redis.call('SET', KEYS[4], ARGV[1], 'NX', 'EX', ARGV[4])
+return 1
+"""
+
+
+# KEYS: a failed judgement's state, the pointer it was claimed under. ARGV: its id. The pointer
+# goes only if it is still this judgement's.
+_ABANDON = """
+redis.call('DEL', KEYS[1])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+"""
+
+
+class LeaseLost(Exception):
+    """A judge was too slow to renew its lease: another judgement took its place."""
 
 
 async def find(redis: Redis, horizon: Horizon, mode: RupturaMode, version: str) -> str | None:
@@ -218,15 +246,20 @@ class Judges:
         try:
             version, orders = await asyncio.to_thread(judge)
             renewing.cancel()
-            async with redis.pipeline(transaction=True) as pipe:
-                pipe.hset(state, mapping={"complete": 1, "judged_version": version})
-                pipe.expire(state, keys.RUPTURA_SESSION_TTL_SECONDS)
-                pipe.expire(reports, keys.RUPTURA_SESSION_TTL_SECONDS)
-                pipe.set(pointer, judged_id, xx=True, ex=_reuse_seconds(version))
-                # Sessions that read the newer version find it too.
-                pipe.set(_pointer(horizon, mode, version), judged_id, nx=True)
-                pipe.expire(_pointer(horizon, mode, version), _reuse_seconds(version))
-                await pipe.execute()
+            finished = await redis.eval(  # type: ignore[misc]
+                _FINISH,
+                4,
+                state,
+                reports,
+                pointer,
+                _pointer(horizon, mode, version),
+                judged_id,
+                version,
+                str(keys.RUPTURA_SESSION_TTL_SECONDS),
+                str(_reuse_seconds(version)),
+            )
+            if not finished:
+                raise LeaseLost(judged_id)
         except Exception as exc:
             # Its batches find it gone and claim a new one.
             logger.exception(
@@ -234,7 +267,7 @@ class Judges:
                 extra={"judged_id": judged_id, "error": type(exc).__name__},
             )
             with suppress(*REDIS_ERRORS):
-                await redis.delete(state, pointer)
+                await redis.eval(_ABANDON, 2, state, pointer, judged_id)  # type: ignore[misc]
             return
         finally:
             renewing.cancel()
