@@ -23,7 +23,9 @@ copying starts before the judging ends.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -139,6 +141,10 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 """
 
 
+class JudgeStopped(Exception):
+    """The process stops in the middle of a judgement."""
+
+
 class LeaseLost(Exception):
     """A judge was too slow to renew its lease: another judgement took its place."""
 
@@ -157,6 +163,30 @@ class Judges:
         self._tasks: set[asyncio.Task[None]] = set()
         # Per judgement running here: set (and replaced) as each chunk of reports is written.
         self._written: dict[str, asyncio.Event] = {}
+        # Set when the process stops: a judge's thread gives up at its next chunk (the event
+        # loop it writes through is about to stop).
+        self._stopping = threading.Event()
+
+    async def stop(self) -> None:
+        """Ends this process's judgements (their batches claim new ones elsewhere at once)."""
+        self._stopping.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _wait_for(
+        self, written: concurrent.futures.Future[None], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """A judge's thread waits for its chunk to be written, unless the process stops (or
+        its event loop did, where nobody called stop: a gateway's standby worker)."""
+        deadline = time.monotonic() + WRITE_TIMEOUT_SECONDS
+        while True:
+            if self._stopping.is_set() or not loop.is_running():
+                written.cancel()
+                raise JudgeStopped
+            try:
+                return written.result(timeout=RENEW_SECONDS)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
 
     async def written(self, judged_id: str) -> None:
         """Returns once more reports may be there: as soon as this process writes its next
@@ -234,9 +264,7 @@ class Judges:
             with source.reading() as carteira:
                 version = carteira.version()
                 for chunk in rendered_reports(carteira, horizon, mode):
-                    asyncio.run_coroutine_threadsafe(write(chunk), loop).result(
-                        WRITE_TIMEOUT_SECONDS
-                    )
+                    self._wait_for(asyncio.run_coroutine_threadsafe(write(chunk), loop), loop)
                     orders += len(chunk)
             return version, orders
 
@@ -262,10 +290,13 @@ class Judges:
                 raise LeaseLost(judged_id)
         except Exception as exc:
             # Its batches find it gone and claim a new one.
-            logger.exception(
-                "judging the carteira failed",
-                extra={"judged_id": judged_id, "error": type(exc).__name__},
-            )
+            if isinstance(exc, JudgeStopped):
+                logger.info("judging the carteira stopped", extra={"judged_id": judged_id})
+            else:
+                logger.exception(
+                    "judging the carteira failed",
+                    extra={"judged_id": judged_id, "error": type(exc).__name__},
+                )
             with suppress(*REDIS_ERRORS):
                 await redis.eval(_ABANDON, 2, state, pointer, judged_id)  # type: ignore[misc]
             return

@@ -61,6 +61,7 @@ async def startup(ctx: worker.Ctx) -> None:
 
 
 async def shutdown(ctx: worker.Ctx) -> None:
+    await ctx["ruptura_judges"].stop()
     carteira = ctx.pop("carteira", None)
     if carteira is not None:
         carteira.close()
