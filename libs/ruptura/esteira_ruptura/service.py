@@ -173,7 +173,3 @@ class SessionCache:
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
             return entry[1]
-
-    def drop(self, session_id: str) -> None:
-        with self._lock:
-            self._entries.pop(session_id, None)
