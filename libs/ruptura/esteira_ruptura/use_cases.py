@@ -193,8 +193,19 @@ async def analyse_batch(
             whole_carteira=job.session_orders >= WHOLE_CARTEIRA_FROM,
         )
         judged_id = await _judgement(redis, carteira, judges, job, analysis)
-    if judged_id is not None:
-        return await _copy_batches(redis, carteira, judges, job, batches, judged_id, stopping)
+        if judged_id is None:
+            return await _analyse_batches(redis, analysis, job, batches, stopping)
+    return await _copy_batches(redis, carteira, judges, job, batches, judged_id, stopping)
+
+
+async def _analyse_batches(
+    redis: Redis,
+    analysis: SessionAnalysis,
+    job: RupturaBatchPayload,
+    batches: Sequence[tuple[int, Sequence[str]]],
+    stopping: Callable[[], bool],
+) -> int:
+    """A small session's batches, each judging its own orders here."""
     stored = 0
     for index, orders in batches:
         _stop_between_batches(stopping, index, job)
