@@ -1,7 +1,8 @@
 """A big session served by two worker processes reads a carteira judged once, by one of them,
 for both (counted on the workers' /metrics); when that judge is SIGKILLed in the middle of its
-judgement, the other judges again and every order is still reported exactly once. Real
-processes: redis-server, PostgreSQL, `esteira api` and two `esteira worker ruptura`."""
+judgement, the other judges again and every order is still reported exactly once; a session
+started after a load reads the loaded data. Real processes: redis-server, PostgreSQL,
+`esteira api` and `esteira worker ruptura`."""
 
 import os
 import signal
@@ -127,3 +128,19 @@ def test_a_judge_sigkilled_mid_judgement_is_replaced_and_no_order_is_lost_or_dou
         (survivor,) = [processes[other] for other in workers if other != pid]
         assert _judgements(survivor) == 1  # it judged again, once
         assert store.hget(f"esteira:ruptura:session:{session_id}", "judged") != killed_judgement
+
+
+def test_a_session_started_after_a_load_reads_the_loaded_data(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    database_url = seeded_database(postgres_server.create_database(), orders=1500, products=100)
+    with LocalStack(tmp_path, database_url) as stack:
+        stack.worker("ruptura")
+        gateway = stack.gateway()
+        before = _by_order(_results(gateway, _start(gateway)))
+        assert before == _by_order(_expected(database_url))
+
+        seeded_database(database_url, orders=1500, products=100, seed=6)  # a load: new data
+        after = _by_order(_results(gateway, _start(gateway)))
+        assert after == _by_order(_expected(database_url))  # judged on the loaded data
+        assert after != before
