@@ -124,6 +124,7 @@ def test_a_judge_that_dies_leaves_its_batches_free_to_claim_a_new_one(
     carteira: CarteiraSource, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(judged, "LEASE_SECONDS", 0.3)
+    monkeypatch.setattr(judged, "RENEW_SECONDS", 0.05)  # the judge alive renews it in time
     mode, version = RupturaMode.INDEPENDENT, carteira.version()
 
     async def scenario() -> tuple[int, int, int, str | None, bool, int]:
