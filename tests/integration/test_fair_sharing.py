@@ -11,6 +11,7 @@ import pytest
 
 from esteira_api.apikeys import generate_key, key_digest
 from esteira_cli.processes import free_port
+from esteira_core.jobs import RUPTURA_BATCH_SIZE, RUPTURA_BATCHES_PER_JOB
 from esteira_portal.records import FIRST_OS
 from esteira_testing.components import seeded_database
 
@@ -150,13 +151,15 @@ def test_a_tenant_over_its_quota_gets_429_with_retry_after(
     refused = alpha.post("/api/v1/ruptura/sessions", json=body)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
     error = refused.json()["error"]
-    # 4 batches of 20 are in arq's window; the other orders wait.
+    # 4 jobs (of RUPTURA_BATCHES_PER_JOB batches of 20, a big session's) are in arq's window;
+    # the other orders wait.
     assert error["code"] == "quota_exceeded"
-    waiting = first.json()["total"] - 4 * 20
+    waiting = first.json()["total"] - 4 * RUPTURA_BATCH_SIZE * RUPTURA_BATCHES_PER_JOB
     assert f"{waiting} orders" in error["message"] and "3000" in error["message"]
+    over_quota = 3000 - waiting + 1
     seed_route = alpha.post(
         "/api/ruptura/worker/iniciar-processamento",
-        json={"pedidos": [str(100001 + n) for n in range(1100)]},
+        json={"pedidos": [str(100001 + n) for n in range(over_quota)]},
     )
     assert seed_route.status_code == 429 and seed_route.json()["success"] is False
     assert beta.post("/api/v1/ruptura/sessions", json=body).status_code == 202

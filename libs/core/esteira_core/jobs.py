@@ -35,8 +35,13 @@ CANARY = "canary"
 RUPTURA_ANALYSE_BATCH = "ruptura_analyse_batch"
 SCRAPE_OS = "scrape_os"
 
-# Orders per ruptura job: the seeds' batch size, and the granularity of progress events.
+# Orders per ruptura batch: the seeds' batch size, and the granularity of results written and
+# of progress events.
 RUPTURA_BATCH_SIZE = 20
+# Most batches one ruptura job carries: a big session's batches only copy reports judged once
+# for every worker, so a job per batch would cost more in queueing than in work; and few
+# enough that a fair-queue window of jobs still holds a newcomer back only briefly.
+RUPTURA_BATCHES_PER_JOB = 5
 
 
 class RupturaMode(StrEnum):
@@ -67,16 +72,27 @@ class CanaryPayload(JobPayload):
 
 
 class RupturaBatchPayload(JobPayload):
-    """One batch of a ruptura session: up to RUPTURA_BATCH_SIZE order numbers."""
+    """Consecutive batches of a ruptura session: its orders from batch `batch_index` on, each
+    RUPTURA_BATCH_SIZE of them a batch (written and announced on its own)."""
 
     session_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     batch_index: int = Field(ge=0)
-    pedidos: list[str] = Field(min_length=1, max_length=RUPTURA_BATCH_SIZE)
+    pedidos: list[str] = Field(
+        min_length=1, max_length=RUPTURA_BATCH_SIZE * RUPTURA_BATCHES_PER_JOB
+    )
     mode: RupturaMode = RupturaMode.INDEPENDENT
     reference_date: date
     horizon_days: int = Field(28, ge=1, le=366)
     window_days: int = Field(7, ge=0, le=366)
     session_orders: int = Field(1, ge=1, description="Orders in the whole session.")
+
+    def batches(self) -> list[tuple[int, list[str]]]:
+        """(batch index, its order numbers) for each batch of the job."""
+        size = RUPTURA_BATCH_SIZE
+        return [
+            (self.batch_index + number, self.pedidos[start : start + size])
+            for number, start in enumerate(range(0, len(self.pedidos), size))
+        ]
 
 
 async def enqueue(

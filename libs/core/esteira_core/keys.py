@@ -41,6 +41,23 @@ def ruptura_order_cache(num_pedido: str, mode: str, version: str) -> str:
     return f"{PREFIX}:ruptura:order:{mode}:v{version}:{num_pedido}"
 
 
+def ruptura_judged(mode: str, horizon: str, version: str) -> str:
+    """String: the id of the whole carteira judged in `mode` over `horizon` on the data's
+    `version`, shared by every worker; while it is being judged, its judge's lease."""
+    return f"{PREFIX}:ruptura:judged:{mode}:{horizon}:v{version}"
+
+
+def ruptura_judged_reports(judged_id: str) -> str:
+    """Hash: order number -> its report JSON, as judged once for every session."""
+    return f"{PREFIX}:ruptura:judged:{judged_id}:reports"
+
+
+def ruptura_judged_state(judged_id: str) -> str:
+    """Hash: the version asked, its judge (host-pid), and once every report is written,
+    complete and the version judged (absent: its judge died)."""
+    return f"{PREFIX}:ruptura:judged:{judged_id}:state"
+
+
 def scrape_task(task_id: str) -> str:
     """Hash: numero_os, status, progress, stage, attempts, result, error, timestamps, and an
     owner:<tenant> field per tenant that started or joined it."""

@@ -78,6 +78,12 @@ WORKER_CAPACITY = Gauge(
 ORDERS_ANALYSED = Counter(
     "esteira_ruptura_orders_analysed_total", "Orders analysed for stock-out.", ["mode", "path"]
 )
+CARTEIRA_JUDGEMENTS = Counter(
+    "esteira_ruptura_carteira_judgements_total",
+    "Whole carteiras judged and their reports shared with every worker (once per data version, "
+    "horizon and mode).",
+    ["mode"],
+)
 SCRAPE_PHASE_DURATION = Histogram(
     "esteira_scrape_phase_duration_seconds",
     "Time spent in each phase of a scrape.",

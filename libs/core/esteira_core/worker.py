@@ -16,6 +16,7 @@ import functools
 import itertools
 import logging
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -51,8 +52,11 @@ def job_context(pool: Pool, member: str, path: str, **shared: Any) -> Ctx:
         "pool": pool,
         "worker_id": member,
         "path": path,
-        # Shared by the copies of ctx arq hands its jobs: counts the jobs ended in this process.
+        # Shared by the copies of ctx arq hands its jobs: counts the jobs ended in this process,
+        # and tells a running job the process drains (a job's own copy of "draining" never
+        # changes once it runs).
         "jobs_ended": itertools.count(1),
+        "stopping": threading.Event(),
     }
 
 
@@ -301,5 +305,6 @@ def _drain(arq_worker: Worker, ctx: Ctx, signum: int) -> None:
     """SIGTERM/SIGINT: start nothing more (jobs already fetched are handed back, see
     `instrumented`), let the running ones finish within job_completion_wait, then stop."""
     ctx["draining"] = True
+    ctx["stopping"].set()
     give_up_riding_out(arq_worker.pool)
     arq_worker.handle_sig_wait_for_completion(signal.Signals(signum))

@@ -122,81 +122,118 @@ def report_orders(
     JSON-ready dicts clients receive; `OrderReport` is their schema.
 
     Plain dicts, not models: a 20,000-order session builds some 160,000 item reports, and
-    validating each would cost more than the analysis itself.
+    validating each would cost more than the analysis itself. For the same reason every sum
+    and count per order is computed at once over all the orders' lines (each order's lines are
+    one segment of them), and Python only assembles the dicts.
     """
-    day_text = [horizon.day(day).isoformat() for day in range(horizon.days)]
+    if not groups:
+        return {}
+    day_text = [horizon.day(day).isoformat() for day in range(horizon.days)] + [None]
     # Only the lines reported are converted: `verdicts` may cover the whole carteira.
-    chosen = np.fromiter(
-        (index for indexes in groups.values() for index in indexes), dtype=np.int64
+    chosen_list = [index for indexes in groups.values() for index in indexes]
+    chosen = np.array(chosen_list, dtype=np.int64)
+    rows = [lines[index] for index in chosen_list]
+    counts = np.fromiter((len(indexes) for indexes in groups.values()), np.int64, len(groups))
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+
+    quantity = np.fromiter((row[3] for row in rows), np.float64, len(rows))
+    price = np.fromiter((row[4] for row in rows), np.float64, len(rows))
+    value = quantity * price
+    in_rupture = verdicts.in_rupture[chosen]
+    missing = np.round(verdicts.ruptura_qtd[chosen], 3)
+    available_day = verdicts.available_day[chosen]
+    # Per order (NO_DAY is -1: an order has one when its smallest day is).
+    total = np.add.reduceat(value, starts)
+    value_in_rupture = np.add.reduceat(np.where(in_rupture, value, 0.0), starts)
+    missing_value = np.add.reduceat(missing * price, starts)
+    items_in_rupture = np.add.reduceat(in_rupture.astype(np.int64), starts)
+    sem_previsao = np.minimum.reduceat(available_day, starts) == NO_DAY
+    latest_day = np.maximum.reduceat(available_day, starts)
+    percent_in_rupture = np.where(
+        total > 0,
+        100.0 * value_in_rupture / np.where(total > 0, total, 1.0),
+        100.0 * items_in_rupture / counts,  # an order worth 0: weigh its lines equally
     )
-    min_window = np.round(verdicts.min_window[chosen], 3).tolist()
-    missing = np.round(verdicts.ruptura_qtd[chosen], 3).tolist()
-    in_rupture = verdicts.in_rupture[chosen].tolist()
-    available_day = verdicts.available_day[chosen].tolist()
+    severities = [
+        criticidade(ruptures, percent).value
+        for ruptures, percent in zip(
+            items_in_rupture.tolist(), percent_in_rupture.tolist(), strict=True
+        )
+    ]
+
+    items = [
+        {
+            "cod_produto": row[1],
+            "nome_produto": row[2],
+            "qtd_saldo": row[3],
+            "preco": row[4],
+            "valor": valor,
+            "menor_estoque_d7": lowest,
+            "ruptura": flag,
+            "ruptura_qtd": short,
+            "data_disponibilidade": day_text[day],  # NO_DAY (-1): the trailing None
+        }
+        for row, valor, lowest, flag, short, day in zip(
+            rows,
+            np.round(value, 2).tolist(),
+            np.round(verdicts.min_window[chosen], 3).tolist(),
+            in_rupture.tolist(),
+            missing.tolist(),
+            available_day.tolist(),
+            strict=True,
+        )
+    ]
     reports: dict[str, dict[str, Any]] = {}
-    position = 0
-    for num_pedido, indexes in groups.items():
-        items: list[dict[str, Any]] = []
-        total = value_in_rupture = missing_value = 0.0
-        items_in_rupture = 0
-        latest_day = 0
-        sem_previsao = False
-        first_ship: date | None = None
-        for index in indexes:
-            # Unpacking is the fastest way to read a row's fields, for any named tuple.
-            _, cod_produto, nome_produto, qtd_saldo, preco, ship, _, _ = lines[index]
-            k = position
-            position += 1
-            day = available_day[k]
-            valor = qtd_saldo * preco
-            total += valor
-            if in_rupture[k]:
-                value_in_rupture += valor
-            missing_value += missing[k] * preco
-            items_in_rupture += in_rupture[k]
-            if day == NO_DAY:
-                sem_previsao = True
-            elif day > latest_day:
-                latest_day = day
-            if ship is not None and (first_ship is None or ship < first_ship):
-                first_ship = ship
-            items.append(
-                {
-                    "cod_produto": cod_produto,
-                    "nome_produto": nome_produto,
-                    "qtd_saldo": qtd_saldo,
-                    "preco": preco,
-                    "valor": round(valor, 2),
-                    "menor_estoque_d7": min_window[k],
-                    "ruptura": in_rupture[k],
-                    "ruptura_qtd": missing[k],
-                    "data_disponibilidade": None if day == NO_DAY else day_text[day],
-                }
-            )
-        if total > 0:
-            percent_in_rupture = 100.0 * value_in_rupture / total
-        else:  # an order worth 0: weigh its lines equally
-            percent_in_rupture = 100.0 * items_in_rupture / len(indexes)
-        first = lines[indexes[0]]
+    for num_pedido, start, count, order in zip(
+        groups,
+        starts.tolist(),
+        counts.tolist(),
+        zip(
+            np.round(total, 2).tolist(),
+            np.round(value_in_rupture, 2).tolist(),
+            np.round(missing_value, 2).tolist(),
+            items_in_rupture.tolist(),
+            np.round(percent_in_rupture, 2).tolist(),
+            np.round(100.0 - percent_in_rupture, 2).tolist(),
+            severities,
+            sem_previsao.tolist(),
+            latest_day.tolist(),
+            strict=True,
+        ),
+        strict=True,
+    ):
+        (
+            order_total,
+            order_in_rupture,
+            order_missing,
+            ruptures,
+            percent,
+            available,
+            severity,
+            no_date,
+            latest,
+        ) = order
+        ships = [row[5] for row in rows[start : start + count] if row[5] is not None]
+        first = rows[start]  # by position: lines may be the driver's plain tuples
         reports[num_pedido] = {
             "num_pedido": num_pedido,
             "status": "analisado",
             "mode": mode,
-            "cliente": first.cliente,
-            "cnpj": first.cnpj,
-            "data_expedicao": None if first_ship is None else first_ship.isoformat(),
-            "qtd_itens": len(indexes),
-            "qtd_itens_ruptura": items_in_rupture,
-            "qtd_itens_disponiveis": len(indexes) - items_in_rupture,
-            "valor_total": round(total, 2),
-            "valor_ruptura": round(value_in_rupture, 2),
-            "valor_faltante": round(missing_value, 2),
-            "percentual_disponibilidade": round(100.0 - percent_in_rupture, 2),
-            "percentual_ruptura": round(percent_in_rupture, 2),
-            "data_disponibilidade_total": None if sem_previsao else day_text[latest_day],
-            "sem_previsao": sem_previsao,
-            "coberto_pelo_estoque": items_in_rupture == 0,
-            "criticidade": criticidade(items_in_rupture, percent_in_rupture).value,
-            "itens": items,
+            "cliente": first[7],
+            "cnpj": first[6],
+            "data_expedicao": min(ships).isoformat() if ships else None,
+            "qtd_itens": count,
+            "qtd_itens_ruptura": ruptures,
+            "qtd_itens_disponiveis": count - ruptures,
+            "valor_total": order_total,
+            "valor_ruptura": order_in_rupture,
+            "valor_faltante": order_missing,
+            "percentual_disponibilidade": available,
+            "percentual_ruptura": percent,
+            "data_disponibilidade_total": None if no_date else day_text[latest],
+            "sem_previsao": no_date,
+            "coberto_pelo_estoque": ruptures == 0,
+            "criticidade": severity,
+            "itens": items[start : start + count],
         }
     return reports

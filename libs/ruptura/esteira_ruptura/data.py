@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Connection, Select, func, insert, select, update
 
@@ -77,6 +77,38 @@ def load_lines(carteira: CarteiraReading, order_numbers: Sequence[str] | None) -
             for row in execute(_active_lines(lines).where(lines["num_pedido"].in_(chunk)))
         ]
     return cast(list[OrderLine], rows)
+
+
+def stream_lines(carteira: CarteiraReading, rows_per_chunk: int) -> Iterator[list[OrderLine]]:
+    """Every active line, in chunks of about `rows_per_chunk` rows that never split an order
+    (each ends with an order's last line), read through one server-side cursor: the whole
+    carteira is never in memory at once.
+
+    On PostgreSQL the driver's own rows are taken as they come: it already returns these
+    columns as str, float and date, and SQLAlchemy's row processing would double the read."""
+    connection, query = carteira.connection, _active_lines(carteira.source.lines)
+    if connection.dialect.name == "postgresql":
+        compiled = query.compile(dialect=connection.dialect)
+        # A named cursor is a server-side one, in the reading's transaction.
+        driver = connection.connection.driver_connection
+        assert driver is not None  # the reading's connection is open
+        cursor: Any = driver.cursor(name="esteira_carteira_lines")
+        cursor.execute(str(compiled), compiled.params)
+    else:
+        cursor = connection.execution_options(yield_per=rows_per_chunk).execute(query)
+    pending: list[OrderLine] = []
+    while rows := cast(list[OrderLine], cursor.fetchmany(rows_per_chunk)):
+        pending += rows
+        last_order = pending[-1][0]  # num_pedido
+        end = len(pending)
+        while end and pending[end - 1][0] == last_order:
+            end -= 1
+        if end:  # the last order may go on in the next rows: it waits for them
+            yield pending[:end]
+            pending = pending[end:]
+    if pending:
+        yield pending
+    cursor.close()
 
 
 def active_order_numbers(carteira: CarteiraReading) -> list[str]:

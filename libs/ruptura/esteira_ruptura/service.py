@@ -1,12 +1,11 @@
-"""Analysing orders for a session: the one entry point the workers and the gateway's inline path
-share. A `SessionAnalysis` keeps what its batches have in common (the projection, and in
-allocated mode the allocation of the whole carteira), so batches don't recompute it.
+"""Analysing orders in one process: what the gateway's inline path and single orders run, and
+what a worker runs for a small session's batches. A `SessionAnalysis` keeps what its batches
+have in common (the projection, and when it judges the whole carteira, the judged carteira),
+so batches don't recompute it.
 
-Sessions of one process also share judged carteiras (`CarteiraSnapshots`): an order's verdict
-depends only on the data, the horizon and the mode, never on the session, so when many
-sessions run at once the carteira is judged once for all of them instead of batch by batch.
-A snapshot is keyed on the version of the data it was judged on, so a session that starts after
-a load never gets one judged before it."""
+A worker's big sessions (and allocated ones, and small ones while it is busy) read a carteira
+judged once for every worker instead (judged.py); `SessionCache` says which and remembers the
+version a session started on."""
 
 from __future__ import annotations
 
@@ -51,55 +50,15 @@ def judge_carteira(source: CarteiraSource, horizon: Horizon, mode: RupturaMode) 
     return JudgedCarteira(version, lines, judge_lines(lines, projection), group_by_order(lines))
 
 
-class CarteiraSnapshots:
-    """Judged carteiras shared by the sessions of one process, per (horizon, mode): one is
-    handed to a session only when it was judged on the version the session read when it started,
-    and for at most `ttl_seconds` (what bounds the age of a source without a version). A session
-    keeps the snapshot it started with, so its batches always agree with each other."""
-
-    def __init__(self, ttl_seconds: float = 30.0) -> None:
-        self.ttl_seconds = ttl_seconds
-        self._entries: dict[tuple[Horizon, RupturaMode], tuple[float, JudgedCarteira]] = {}
-        self._lock = threading.Lock()
-
-    def fresh(self, horizon: Horizon, mode: RupturaMode, version: str) -> JudgedCarteira | None:
-        entry = self._entries.get((horizon, mode))
-        if entry is None or time.monotonic() - entry[0] > self.ttl_seconds:
-            return None
-        return entry[1] if entry[1].version == version else None
-
-    def get(
-        self, source: CarteiraSource, horizon: Horizon, mode: RupturaMode, version: str
-    ) -> JudgedCarteira:
-        """The fresh snapshot of `version`, or a new one (built once, however many sessions ask
-        at once). A new one is judged on the data as it is now: `version`'s, or a later one."""
-        with self._lock:
-            judged = self.fresh(horizon, mode, version)
-            if judged is None:
-                judged = judge_carteira(source, horizon, mode)
-                now = time.monotonic()
-                self._entries = {
-                    key: entry
-                    for key, entry in self._entries.items()
-                    if now - entry[0] <= self.ttl_seconds
-                }
-                self._entries[(horizon, mode)] = (now, judged)
-            return judged
-
-
 class SessionAnalysis:
     """Everything needed to analyse any batch of one session, loaded at most once.
 
     Two ways, one answer (an order's verdict does not depend on the batch it comes in):
-    - `whole_carteira` (big sessions, busy processes, and always in allocated mode, where every
-      line competes): the first call takes the judged carteira (from `snapshots` when given,
-      shared with other sessions; else loaded in four queries and judged at once); each batch
-      then only builds its reports.
+    - `whole_carteira` (big sessions, and always in allocated mode, where every line competes):
+      the first call loads the carteira in four queries and judges it at once; each batch then
+      only builds its reports.
     - otherwise (a few orders): each call loads its orders' lines, and the projection of the
       products not loaded yet; later calls reuse what earlier ones loaded.
-
-    With `snapshots`, the first call reads the carteira's version (one small query): the session
-    takes a snapshot of that version only, and a small session uses one if it is there anyway.
     """
 
     def __init__(
@@ -109,12 +68,10 @@ class SessionAnalysis:
         mode: RupturaMode,
         *,
         whole_carteira: bool = False,
-        snapshots: CarteiraSnapshots | None = None,
     ) -> None:
         self.source = source
         self.horizon = horizon
         self.mode = mode
-        self.snapshots = snapshots
         self.whole_carteira = whole_carteira or mode is RupturaMode.ALLOCATED
         self._lock = threading.Lock()
         self._version: str | None = None
@@ -122,16 +79,12 @@ class SessionAnalysis:
         self._loaded_products: set[str] = set()
         self._judged: JudgedCarteira | None = None
 
-    def _start(self, snapshots: CarteiraSnapshots) -> str:
-        """The version the session started on; a small session takes a snapshot of it if one
-        is there."""
-        if self._version is None:
-            self._version = self.source.version()
-            if not self.whole_carteira:
-                judged = snapshots.fresh(self.horizon, self.mode, self._version)
-                if judged is not None:
-                    self._judged, self.whole_carteira = judged, True
-        return self._version
+    def version(self) -> str:
+        """The version of the data when the session started (read by its first call here)."""
+        with self._lock:
+            if self._version is None:
+                self._version = self.source.version()
+            return self._version
 
     def _projection_for(self, carteira: CarteiraReading, products: set[str]) -> Projection:
         missing = sorted(products - self._loaded_products)
@@ -145,19 +98,13 @@ class SessionAnalysis:
 
     def _judged_carteira(self) -> JudgedCarteira:
         if self._judged is None:
-            self._judged = (
-                self.snapshots.get(self.source, self.horizon, self.mode, self._version or "")
-                if self.snapshots is not None
-                else judge_carteira(self.source, self.horizon, self.mode)
-            )
+            self._judged = judge_carteira(self.source, self.horizon, self.mode)
         return self._judged
 
     def analyse(self, order_numbers: Sequence[str]) -> list[dict[str, Any]]:
         """One result per order number, in the order given (an OrderReport or, for an unknown
         order, an OrderNotFound, as JSON-ready dicts)."""
         with self._lock:
-            if self.snapshots is not None:
-                self._start(self.snapshots)
             if self.whole_carteira:
                 judged = self._judged_carteira()
                 lines, verdicts = judged.lines, judged.verdicts
@@ -178,29 +125,30 @@ class SessionAnalysis:
 
 
 class SessionCache:
-    """The `SessionAnalysis` of recent sessions, per process (least recently used evicted), and
-    the carteira snapshots they share. A session judges the whole carteira (from a snapshot)
-    when it is big, when a fresh snapshot of its version is there anyway, or when the process is
-    busy: at least `busy_sessions` sessions started within a snapshot's lifetime, so that
-    judging the carteira once costs less than loading it batch by batch for each of them."""
+    """The `SessionAnalysis` of recent sessions, per process (least recently used evicted). A
+    session reads the carteira judged for every worker when it is big, or allocated, or when
+    the process is busy: at least `busy_sessions` sessions started within `busy_seconds`, so
+    that judging the carteira once costs less than loading it batch by batch for each of them.
+    """
 
     def __init__(
         self,
         capacity: int = 256,
         ttl_seconds: float = 600,
-        snapshots: CarteiraSnapshots | None = None,
         busy_sessions: int = 8,
+        busy_seconds: float = 30.0,
     ) -> None:
         self.capacity = capacity
         self.ttl_seconds = ttl_seconds
-        self.snapshots = snapshots or CarteiraSnapshots()
         self.busy_sessions = busy_sessions
+        self.busy_seconds = busy_seconds
         self._entries: OrderedDict[str, tuple[float, SessionAnalysis]] = OrderedDict()
         self._lock = threading.Lock()
 
     def _busy(self, now: float) -> bool:
-        recent = self.snapshots.ttl_seconds
-        started = sum(1 for created, _ in self._entries.values() if now - created <= recent)
+        started = sum(
+            1 for created, _ in self._entries.values() if now - created <= self.busy_seconds
+        )
         return started >= self.busy_sessions
 
     def get(
@@ -217,11 +165,7 @@ class SessionCache:
             entry = self._entries.get(session_id)
             if entry is None or now - entry[0] > self.ttl_seconds:
                 analysis = SessionAnalysis(
-                    source,
-                    horizon,
-                    mode,
-                    whole_carteira=whole_carteira or self._busy(now),
-                    snapshots=self.snapshots,
+                    source, horizon, mode, whole_carteira=whole_carteira or self._busy(now)
                 )
                 entry = (now, analysis)
                 self._entries[session_id] = entry
@@ -229,7 +173,3 @@ class SessionCache:
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
             return entry[1]
-
-    def drop(self, session_id: str) -> None:
-        with self._lock:
-            self._entries.pop(session_id, None)

@@ -18,27 +18,66 @@ from esteira_core import keys
 from esteira_core.errors import NotFound
 from esteira_core.jobs import RupturaMode
 
-_RECORD_BATCH = """
+# KEYS: the session's hash, results, batches written, events. ARGV: batch index, ttl, now.
+# `record` appends one batch's documents (after its index was added to the batches written).
+_RECORD_LUA = """
+local function record(documents)
+  redis.call('RPUSH', KEYS[2], unpack(documents))
+  local processed = redis.call('LLEN', KEYS[2])
+  local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
+  local ttl = tonumber(ARGV[2])
+  redis.call('EXPIRE', KEYS[2], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
+  local done = processed >= total
+  if done then
+    redis.call('HSET', KEYS[1], 'status', 'done', 'finished_at', ARGV[3])
+  else
+    redis.call('HSET', KEYS[1], 'status', 'running')
+  end
+  redis.call('PUBLISH', KEYS[4], cjson.encode({
+    batch = tonumber(ARGV[1]), processed = processed, total = total, done = done}))
+  return processed
+end
+"""
+# ARGV 4..: the batch's results.
+_RECORD_BATCH = (
+    _RECORD_LUA
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return -2 end
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 4))
-local processed = redis.call('LLEN', KEYS[2])
-local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
-local ttl = tonumber(ARGV[2])
-redis.call('EXPIRE', KEYS[2], ttl)
-redis.call('EXPIRE', KEYS[3], ttl)
-local done = processed >= total
-if done then
-  redis.call('HSET', KEYS[1], 'status', 'done', 'finished_at', ARGV[3])
-else
-  redis.call('HSET', KEYS[1], 'status', 'running')
-end
-redis.call('PUBLISH', KEYS[4], cjson.encode({
-  batch = tonumber(ARGV[1]), processed = processed, total = total, done = done}))
-return processed
+return record({unpack(ARGV, 4)})
 """
+)
+# KEYS 5, 6: a judged carteira's reports and state. ARGV 4..: each order's number, then what to
+# record for it when the carteira has no such order. ARGV[2] is also the judged keys' new ttl.
+_COPY_BATCH = (
+    _RECORD_LUA
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return -2 end
+local complete = redis.call('HGET', KEYS[6], 'complete')
+if not complete and redis.call('EXISTS', KEYS[6]) == 0 then return -3 end
+local numbers = {}
+for i = 4, #ARGV, 2 do numbers[#numbers + 1] = ARGV[i] end
+local documents = redis.call('HMGET', KEYS[5], unpack(numbers))
+for i, document in ipairs(documents) do
+  if not document then
+    if not complete then return -4 end
+    documents[i] = ARGV[3 + 2 * i]
+  end
+end
+redis.call('SADD', KEYS[3], ARGV[1])
+if complete then  -- while it is judged, its lease alone keeps it: a dead judge's expires
+  redis.call('EXPIRE', KEYS[5], ARGV[2])
+  redis.call('EXPIRE', KEYS[6], ARGV[2])
+end
+return record(documents)
+"""
+)
 SESSION_GONE = -1
 DUPLICATE_BATCH = -2
+JUDGED_GONE = -3  # the judged carteira is gone (its judge died): judge it again
+NOT_JUDGED_YET = -4  # some of the batch's orders are not judged yet: try again shortly
 
 
 @dataclass(frozen=True)
@@ -125,6 +164,35 @@ async def record_batch(
     return written
 
 
+async def copy_batch(
+    redis: Redis,
+    session_id: str,
+    batch_index: int,
+    judged_id: str,
+    orders: Sequence[tuple[str, bytes]],
+    ttl: int = keys.RUPTURA_SESSION_TTL_SECONDS,
+) -> int:
+    """Appends one batch's reports from a judged carteira (`orders`: each order's number and
+    what to record when the carteira has no such order); returns the results now stored, or
+    SESSION_GONE / DUPLICATE_BATCH / JUDGED_GONE / NOT_JUDGED_YET when nothing was written.
+    A finished judged carteira then lives `ttl` longer: as long as the sessions using it."""
+    written: int = await redis.eval(  # type: ignore[misc]
+        _COPY_BATCH,
+        6,
+        keys.ruptura_session(session_id),
+        keys.ruptura_session_results(session_id),
+        keys.ruptura_session_batches_done(session_id),
+        keys.ruptura_session_events(session_id),
+        keys.ruptura_judged_reports(judged_id),
+        keys.ruptura_judged_state(judged_id),
+        str(batch_index),
+        str(ttl),
+        str(time.time()),
+        *(part for order in orders for part in order),  # type: ignore[arg-type]
+    )
+    return written
+
+
 def _info(session_id: str, fields: dict[bytes, bytes], processed: int) -> SessionInfo:
     text = {k.decode(): v.decode() for k, v in fields.items()}
     return SessionInfo(
@@ -203,10 +271,40 @@ async def delete(redis: Redis, session_id: str, tenant: str) -> None:
         raise NotFound("session_not_found", f"Session {session_id} does not exist or expired.")
 
 
-async def batch_pending(redis: Redis, session_id: str, batch_index: int) -> bool:
-    """False when the session is gone or the batch already written: the work can be skipped."""
+async def pending_batches(
+    redis: Redis, session_id: str, batch_indexes: Sequence[int]
+) -> tuple[list[int], str | None] | None:
+    """Of `batch_indexes`, those not written yet, and the judged carteira the session reads
+    (None when it reads none yet); None when the session is gone."""
     async with redis.pipeline(transaction=False) as pipe:
+        pipe.hget(keys.ruptura_session(session_id), "judged")
         pipe.exists(keys.ruptura_session(session_id))
-        pipe.sismember(keys.ruptura_session_batches_done(session_id), str(batch_index))
-        exists, written = await pipe.execute()
-    return bool(exists) and not written
+        pipe.smismember(
+            keys.ruptura_session_batches_done(session_id), [str(i) for i in batch_indexes]
+        )
+        judged, exists, written = await pipe.execute()
+    if not exists:
+        return None
+    pending = [index for index, done in zip(batch_indexes, written, strict=True) if not done]
+    return pending, None if judged is None else judged.decode()
+
+
+# The session's judged carteira, if it is still `ARGV[1]`, is forgotten (it died with its judge).
+_UNPIN = """
+if redis.call('HGET', KEYS[1], 'judged') == ARGV[1] then redis.call('HDEL', KEYS[1], 'judged') end
+"""
+
+
+async def pin_judged(redis: Redis, session_id: str, judged_id: str) -> str:
+    """Makes `judged_id` the carteira every batch of the session reads, unless it reads one
+    already; returns the one it reads."""
+    key = keys.ruptura_session(session_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hsetnx(key, "judged", judged_id)
+        pipe.hget(key, "judged")
+        _, pinned = await pipe.execute()
+    return judged_id if pinned is None else str(pinned.decode())
+
+
+async def unpin_judged(redis: Redis, session_id: str, judged_id: str) -> None:
+    await redis.eval(_UNPIN, 1, keys.ruptura_session(session_id), judged_id)  # type: ignore[misc]

@@ -12,7 +12,7 @@ The version is what answers are keyed on (ARCHITECTURE "Ruptura semantics": ever
 started after a load completes is judged on the loaded data): Esteira's tables keep a counter
 that every load bumps in its own transaction; a profile's `versao` query returns any value that
 changes whenever the data does (a counter, a max(updated_at)). A profile without one has the
-constant version "": its answers are then only as fresh as the snapshots' lifetime.
+constant version "": its answers are then only as fresh as a judgement's reuse (30 s, judged.py).
 """
 
 from __future__ import annotations
@@ -196,8 +196,8 @@ class SourceQueries(BaseModel):
     versao: str | None = Field(
         None,
         description="One value that changes whenever the data above does (a counter, a "
-        "max(updated_at)). Without it answers may be judged on data up to the snapshots' "
-        "lifetime old.",
+        "max(updated_at)). Without it answers may be judged on data up to 30 s old (how long "
+        "a judged carteira is reused).",
     )
 
 

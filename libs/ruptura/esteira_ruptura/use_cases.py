@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from esteira_core import fair, jobs, keys, metrics
 from esteira_core.errors import DomainError, Invalid, NotFound, TooLarge
 from esteira_core.jobs import RupturaBatchPayload, RupturaMode
-from esteira_ruptura import data, sessions
+from esteira_ruptura import data, judged, sessions
 from esteira_ruptura.models import OrderReport
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis, SessionCache
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 # From this many orders a session is analysed from the whole carteira, judged once per process,
 # instead of loading each batch's lines: one big read beats a thousand small ones.
 WHOLE_CARTEIRA_FROM = 1000
+# A job gives up (and arq tries it again later) after its judged carteira died this many times.
+JUDGE_ATTEMPTS = 3
 # A tenant over its quota of orders waiting may try again this much later: a worker analyses
 # thousands of orders in that time.
 QUOTA_RETRY_AFTER_SECONDS = 5
@@ -90,20 +92,24 @@ def _active_orders(source: CarteiraSource) -> list[str]:
 def plan(
     session_id: str, wanted: Sequence[str], mode: RupturaMode, horizon: Horizon
 ) -> list[RupturaBatchPayload]:
-    """The session's jobs: one per RUPTURA_BATCH_SIZE orders, in the order given."""
+    """The session's jobs, in the order given: one per batch of RUPTURA_BATCH_SIZE orders, or,
+    for a session that reads the carteira judged for every worker (a big one, or allocated),
+    one per RUPTURA_BATCHES_PER_JOB batches (a batch then only copies reports)."""
     size = jobs.RUPTURA_BATCH_SIZE
+    shared = len(wanted) >= WHOLE_CARTEIRA_FROM or mode is RupturaMode.ALLOCATED
+    per_job = size * (jobs.RUPTURA_BATCHES_PER_JOB if shared else 1)
     return [
         RupturaBatchPayload(
             session_id=session_id,
-            batch_index=index,
-            pedidos=list(wanted[start : start + size]),
+            batch_index=start // size,
+            pedidos=list(wanted[start : start + per_job]),
             mode=mode,
             reference_date=horizon.start,
             horizon_days=horizon.days,
             window_days=horizon.window,
             session_orders=len(wanted),
         )
-        for index, start in enumerate(range(0, len(wanted), size))
+        for start in range(0, len(wanted), per_job)
     ]
 
 
@@ -124,13 +130,14 @@ async def start_session(
     standby worker while none is online (`path` says which the gateway expected, for the
     record)."""
     session_id = uuid.uuid4().hex
-    batches = plan(session_id, wanted, mode, horizon)
+    planned = plan(session_id, wanted, mode, horizon)
+    batches = -(-len(wanted) // jobs.RUPTURA_BATCH_SIZE)
     await sessions.create(
         redis,
         session_id=session_id,
         owner=owner,
         total=len(wanted),
-        batches=len(batches),
+        batches=batches,
         mode=mode,
         path=path,
         reference_date=horizon.start,
@@ -138,8 +145,8 @@ async def start_session(
         window_days=horizon.window,
     )
     named = [
-        fair.Job(f"ruptura-{session_id}-{batch.batch_index}", batch, units=len(batch.pedidos))
-        for batch in batches
+        fair.Job(f"ruptura-{session_id}-{job.batch_index}", job, units=len(job.pedidos))
+        for job in planned
     ]
     quota = fair.Quota(max_queued_orders, "orders", QUOTA_RETRY_AFTER_SECONDS)
     try:
@@ -150,9 +157,9 @@ async def start_session(
     metrics.JOBS_ENQUEUED.labels(jobs.RUPTURA_QUEUE).inc(len(named))
     logger.info(
         "ruptura session started",
-        extra={"session_id": session_id, "orders": len(wanted), "batches": len(batches)},
+        extra={"session_id": session_id, "orders": len(wanted), "batches": batches},
     )
-    return SessionStarted(session_id, len(wanted), len(batches), mode, horizon.start)
+    return SessionStarted(session_id, len(wanted), batches, mode, horizon.start)
 
 
 def horizon_of(batch: RupturaBatchPayload) -> Horizon:
@@ -160,22 +167,125 @@ def horizon_of(batch: RupturaBatchPayload) -> Horizon:
 
 
 async def analyse_batch(
-    redis: Redis, carteira: CarteiraSource, cache: SessionCache, batch: RupturaBatchPayload
+    redis: Redis,
+    carteira: CarteiraSource,
+    cache: SessionCache,
+    judges: judged.Judges,
+    job: RupturaBatchPayload,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> int:
-    """Analyses and stores one batch; returns the results stored for the session so far, or
-    sessions.SESSION_GONE / sessions.DUPLICATE_BATCH when there was nothing to do."""
-    if not await sessions.batch_pending(redis, batch.session_id, batch.batch_index):
-        return sessions.DUPLICATE_BATCH
-    analysis = cache.get(
-        batch.session_id,
-        carteira,
-        horizon_of(batch),
-        batch.mode,
-        whole_carteira=batch.session_orders >= WHOLE_CARTEIRA_FROM,
-    )
-    results = await asyncio.to_thread(analysis.analyse, batch.pedidos)
-    encoded = [orjson.dumps(result) for result in results]
-    return await sessions.record_batch(redis, batch.session_id, batch.batch_index, encoded)
+    """Analyses and stores a job's batches, each on its own (a batch already written, by a
+    previous try of the job, is skipped); returns the orders stored. Between two batches, a
+    process `stopping` (draining) hands the rest back: Stopped, for another try elsewhere."""
+    found = await sessions.pending_batches(redis, job.session_id, [i for i, _ in job.batches()])
+    if found is None:
+        return 0
+    pending, judged_id = found
+    batches = [(index, orders) for index, orders in job.batches() if index in pending]
+    if not batches:
+        return 0
+    if judged_id is None:
+        analysis = cache.get(
+            job.session_id,
+            carteira,
+            horizon_of(job),
+            job.mode,
+            whole_carteira=job.session_orders >= WHOLE_CARTEIRA_FROM,
+        )
+        judged_id = await _judgement(redis, carteira, judges, job, analysis)
+        if judged_id is None:
+            return await _analyse_batches(redis, analysis, job, batches, stopping)
+    return await _copy_batches(redis, carteira, judges, job, batches, judged_id, stopping)
+
+
+async def _analyse_batches(
+    redis: Redis,
+    analysis: SessionAnalysis,
+    job: RupturaBatchPayload,
+    batches: Sequence[tuple[int, Sequence[str]]],
+    stopping: Callable[[], bool],
+) -> int:
+    """A small session's batches, each judging its own orders here."""
+    stored = 0
+    for index, orders in batches:
+        _stop_between_batches(stopping, index, job)
+        results = await asyncio.to_thread(analysis.analyse, orders)
+        encoded = [orjson.dumps(result) for result in results]
+        if await sessions.record_batch(redis, job.session_id, index, encoded) >= 0:
+            stored += len(orders)
+    return stored
+
+
+class Stopped(Exception):
+    """The process stops: the job's batches from `batch_index` on were not written."""
+
+    def __init__(self, batch_index: int) -> None:
+        super().__init__(f"stopped before batch {batch_index}")
+        self.batch_index = batch_index
+
+
+def _stop_between_batches(
+    stopping: Callable[[], bool], index: int, job: RupturaBatchPayload
+) -> None:
+    if index != job.batch_index and stopping():
+        raise Stopped(index)
+
+
+async def _judgement(
+    redis: Redis,
+    carteira: CarteiraSource,
+    judges: judged.Judges,
+    job: RupturaBatchPayload,
+    analysis: SessionAnalysis,
+) -> str | None:
+    """The judged carteira the session reads from now on (pinned in its hash, so every worker
+    serving it reads the same): claimed when the session judges the whole carteira, else only
+    one of its version that is there anyway. None: the session's batches judge their orders."""
+    version = await asyncio.to_thread(analysis.version)
+    horizon = horizon_of(job)
+    if analysis.whole_carteira:
+        found: str | None = await judges.claim(redis, carteira, horizon, job.mode, version)
+    else:
+        found = await judged.find(redis, horizon, job.mode, version)
+    if found is None:
+        return None
+    return await sessions.pin_judged(redis, job.session_id, found)
+
+
+async def _copy_batches(
+    redis: Redis,
+    carteira: CarteiraSource,
+    judges: judged.Judges,
+    job: RupturaBatchPayload,
+    batches: Sequence[tuple[int, Sequence[str]]],
+    judged_id: str,
+    stopping: Callable[[], bool],
+) -> int:
+    """Copies each batch's reports from the judged carteira as soon as they are written; a
+    judged carteira that died with its judge is claimed again (at most JUDGE_ATTEMPTS times)."""
+    stored = 0
+    attempts = 1
+    for index, orders in batches:
+        _stop_between_batches(stopping, index, job)
+        documents = [(number, judged.not_found(number)) for number in orders]
+        while True:
+            written = await sessions.copy_batch(redis, job.session_id, index, judged_id, documents)
+            if written == sessions.NOT_JUDGED_YET:
+                await judges.written(judged_id)
+            elif written == sessions.JUDGED_GONE:
+                if attempts >= JUDGE_ATTEMPTS:
+                    raise RuntimeError(f"the carteira could not be judged {attempts} times")
+                attempts += 1
+                await sessions.unpin_judged(redis, job.session_id, judged_id)
+                analysis = SessionAnalysis(carteira, horizon_of(job), job.mode, whole_carteira=True)
+                judged_id = await _judgement(redis, carteira, judges, job, analysis) or judged_id
+            else:
+                break
+        if written == sessions.SESSION_GONE:
+            break
+        if written >= 0:
+            stored += len(orders)
+    return stored
 
 
 async def analyse_now(

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from arq.worker import func
+from arq.worker import Retry, func
 
 from esteira_core import fair, jobs, metrics, worker
 from esteira_ruptura import sources, use_cases
+from esteira_ruptura.judged import Judges
 from esteira_ruptura.service import SessionCache
 from esteira_ruptura.settings import RupturaSettings
 
@@ -16,11 +17,20 @@ from esteira_ruptura.settings import RupturaSettings
 @worker.instrumented(jobs.RUPTURA_ANALYSE_BATCH)
 async def analyse_batch(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     batch = jobs.RupturaBatchPayload.from_kwargs(payload)
-    stored = await use_cases.analyse_batch(
-        ctx["redis"], ctx["carteira"], ctx["ruptura_sessions"], batch
-    )
-    if stored >= 0:
-        metrics.ORDERS_ANALYSED.labels(batch.mode.value, ctx["path"]).inc(len(batch.pedidos))
+    try:
+        stored = await use_cases.analyse_batch(
+            ctx["redis"],
+            ctx["carteira"],
+            ctx["ruptura_sessions"],
+            ctx["ruptura_judges"],
+            batch,
+            stopping=ctx["stopping"].is_set,
+        )
+    except use_cases.Stopped:
+        # Draining: the batches written stay written; the job's next try, on a worker that
+        # stays, skips them and writes the rest.
+        raise Retry() from None
+    metrics.ORDERS_ANALYSED.labels(batch.mode.value, ctx["path"]).inc(stored)
     return {"session_id": batch.session_id, "batch": batch.batch_index, "stored": stored}
 
 
@@ -34,9 +44,13 @@ def fair_queue(settings: RupturaSettings) -> fair.FairQueue:
 
 
 def shared(settings: RupturaSettings) -> worker.Ctx:
-    """What the pool's jobs share for the life of a process: recent sessions' analyses, and
-    the fair queue they feed."""
-    return {"ruptura_sessions": SessionCache(), "fair_queue": fair_queue(settings)}
+    """What the pool's jobs share for the life of a process: recent sessions' analyses, the
+    carteira judgements it runs for every worker, and the fair queue they feed."""
+    return {
+        "ruptura_sessions": SessionCache(),
+        "ruptura_judges": Judges(),
+        "fair_queue": fair_queue(settings),
+    }
 
 
 async def startup(ctx: worker.Ctx) -> None:
@@ -47,6 +61,7 @@ async def startup(ctx: worker.Ctx) -> None:
 
 
 async def shutdown(ctx: worker.Ctx) -> None:
+    await ctx["ruptura_judges"].stop()
     carteira = ctx.pop("carteira", None)
     if carteira is not None:
         carteira.close()

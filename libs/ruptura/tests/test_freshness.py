@@ -1,7 +1,7 @@
 """Every answer started after a carteira load completes is judged on the loaded data: sessions
-through the workers' path (use_cases.analyse_batch, a process's SessionCache and its shared
-snapshots, a real redis-server) and single orders through their Redis cache, on SQLite and
-PostgreSQL."""
+through the workers' path (use_cases.analyse_batch, a process's SessionCache and the carteira
+judged for every worker, a real redis-server) and single orders through their Redis cache, on
+SQLite and PostgreSQL."""
 
 import asyncio
 import uuid
@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from esteira_core.jobs import RupturaBatchPayload, RupturaMode
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
-from esteira_ruptura import sessions, use_cases
+from esteira_ruptura import judged, sessions, use_cases
 from esteira_ruptura.csv_import import load
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionCache
@@ -42,9 +42,11 @@ async def run_session(
     cache: SessionCache,
     mode: RupturaMode,
     session_orders: int,
-) -> dict[str, Any]:
-    """One session of one batch, analysed as a worker does; its one result."""
+) -> tuple[dict[str, Any], str | None]:
+    """One session of one batch, analysed as a worker does; its one result, and the judged
+    carteira it read (None: its batch judged its own orders)."""
     redis = create_redis(CoreSettings(redis_url=redis_url))
+    judges = judged.Judges()
     try:
         session_id = uuid.uuid4().hex
         await sessions.create(
@@ -67,10 +69,12 @@ async def run_session(
             reference_date=REFERENCE,
             session_orders=session_orders,
         )
-        assert await use_cases.analyse_batch(redis, source, cache, batch) == 1
+        assert await use_cases.analyse_batch(redis, source, cache, judges, batch) == 1
+        await asyncio.gather(*judges._tasks)
         page = await sessions.results_since(redis, session_id, "t", 0, 10)
         (result,) = [orjson.loads(raw) for raw in page.results]
-        return result
+        pinned = await redis.hget(f"esteira:ruptura:session:{session_id}", "judged")
+        return result, None if pinned is None else pinned.decode()
     finally:
         await redis.aclose()
 
@@ -96,36 +100,39 @@ def test_a_session_started_right_after_a_load_is_judged_on_the_loaded_data(
 ) -> None:
     source, cache = esteira_tables(migrated_engine), SessionCache()
 
-    def session() -> dict[str, Any]:
+    def session() -> tuple[dict[str, Any], str | None]:
         return asyncio.run(run_session(redis_url, source, cache, mode, session_orders))
 
     load_carteira(migrated_engine, tmp_path, stock=100)
-    before = session()
+    before, judged_before = session()
     assert not in_rupture(before) and before["percentual_disponibilidade"] == 100
-    assert session() == before  # the same version: the process's snapshot serves it
-    (snapshot,) = cache.snapshots._entries.values()
+    assert judged_before is not None
+    assert session() == (before, judged_before)  # the same version: the same judgement serves it
 
     load_carteira(migrated_engine, tmp_path, stock=0)
-    after = session()
+    after, judged_after = session()
     assert in_rupture(after)
     assert after["valor_ruptura"] == 10 and after["percentual_disponibilidade"] == 0
-    assert list(cache.snapshots._entries.values()) != [snapshot]  # judged again, on the new data
+    assert judged_after not in (None, judged_before)  # judged again, on the new data
 
 
-def test_a_small_session_takes_a_shared_snapshot_only_of_its_own_version(
+def test_a_small_session_takes_a_judged_carteira_only_of_its_own_version(
     migrated_engine: Engine, redis_url: str, tmp_path: Path
 ) -> None:
     source, cache = esteira_tables(migrated_engine), SessionCache()
     mode = RupturaMode.INDEPENDENT
 
-    def session(session_orders: int) -> dict[str, Any]:
+    def session(session_orders: int) -> tuple[dict[str, Any], str | None]:
         return asyncio.run(run_session(redis_url, source, cache, mode, session_orders))
 
     load_carteira(migrated_engine, tmp_path, stock=100)
-    assert not in_rupture(session(use_cases.WHOLE_CARTEIRA_FROM))  # builds the snapshot
+    big, judged_id = session(use_cases.WHOLE_CARTEIRA_FROM)  # judges the carteira
+    assert not in_rupture(big)
+    assert session(1) == (big, judged_id)  # a small one of its version reads it too
     load_carteira(migrated_engine, tmp_path, stock=0)
-    assert in_rupture(session(1))  # the snapshot is of the version before: not for it
-    assert in_rupture(session(use_cases.WHOLE_CARTEIRA_FROM))  # nor for a big one
+    small, none = session(1)  # that judgement is of the version before: not for it
+    assert in_rupture(small) and none is None
+    assert in_rupture(session(use_cases.WHOLE_CARTEIRA_FROM)[0])  # nor for a big one
 
 
 def test_a_session_keeps_the_data_it_started_with(

@@ -12,7 +12,7 @@ from esteira_ruptura import data
 from esteira_ruptura.demo import CarteiraNotEmptyError, DemoSpec, seed_demo
 from esteira_ruptura.models import OrderNotFound, OrderReport
 from esteira_ruptura.projection import Horizon
-from esteira_ruptura.service import CarteiraSnapshots, SessionAnalysis, SessionCache
+from esteira_ruptura.service import SessionAnalysis, SessionCache
 from esteira_ruptura.sources import CarteiraSource, esteira_tables
 
 pytestmark = pytest.mark.integration
@@ -134,28 +134,7 @@ def test_the_cache_keeps_one_analysis_per_session(carteira) -> None:
     assert get("s1") is not first  # evicted
 
 
-def test_sessions_share_a_snapshot_and_each_keeps_the_one_it_started_with(carteira) -> None:
-    orders = _orders(carteira)
-    snapshots = CarteiraSnapshots(ttl_seconds=60)
-    horizon, mode = Horizon(REFERENCE), RupturaMode.INDEPENDENT
-    first = SessionAnalysis(carteira, horizon, mode, whole_carteira=True, snapshots=snapshots)
-    second = SessionAnalysis(carteira, horizon, mode, whole_carteira=True, snapshots=snapshots)
-    expected = SessionAnalysis(carteira, horizon, mode).analyse(orders)
-    assert first.analyse(orders) == expected
-    with count_queries(carteira.engine) as statements:
-        assert second.analyse(orders) == expected  # judged once, for both sessions
-    assert len(statements) == 1 and "carteira_versao" in statements[0]  # it read the version
-
-    snapshots.ttl_seconds = 0  # every snapshot is stale at once: a new session builds its own
-    third = SessionAnalysis(carteira, horizon, mode, whole_carteira=True, snapshots=snapshots)
-    with count_queries(carteira.engine) as statements:
-        assert first.analyse(orders[:5]) == expected[:5]  # still on the one it started with
-    assert statements == []
-    third.analyse(orders[:5])
-    assert first._judged is not third._judged
-
-
-def test_a_busy_process_judges_the_carteira_once_for_its_small_sessions(carteira) -> None:
+def test_a_busy_process_judges_the_whole_carteira_for_its_small_sessions(carteira) -> None:
     cache = SessionCache(busy_sessions=3)
 
     def get(session_id: str) -> SessionAnalysis:
@@ -164,13 +143,8 @@ def test_a_busy_process_judges_the_carteira_once_for_its_small_sessions(carteira
         )
 
     assert [get(f"s{i}").whole_carteira for i in range(4)] == [False, False, False, True]
-    get("s3").analyse(_orders(carteira)[:3])  # builds the shared snapshot
-    small = SessionCache(snapshots=cache.snapshots).get(
-        "s5", carteira, Horizon(REFERENCE), RupturaMode.INDEPENDENT, whole_carteira=False
-    )
-    assert not small.whole_carteira
-    small.analyse(_orders(carteira)[:3])  # a fresh snapshot of its version is there: it uses it
-    assert small.whole_carteira and small._judged is get("s3")._judged
+    cache.busy_seconds = 0  # the sessions started long ago: the process is no longer busy
+    assert not get("s5").whole_carteira
 
 
 def test_seeding_is_deterministic_and_refuses_to_overwrite(migrated_engine) -> None:

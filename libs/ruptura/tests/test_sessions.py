@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from esteira_core.errors import NotFound
-from esteira_core.jobs import RupturaMode
+from esteira_core.jobs import RUPTURA_BATCHES_PER_JOB, RupturaMode
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 from esteira_ruptura import sessions, use_cases
@@ -40,9 +40,9 @@ def test_a_batch_is_written_once_however_often_it_is_delivered(redis_url: str) -
         await pubsub.subscribe(f"esteira:ruptura:session:{SID}:events")
         first = await sessions.record_batch(redis, SID, 0, [b'{"n": 1}', b'{"n": 2}'])
         again = await sessions.record_batch(redis, SID, 0, [b'{"n": 1}', b'{"n": 2}'])
-        pending_before = await sessions.batch_pending(redis, SID, 1)
+        pending_before = await sessions.pending_batches(redis, SID, [0, 1])
         last = await sessions.record_batch(redis, SID, 1, [b'{"n": 3}'])
-        pending_after = await sessions.batch_pending(redis, SID, 1)
+        pending_after = await sessions.pending_batches(redis, SID, [0, 1])
         page = await sessions.results_since(redis, SID, "t", 1, 100)
         limited = (await sessions.results_since(redis, SID, "t", 0, 1)).results
         info, tail = page.info, page.results
@@ -59,7 +59,7 @@ def test_a_batch_is_written_once_however_often_it_is_delivered(redis_url: str) -
         scenario()
     )
     assert (first, again, last) == (2, sessions.DUPLICATE_BATCH, 3)
-    assert (pending_before, pending_after) == (True, False)
+    assert (pending_before, pending_after) == (([1], None), ([], None))
     assert info.done and info.status == "done" and info.percent == 100.0
     assert [json.loads(item) for item in tail] == [{"n": 2}, {"n": 3}]
     assert limited == [b'{"n": 1}']
@@ -103,11 +103,26 @@ def test_another_tenants_session_does_not_exist_to_this_one(redis_url: str) -> N
     assert asyncio.run(scenario()) == (["session_not_found"] * 3, 1)
 
 
-def test_a_session_is_planned_in_batches_of_twenty() -> None:
+def test_a_small_session_is_planned_a_job_per_batch_of_twenty() -> None:
     horizon = Horizon(date(2026, 3, 2), 28, 7)
-    batches = use_cases.plan(SID, [str(i) for i in range(45)], RupturaMode.ALLOCATED, horizon)
-    assert [len(b.pedidos) for b in batches] == [20, 20, 5]
-    assert [b.batch_index for b in batches] == [0, 1, 2]
-    assert {(b.session_orders, b.reference_date, b.mode) for b in batches} == {
-        (45, horizon.start, RupturaMode.ALLOCATED)
+    jobs = use_cases.plan(SID, [str(i) for i in range(45)], RupturaMode.INDEPENDENT, horizon)
+    assert [len(j.pedidos) for j in jobs] == [20, 20, 5]
+    assert [j.batch_index for j in jobs] == [0, 1, 2]
+    assert {(j.session_orders, j.reference_date, j.mode) for j in jobs} == {
+        (45, horizon.start, RupturaMode.INDEPENDENT)
     }
+
+
+def test_a_session_that_copies_judged_reports_is_planned_in_fewer_jobs_of_batches() -> None:
+    horizon = Horizon(date(2026, 3, 2), 28, 7)
+    wanted = [str(i) for i in range(1, 1046)]  # a big session: 53 batches
+    jobs = use_cases.plan(SID, wanted, RupturaMode.INDEPENDENT, horizon)
+    per_job = RUPTURA_BATCHES_PER_JOB
+    assert [j.batch_index for j in jobs] == list(range(0, 53, per_job))
+    assert [len(j.batches()) for j in jobs] == [per_job] * (53 // per_job) + [53 % per_job]
+    batches = [batch for job in jobs for batch in job.batches()]
+    assert [index for index, _ in batches] == list(range(53))
+    assert [number for _, orders in batches for number in orders] == wanted
+    assert all(len(orders) <= 20 for _, orders in batches)
+    allocated = use_cases.plan(SID, wanted[:45], RupturaMode.ALLOCATED, horizon)
+    assert [len(j.batches()) for j in allocated] == [3]  # allocated: always judged whole

@@ -22,7 +22,7 @@ from esteira_core.jobs import RupturaMode
 from esteira_ruptura import data
 from esteira_ruptura.csv_import import load
 from esteira_ruptura.projection import Horizon
-from esteira_ruptura.service import CarteiraSnapshots, SessionAnalysis
+from esteira_ruptura.service import SessionAnalysis, judge_carteira
 from esteira_ruptura.settings import RupturaSettings
 from esteira_ruptura.sources import CarteiraSource, configured, esteira_tables, load_queries
 from esteira_testing.components import PostgresServer
@@ -258,18 +258,17 @@ def test_the_source_only_reads_and_follows_the_legacy_version(
             reading.connection.execute(text("CREATE TEMPORARY TABLE t (x int)"))
         assert "read-only transaction" in str(refused.value)
 
-        snapshots = CarteiraSnapshots()
         horizon, mode = Horizon(REFERENCE), RupturaMode.INDEPENDENT
         version = profile.version()
         assert version != ""
-        judged = snapshots.get(profile, horizon, mode, version)
-        assert judged.version == version and snapshots.fresh(horizon, mode, version) is judged
+        judged = judge_carteira(profile, horizon, mode)
+        assert judged.version == version
 
         with legacy_database.owner.begin() as connection:  # the legacy system sells everything
             connection.execute(text("UPDATE estoque_atual SET saldo = 0"))
         newer = profile.version()
-        assert newer != version and snapshots.fresh(horizon, mode, newer) is None
-        rejudged = snapshots.get(profile, horizon, mode, newer)
+        assert newer != version
+        rejudged = judge_carteira(profile, horizon, mode)
         assert rejudged.version == newer
         assert int(rejudged.verdicts.in_rupture.sum()) > int(judged.verdicts.in_rupture.sum())
     finally:
@@ -287,7 +286,7 @@ def test_a_profile_without_a_version_query_has_the_constant_version(tmp_path: Pa
         ),
         create_engine("sqlite://"),
     )
-    assert source.version() == ""  # no query at all: snapshots then live their 30 s at most
+    assert source.version() == ""  # no query at all: a judgement is then reused 30 s at most
 
 
 def test_a_source_needs_both_its_database_and_its_profile() -> None:

@@ -1,0 +1,185 @@
+"""The carteira judged once for every worker (judged.py), on a real redis-server and a real
+database (SQLite and PostgreSQL): two processes' judges asking at once share one judgement,
+its reports are the ones a process computes itself, and a judge that dies leaves its batches
+free to claim a new one."""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable
+from datetime import date
+
+import orjson
+import pytest
+from sqlalchemy import Engine
+
+from esteira_core import keys, metrics
+from esteira_core.jobs import RupturaMode
+from esteira_core.redis import create_redis
+from esteira_core.settings import CoreSettings
+from esteira_ruptura import data, judged, sessions
+from esteira_ruptura.demo import DemoSpec, seed_demo
+from esteira_ruptura.projection import Horizon
+from esteira_ruptura.service import SessionAnalysis
+from esteira_ruptura.sources import CarteiraSource, esteira_tables
+
+pytestmark = pytest.mark.integration
+REFERENCE = date(2026, 3, 2)
+HORIZON = Horizon(REFERENCE)
+
+
+@pytest.fixture
+def carteira(migrated_engine: Engine) -> CarteiraSource:
+    seed_demo(migrated_engine, DemoSpec(orders=300, products=40, seed=3, reference_date=REFERENCE))
+    return esteira_tables(migrated_engine)
+
+
+def _orders(source: CarteiraSource) -> list[str]:
+    with source.reading() as reading:
+        return data.active_order_numbers(reading)
+
+
+def _judgements(mode: RupturaMode) -> float:
+    return metrics.CARTEIRA_JUDGEMENTS.labels(mode.value)._value.get()
+
+
+@pytest.mark.parametrize("mode", list(RupturaMode))
+def test_two_processes_asking_at_once_share_one_judgement_of_the_right_reports(
+    carteira: CarteiraSource,
+    redis_url: str,
+    mode: RupturaMode,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(judged, "ROWS_PER_CHUNK", 300)  # many chunks, each ending an order
+    monkeypatch.setattr(judged, "ORDERS_PER_CHUNK", 40)
+    orders = _orders(carteira)
+    expected = SessionAnalysis(carteira, HORIZON, mode, whole_carteira=True).analyse(orders)
+    version = carteira.version()
+    before = _judgements(mode)
+
+    async def scenario() -> tuple[set[str], dict[bytes, bytes], dict[bytes, bytes]]:
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        first, second = judged.Judges(), judged.Judges()
+        try:
+            ids = await asyncio.gather(
+                *(j.claim(redis, carteira, HORIZON, mode, version) for j in (first, second) * 3)
+            )
+            await asyncio.gather(*first._tasks, *second._tasks)
+            (judged_id,) = set(ids)
+            reports = await redis.hgetall(keys.ruptura_judged_reports(judged_id))
+            state = await redis.hgetall(keys.ruptura_judged_state(judged_id))
+            return set(ids), reports, state
+        finally:
+            await redis.aclose()
+
+    ids, reports, state = asyncio.run(scenario())
+    assert len(ids) == 1 and _judgements(mode) == before + 1  # judged once, for both
+    assert state[b"complete"] == b"1" and state[b"judged_version"] == version.encode()
+    assert {number.decode(): orjson.loads(report) for number, report in reports.items()} == {
+        result["num_pedido"]: result for result in expected
+    }
+
+
+def test_a_batch_copies_its_reports_and_records_unknown_orders_as_not_found(
+    carteira: CarteiraSource, redis_url: str
+) -> None:
+    orders = _orders(carteira)[:3] + ["NAO-EXISTE"]
+    expected = SessionAnalysis(carteira, HORIZON, RupturaMode.INDEPENDENT).analyse(orders)
+
+    async def scenario() -> tuple[int, int, list[bytes]]:
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        try:
+            session_id = uuid.uuid4().hex
+            await sessions.create(
+                redis,
+                session_id=session_id,
+                owner="t",
+                total=len(orders),
+                batches=1,
+                mode=RupturaMode.INDEPENDENT,
+                path="queue",
+                reference_date=REFERENCE,
+                horizon_days=28,
+                window_days=7,
+            )
+            judges = judged.Judges()
+            judged_id = await judges.claim(
+                redis, carteira, HORIZON, RupturaMode.INDEPENDENT, carteira.version()
+            )
+            await asyncio.gather(*judges._tasks)
+            documents = [(number, judged.not_found(number)) for number in orders]
+            first = await sessions.copy_batch(redis, session_id, 0, judged_id, documents)
+            again = await sessions.copy_batch(redis, session_id, 0, judged_id, documents)
+            page = await sessions.results_since(redis, session_id, "t", 0, 10)
+            return first, again, page.results
+        finally:
+            await redis.aclose()
+
+    first, again, results = asyncio.run(scenario())
+    assert (first, again) == (len(orders), sessions.DUPLICATE_BATCH)
+    assert [orjson.loads(raw) for raw in results] == expected
+    assert expected[-1]["status"] == "nao_encontrado"
+
+
+def test_a_judge_that_dies_leaves_its_batches_free_to_claim_a_new_one(
+    carteira: CarteiraSource, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(judged, "LEASE_SECONDS", 0.3)
+    monkeypatch.setattr(judged, "RENEW_SECONDS", 0.05)  # the judge alive renews it in time
+    mode, version = RupturaMode.INDEPENDENT, carteira.version()
+
+    async def scenario() -> tuple[int, int, int, str | None, bool, int]:
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        try:
+            session_id = uuid.uuid4().hex
+            await sessions.create(
+                redis,
+                session_id=session_id,
+                owner="t",
+                total=2,
+                batches=2,
+                mode=mode,
+                path="queue",
+                reference_date=REFERENCE,
+                horizon_days=28,
+                window_days=7,
+            )
+            first, second = _orders(carteira)[:2]
+            dying = judged.Judges()
+            dead_id = await dying.claim(redis, carteira, HORIZON, mode, version)
+            for task in dying._tasks:  # it dies having written one report: it renews nothing
+                task.cancel()
+            await redis.hset(keys.ruptura_judged_reports(dead_id), second, b'{"n": 2}')
+
+            def copy(index: int, number: str, judged_id: str) -> Awaitable[int]:
+                documents = [(number, judged.not_found(number))]
+                return sessions.copy_batch(redis, session_id, index, judged_id, documents)
+
+            waiting = await copy(0, first, dead_id)
+            written = await copy(1, second, dead_id)  # what it wrote is copied at once
+            await asyncio.sleep(0.5)
+            gone = await copy(0, first, dead_id)
+            found = await judged.find(redis, HORIZON, mode, version)
+            judges = judged.Judges()
+            new_id = await judges.claim(redis, carteira, HORIZON, mode, version)
+            await asyncio.gather(*judges._tasks)
+            copied = await copy(0, first, new_id)
+            return waiting, written, gone, found, new_id != dead_id, copied
+        finally:
+            await redis.aclose()
+
+    waiting, written, gone, found, renewed, copied = asyncio.run(scenario())
+    assert waiting == sessions.NOT_JUDGED_YET  # still within its lease: its batch waits
+    assert written == 1
+    assert gone == sessions.JUDGED_GONE and found is None  # the lease ran out all the same
+    assert renewed and copied == 2
+
+
+def test_streamed_lines_come_in_whole_orders_and_are_every_line(carteira: CarteiraSource) -> None:
+    with carteira.reading() as reading:
+        everything = [tuple(line) for line in data.load_lines(reading, None)]
+    with carteira.reading() as reading:
+        chunks = [[tuple(line) for line in chunk] for chunk in data.stream_lines(reading, 50)]
+    assert [line for chunk in chunks for line in chunk] == everything
+    assert len(chunks) > 10
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert before[-1][0] != after[0][0]  # no order is split between two chunks
