@@ -173,7 +173,8 @@ def test_a_gateway_told_to_stop_does_not_wait_for_half_sent_heads(start_gateway)
     with gateway.client() as caller:  # all 20 are counted in before the signal
         assert caller.get("/livez").status_code == 200
     gateway.process.signal_group(signal.SIGTERM)
-    assert gateway.process.wait(timeout=30) == 0
+    # Stopped, not stuck waiting for them (uvicorn re-raises the signal once it has stopped).
+    assert gateway.process.wait(timeout=30) == -signal.SIGTERM
     for sock in idle:
         assert _answer(sock) == b""  # closed, with nothing to answer
         sock.close()
