@@ -24,7 +24,8 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         log_config=None,
         proxy_headers=True,
         access_log=False,
-        # The edge's deadlines and caps (esteira_api.edge) on uvicorn's httptools protocol.
+        # The edge (esteira_api.edge): each new connection a HeadGuard until its first head is
+        # whole, then uvicorn's httptools protocol with the same deadlines and caps.
         http=HeadGuard,
         timeout_keep_alive=settings.api_keep_alive_seconds,
     )

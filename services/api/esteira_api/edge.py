@@ -15,7 +15,7 @@ socket look-ups, a dozen objects for the garbage collector to walk). Per gateway
   `ESTEIRA_API_KEEP_ALIVE_SECONDS` (uvicorn's own timer);
 - a **head size cap**: a request line over `ESTEIRA_API_MAX_LINE_BYTES` gets 414, a header line
   over it or a head over `ESTEIRA_API_MAX_HEAD_BYTES` 431, and the connection is closed, as soon
-  as the bytes received say so (the head is never buffered whole);
+  as the bytes received say so (a head is never buffered past its cap);
 - a **connection cap per client address** (`ESTEIRA_API_MAX_CONNECTIONS_PER_ADDRESS`): one more
   is answered 429 at once, before anything is read, and closed;
 - a **connection cap in total** (`ESTEIRA_API_MAX_CONNECTIONS`, kept under the open-file
