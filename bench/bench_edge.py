@@ -49,6 +49,7 @@ BODY_CLIENTS = 8
 BODY = b"[" + b"[]," * (2 * 1024 * 1024 // 3 - 1) + b"[]]"
 RAMP_SECONDS = 20.0  # time for the attacker to open its sockets before the measure
 MEASURE_SECONDS = 30.0
+TAIL_SECONDS = 5.0  # the attack goes on this long after the measure: never measured winding down
 QUIET_SECONDS = 10.0  # the caller alone first: what this machine gives without the attack
 PROBE_INTERVAL = 0.05
 COST_ROUNDS = 5
@@ -61,10 +62,10 @@ ATTACK_PROCESSES = 2  # 10,000 sockets each: one process may hold only so many o
 # uvicorn as the gateway ran before, and as it runs now (esteira_api.__main__).
 SERVER = """
 import sys, uvicorn
-from esteira_api.edge import EdgeProtocol
+from esteira_api.edge import HeadGuard
 uvicorn.run("esteira_api.main:create_app", factory=True, host="127.0.0.1", port=int(sys.argv[1]),
             log_config=None, access_log=False, proxy_headers=True,
-            http=EdgeProtocol if sys.argv[2] == "edge" else "httptools")
+            http=HeadGuard if sys.argv[2] == "edge" else "httptools")
 """
 
 
@@ -81,11 +82,18 @@ def _rss_mib(pid: int) -> float:
 
 
 def _start(env: dict[str, str], protocol: str) -> tuple[ManagedProcess, str]:
+    """A gateway on `protocol`: uvicorn's plain httptools, or "served", as `esteira api` serves
+    it (python -m esteira_api: the edge, its keep-alive and open-file settings)."""
     port = free_port()
+    argv = (
+        [sys.executable, "-m", "esteira_api"]
+        if protocol == "served"
+        else [sys.executable, "-c", SERVER, str(port), protocol]
+    )
     process = ManagedProcess(
         f"api-{protocol}",
-        [sys.executable, "-c", SERVER, str(port), protocol],
-        env={**os.environ, **env},
+        argv,
+        env={**os.environ, **env, "ESTEIRA_API_HOST": "127.0.0.1", "ESTEIRA_API_PORT": str(port)},
     ).start()
     process.wait_for_port(port, timeout=60)
     return process, f"http://127.0.0.1:{port}"
@@ -98,10 +106,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 # --- 0. the protocol alone, in process ------------------------------------------------------
 class _Transport:
-    """Just enough of an asyncio transport for uvicorn's protocols."""
+    """Just enough of an asyncio transport for uvicorn's protocols (and the edge's hand-over)."""
 
-    def __init__(self) -> None:
+    def __init__(self, protocol: Any) -> None:
         self.closing = False
+        self.protocol = protocol
 
     def get_extra_info(self, name: str, default: object = None) -> object:
         return ("127.0.0.1", 40000) if name in ("peername", "sockname") else default
@@ -122,7 +131,7 @@ class _Transport:
         pass
 
     def set_protocol(self, protocol: object) -> None:
-        pass
+        self.protocol = protocol
 
 
 async def _answer(_scope: dict[str, Any], _receive: Any, send: Any) -> None:
@@ -132,35 +141,71 @@ async def _answer(_scope: dict[str, Any], _receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"{}"})
 
 
-def protocol_cost() -> dict[str, float]:
-    """CPU microseconds per request of each protocol with an app that answers at once: what
-    the edge adds to uvicorn's own parsing and bookkeeping, nothing else (best of 5 rounds)."""
+def protocol_cost() -> dict[str, dict[str, float]]:
+    """CPU microseconds of each protocol, in process, with an app that answers at once: what
+    the edge adds to uvicorn's own parsing and bookkeeping, nothing else (best of 5 rounds).
+    Per request on a kept-alive connection, per connection that makes one request, and per
+    connection that sends half a head and goes (an attacker's)."""
     import uvicorn
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.server import ServerState
 
-    from esteira_api.edge import EdgeProtocol
+    from esteira_api.edge import HeadGuard
 
     os.environ["ESTEIRA_AUTH_DISABLED"] = "true"  # for the edge's settings, in this process only
     request = b"GET /livez HTTP/1.1\r\nHost: x\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
     loop = asyncio.new_event_loop()
-    best: dict[str, float] = {}
+    config = uvicorn.Config(
+        _answer, lifespan="off", log_config=None, access_log=False, proxy_headers=False
+    )
+    config.load()
+    state = ServerState()
+
+    def connect(protocol_class: Any) -> _Transport:
+        transport = _Transport(protocol_class(config, state, {}, _loop=loop))
+        transport.protocol.connection_made(transport)
+        return transport
+
+    def kept_alive(protocol_class: Any) -> float:
+        transport = connect(protocol_class)
+        started = time.process_time()
+        for _ in range(PROTOCOL_REQUESTS):
+            transport.protocol.data_received(request)
+            loop.run_until_complete(asyncio.sleep(0))  # the app's task runs
+        spent = time.process_time() - started
+        transport.protocol.connection_lost(None)
+        return spent
+
+    def one_request_each(protocol_class: Any) -> float:
+        started = time.process_time()
+        for _ in range(PROTOCOL_REQUESTS):
+            transport = connect(protocol_class)
+            transport.protocol.data_received(request)
+            loop.run_until_complete(asyncio.sleep(0))
+            transport.protocol.connection_lost(None)
+        return time.process_time() - started
+
+    def half_a_head_each(protocol_class: Any) -> float:
+        started = time.process_time()
+        for _ in range(PROTOCOL_REQUESTS):
+            transport = connect(protocol_class)
+            transport.protocol.data_received(PARTIAL_HEAD)
+            transport.protocol.connection_lost(None)
+        loop.run_until_complete(asyncio.sleep(0))
+        return time.process_time() - started
+
+    best: dict[str, dict[str, float]] = {}
     try:
         for _ in range(5):
-            for name, protocol_class in (("httptools", HttpToolsProtocol), ("edge", EdgeProtocol)):
-                config = uvicorn.Config(
-                    _answer, lifespan="off", log_config=None, access_log=False, proxy_headers=False
-                )
-                config.load()
-                protocol = protocol_class(config, ServerState(), {}, _loop=loop)  # type: ignore[arg-type]
-                protocol.connection_made(_Transport())  # type: ignore[arg-type]
-                started = time.process_time()
-                for _ in range(PROTOCOL_REQUESTS):
-                    protocol.data_received(request)
-                    loop.run_until_complete(asyncio.sleep(0))  # the app's task runs
-                spent = (time.process_time() - started) / PROTOCOL_REQUESTS * 1e6
-                best[name] = min(best.get(name, spent), spent)
-                protocol.connection_lost(None)
+            for name, protocol_class in (("httptools", HttpToolsProtocol), ("edge", HeadGuard)):
+                for kind, measure in (
+                    ("kept alive", kept_alive),
+                    ("one request each", one_request_each),
+                    ("half a head each", half_a_head_each),
+                ):
+                    spent = measure(protocol_class) / PROTOCOL_REQUESTS * 1e6
+                    row = best.setdefault(kind, {})
+                    row[name] = min(row.get(name, spent), spent)
     finally:
         loop.close()
         del os.environ["ESTEIRA_AUTH_DISABLED"]
@@ -297,12 +342,13 @@ def _probe(client: httpx.Client, path: str, latencies: list[float], errors: list
 
 
 def attack(env: dict[str, str]) -> dict[str, object]:
-    process, url = _start(env, "edge")
+    process, url = _start(env, "served")
     port = int(url.rsplit(":", 1)[1])
     report: Any = multiprocessing.Queue()
     attackers = [
         multiprocessing.Process(
-            target=_attack, args=(port, RAMP_SECONDS + MEASURE_SECONDS, share, report)
+            target=_attack,
+            args=(port, RAMP_SECONDS + MEASURE_SECONDS + TAIL_SECONDS, share, report),
         )
         for share in range(ATTACK_PROCESSES)
     ]
@@ -311,10 +357,16 @@ def attack(env: dict[str, str]) -> dict[str, object]:
     errors: list[str] = []
     headers = {"Authorization": f"Bearer {KEY}"}
 
+    held: list[int] = []  # the gateway's open files, once a second: the attack's strength
+
     def measure(into: dict[str, list[float]], seconds: float) -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
+            next_count = time.monotonic()
+            deadline = next_count + seconds
+            while (now := time.monotonic()) < deadline:
+                if into is latencies and now >= next_count:
+                    held.append(len(os.listdir(f"/proc/{process.pid}/fd")))
+                    next_count += 1
                 for path, measured in into.items():
                     _probe(client, path, measured, errors)
                 time.sleep(PROBE_INTERVAL)
@@ -326,8 +378,8 @@ def attack(env: dict[str, str]) -> dict[str, object]:
         attacker.start()
     try:
         time.sleep(RAMP_SECONDS)
-        held = len(list(Path(f"/proc/{process.pid}/fd").iterdir()))
         measure(latencies, MEASURE_SECONDS)
+        attacking_at_end = sum(attacker.is_alive() for attacker in attackers)
         outcomes = [report.get(timeout=120) for _ in attackers]
         for attacker in attackers:
             attacker.join(30)
@@ -350,6 +402,7 @@ def attack(env: dict[str, str]) -> dict[str, object]:
         "quiet_errors": quiet_errors,
         "errors": errors,
         "held_files": held,
+        "attacking_at_end": attacking_at_end,
         "rejected": rejected,
         "cpu": cpu,
         "rss": rss,
@@ -397,11 +450,12 @@ def main() -> None:
                  "new connection": "`/livez`, a new connection each"}[kind]  # fmt: skip
         print(f"| {label} | {before:.0f} | {after:.0f} | {after - before:+.0f} |")
 
-    print(
-        f"| the protocol alone, in process, an app that answers at once | "
-        f"{in_process['httptools']:.1f} | {in_process['edge']:.1f} | "
-        f"{in_process['edge'] - in_process['httptools']:+.1f} |"
-    )
+    for kind, row in in_process.items():
+        print(
+            f"| the protocol alone, in process, an app that answers at once: {kind} | "
+            f"{row['httptools']:.1f} | {row['edge']:.1f} | "
+            f"{row['edge'] - row['httptools']:+.1f} |"
+        )
 
     latencies = result["latencies"]
     assert isinstance(latencies, dict)
@@ -437,7 +491,14 @@ def main() -> None:
     print(f"| caller errors, no attack | {len(result['quiet_errors'])} |")  # type: ignore[arg-type]
     print(f"| load average (1 min) at the end, this machine | {os.getloadavg()[0]:.1f} |")
     print(f"| attacker sockets opened (with reopens) | {result.get('opened', 0):,} |")
-    print(f"| open files of the gateway after the ramp | {result['held_files']:,} |")
+    held = result["held_files"]
+    assert isinstance(held, list)
+    print(
+        f"| open files of the gateway during the measure, once a second: min / median / max | "
+        f"{min(held):,} / {statistics.median(held):,.0f} / {max(held):,} |"
+    )
+    print(f"| attacker processes still attacking when the measure ended | "
+          f"{result['attacking_at_end']} of {ATTACK_PROCESSES} |")  # fmt: skip
     print(f"| 2 MiB bodies answered, by status | {result.get('body_answers', {})} |")
     rejected = result["rejected"]
     assert isinstance(rejected, dict)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from esteira_api.edge import EdgeProtocol, raise_open_file_limit
+from esteira_api.edge import HeadGuard, raise_open_file_limit
 from esteira_api.settings import get_settings
 from esteira_core.logging import configure_logging
 
@@ -24,8 +24,9 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         log_config=None,
         proxy_headers=True,
         access_log=False,
-        # The edge's deadlines and caps (esteira_api.edge) on uvicorn's httptools protocol.
-        http=EdgeProtocol,
+        # The edge (esteira_api.edge): each new connection a HeadGuard until its first head is
+        # whole, then uvicorn's httptools protocol with the same deadlines and caps.
+        http=HeadGuard,
         timeout_keep_alive=settings.api_keep_alive_seconds,
     )
 

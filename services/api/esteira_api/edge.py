@@ -1,8 +1,13 @@
 """The gateway's own edge: what an ingress would otherwise do for it, in uvicorn's HTTP protocol.
 
 uvicorn (httptools) has no deadline for a request head, no cap on its size and no cap on
-connections, so a client that opens sockets and sends half a head holds them for ever. This
-protocol is uvicorn's, with, per gateway process:
+connections, so a client that opens sockets and sends half a head holds them for ever. Here a
+new connection is first a `HeadGuard`, a small object that only counts the connection in and
+collects its first request head; once the head is whole it hands the connection over to
+uvicorn's protocol (`EdgeProtocol`), which keeps the same deadlines and caps for the heads that
+follow on a kept-alive connection. A socket that never finishes its head (the bulk of an
+attack) thus never costs uvicorn's per-connection set-up (a parser, a request scope, three
+socket look-ups, a dozen objects for the garbage collector to walk). Per gateway process:
 
 - a **head deadline**: a connection that has not sent a complete request head
   `ESTEIRA_API_HEADER_TIMEOUT_SECONDS` after it opened (or after the head's first byte, on a
@@ -10,7 +15,7 @@ protocol is uvicorn's, with, per gateway process:
   `ESTEIRA_API_KEEP_ALIVE_SECONDS` (uvicorn's own timer);
 - a **head size cap**: a request line over `ESTEIRA_API_MAX_LINE_BYTES` gets 414, a header line
   over it or a head over `ESTEIRA_API_MAX_HEAD_BYTES` 431, and the connection is closed, as soon
-  as the bytes received say so (the head is never buffered whole);
+  as the bytes received say so (a head is never buffered past its cap);
 - a **connection cap per client address** (`ESTEIRA_API_MAX_CONNECTIONS_PER_ADDRESS`): one more
   is answered 429 at once, before anything is read, and closed;
 - a **connection cap in total** (`ESTEIRA_API_MAX_CONNECTIONS`, kept under the open-file
@@ -21,21 +26,27 @@ protocol is uvicorn's, with, per gateway process:
 
 Each refusal is counted in `esteira_requests_rejected_total{reason}` (`too_many_connections`,
 `server_busy`, `idle_evicted`, `header_timeout`, `head_too_large`).
+
+Head deadlines are not a timer each: all connections wait the same time, so the order they
+started waiting in is the order they expire in, and one sweep a tick closes the expired ones
+from the front, at most `SWEEP_BUDGET` before it lets the loop serve others. Thousands of
+sockets opened in the same second thus expire in slices instead of stalling the loop at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import resource
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.server import ServerState
 
 from esteira_api.settings import ApiSettings, get_settings
@@ -48,6 +59,14 @@ logger = logging.getLogger(__name__)
 # LINGERING_MAX refusals at once, at once.
 LINGER_SECONDS = 1.0
 LINGERING_MAX = 256
+# How often the head deadlines are swept (a deadline is kept to within this), and how many
+# connections one sweep closes before it lets the loop serve others.
+SWEEP_SECONDS = 0.1
+SWEEP_BUDGET = 128
+
+_HEADER_TIMEOUTS = metrics.REQUESTS_REJECTED.labels("header_timeout")
+_HEADS_TOO_LARGE = metrics.REQUESTS_REJECTED.labels("head_too_large")
+_IDLE_EVICTIONS = metrics.REQUESTS_REJECTED.labels("idle_evicted")
 
 
 def canned_response(
@@ -86,15 +105,26 @@ class EdgeLimits:
         )
 
 
+class Connection(Protocol):
+    """A counted-in connection, in either stage (`HeadGuard`, `EdgeProtocol`)."""
+
+    def evict(self) -> None: ...
+
+    def head_timed_out(self) -> None: ...
+
+
 @dataclass
 class Edge:
-    """One gateway process's connections: how many per address, and which are waiting for a
-    request (oldest first: a dict keeps insertion order), the ones closed first when full."""
+    """One gateway process's connections: how many per address; which are waiting for a
+    request, oldest first, the ones closed first when full; and which are waiting for a head,
+    with their deadlines, in the order they expire (every head has the same time)."""
 
     limits: EdgeLimits
     open: int = 0
     per_address: dict[str, int] = field(default_factory=dict)
-    waiting: dict[EdgeProtocol, None] = field(default_factory=dict)
+    waiting: OrderedDict[Connection, None] = field(default_factory=OrderedDict)
+    heads: OrderedDict[Connection, float] = field(default_factory=OrderedDict)
+    sweep_timer: asyncio.TimerHandle | None = None
     lingering: int = 0
 
     def admit(self, address: str) -> bytes | None:
@@ -108,7 +138,7 @@ class Edge:
                 metrics.REQUESTS_REJECTED.labels("server_busy").inc()
                 return SERVER_BUSY
             oldest = next(iter(self.waiting))
-            metrics.REQUESTS_REJECTED.labels("idle_evicted").inc()
+            _IDLE_EVICTIONS.inc()
             oldest.evict()
         self.open += 1
         self.per_address[address] = self.per_address.get(address, 0) + 1
@@ -121,6 +151,30 @@ class Edge:
             self.per_address[address] = left
         else:
             del self.per_address[address]
+
+    def await_head(
+        self, connection: Connection, loop: asyncio.AbstractEventLoop, deadline: float = 0.0
+    ) -> None:
+        """Starts the connection's head deadline (or carries over the one it had)."""
+        self.heads[connection] = deadline or loop.time() + self.limits.header_timeout
+        if self.sweep_timer is None:
+            self.sweep_timer = loop.call_later(SWEEP_SECONDS, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.sweep_timer = None
+        now = loop.time()
+        for _ in range(SWEEP_BUDGET):
+            if not self.heads:
+                return
+            connection, deadline = next(iter(self.heads.items()))
+            if deadline > now:
+                break
+            del self.heads[connection]
+            connection.head_timed_out()
+        else:  # more may be due: the rest after the loop has polled its sockets once
+            self.sweep_timer = loop.call_later(0, self._sweep, loop)
+            return
+        self.sweep_timer = loop.call_later(SWEEP_SECONDS, self._sweep, loop)
 
 
 TOO_MANY_CONNECTIONS = canned_response(
@@ -167,9 +221,16 @@ def raise_open_file_limit() -> int:
 
 @lru_cache
 def process_edge() -> Edge:
-    """This process's edge (uvicorn makes one protocol per connection; each worker process of
-    `ESTEIRA_API_WORKERS` has its own limits and counts). The connection cap is kept under
-    the open-file limit: a process out of files cannot even accept a connection to refuse it."""
+    """This process's edge, made on its first connection (uvicorn makes one protocol per
+    connection; each worker process of `ESTEIRA_API_WORKERS` has its own limits and counts).
+    The connection cap is kept under the open-file limit: a process out of files cannot even
+    accept a connection to refuse it.
+
+    By the first connection the app and its libraries are loaded: they are frozen out of the
+    garbage collector's sight. Otherwise each full collection walks them all again (some
+    300,000 objects), and a flood of connections, whose objects live a few seconds, brings
+    one every few seconds: each stalled the gateway 250-500 ms."""
+    gc.freeze()
     limits = EdgeLimits.from_settings(get_settings())
     room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - RESERVED_FILES
     if limits.max_connections > room:
@@ -211,8 +272,117 @@ class _Refusal(asyncio.Protocol):
             self.edge.lingering -= 1
 
 
+def _peer_address(transport: asyncio.BaseTransport) -> str:
+    peer = transport.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple | list) else ""
+
+
+class HeadGuard(asyncio.Protocol):
+    """A new connection until its first request head is whole: counted in (or refused), under
+    the head deadline and caps, its bytes kept; then uvicorn's protocol takes it over. What it
+    holds is what a socket that never finishes its head costs: this object and its bytes."""
+
+    __slots__ = ("config", "server_state", "app_state", "loop", "edge", "transport", "address",
+                 "head")  # fmt: skip
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # uvicorn's protocol factory calls this with what uvicorn's protocol is made from.
+        self.config = config
+        self.server_state = server_state
+        self.app_state = app_state
+        self.loop = _loop or asyncio.get_event_loop()
+        self.edge = process_edge()
+        self.transport: asyncio.Transport | None = None
+        self.address: str | None = None  # set while counted in
+        self.head = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's is not one
+        address = _peer_address(transport)
+        refusal = self.edge.admit(address)
+        if refusal is not None:
+            refused = _Refusal(self.edge, refusal, self.loop)
+            transport.set_protocol(refused)
+            refused.connection_made(transport)
+            return
+        self.transport = transport
+        self.address = address
+        self.server_state.connections.add(self)  # type: ignore[arg-type] # closed on shutdown
+        self.edge.waiting[self] = None
+        self.edge.await_head(self, self.loop)
+
+    def data_received(self, data: bytes) -> None:
+        seen = len(self.head)
+        head = self.head + data
+        # The head ends at its first empty line; look only where the new bytes can end one.
+        start = max(0, seen - 2)
+        if head.find(b"\n\r\n", start) >= 0 or head.find(b"\n\n", start) >= 0:
+            self._hand_over(head)
+            return
+        limits = self.edge.limits
+        if len(head) > limits.max_head_bytes:
+            self._refuse(HEAD_TOO_LARGE)
+        elif len(head) > limits.max_line_bytes and head.find(b"\n", 0, limits.max_line_bytes) < 0:
+            self._refuse(URI_TOO_LONG)
+        else:
+            self.head = head
+
+    def _hand_over(self, head: bytes) -> None:
+        assert self.transport is not None and self.address is not None
+        deadline = self.edge.heads.pop(self, 0.0)
+        self.edge.waiting.pop(self, None)
+        self.server_state.connections.discard(self)
+        protocol = EdgeProtocol(self.config, self.server_state, self.app_state, self.loop)
+        self.transport.set_protocol(protocol)
+        protocol.take_over(self.transport, self.address, deadline, head)
+        self.address = None
+
+    def _refuse(self, answer: bytes) -> None:
+        _HEADS_TOO_LARGE.inc()
+        self._close_with(answer)
+
+    def head_timed_out(self) -> None:
+        _HEADER_TIMEOUTS.inc()
+        self._close_with(HEADER_TIMEOUT)
+
+    def evict(self) -> None:
+        self._close_with(None)
+
+    def shutdown(self) -> None:
+        """uvicorn's server closes its connections so on shutdown; a half-sent head waits for
+        no answer."""
+        self._close_with(None)
+
+    def _close_with(self, answer: bytes | None) -> None:
+        if self.transport is None:
+            return
+        if answer is not None:
+            self.transport.write(answer)
+        self._forget()
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:  # noqa: ARG002
+        self._forget()
+
+    def _forget(self) -> None:
+        if self.address is None:
+            return
+        self.edge.heads.pop(self, None)
+        self.edge.waiting.pop(self, None)
+        self.server_state.connections.discard(self)
+        self.edge.release(self.address)
+        self.address = None
+
+
 class EdgeProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the edge's deadlines and caps (see the module)."""
+    """uvicorn's httptools protocol with the edge's deadlines and caps (see the module), for a
+    connection whose first head a `HeadGuard` has collected."""
 
     def __init__(
         self,
@@ -224,29 +394,26 @@ class EdgeProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self.edge = process_edge()
         self.address: str | None = None  # set while counted in
-        self.head_timer: asyncio.TimerHandle | None = None  # armed while a head is awaited
+        self.awaiting_head = False
         self.head_bytes = 0
         self.head_error: bytes | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        peer = get_remote_addr(transport)
-        address = peer[0] if peer else ""
-        refusal = self.edge.admit(address)
-        if refusal is not None:
-            refused = _Refusal(self.edge, refusal, self.loop)
-            transport.set_protocol(refused)
-            refused.connection_made(transport)
-            return
-        self.address = address
+    def take_over(
+        self, transport: asyncio.Transport, address: str, deadline: float, head: bytes
+    ) -> None:
+        """The connection from its guard: counted in already, its head deadline running, its
+        first head (whole) received."""
         super().connection_made(transport)
-        self._await_head()
+        self.address = address
+        self._await_head(deadline)
+        self.data_received(head)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
         super().connection_lost(exc)
 
     def _forget(self) -> None:
-        self._stop_head_timer()
+        self._stop_head_deadline()
         self.edge.waiting.pop(self, None)
         if self.address is not None:
             self.edge.release(self.address)
@@ -258,21 +425,20 @@ class EdgeProtocol(HttpToolsProtocol):
         self.transport.close()
 
     # --- the head deadline ----------------------------------------------------------------
-    def _await_head(self) -> None:
+    def _await_head(self, deadline: float = 0.0) -> None:
         self.edge.waiting[self] = None
-        if self.head_timer is None:
-            self.head_timer = self.loop.call_later(
-                self.edge.limits.header_timeout, self._head_timed_out
-            )
+        if not self.awaiting_head:
+            self.awaiting_head = True
+            self.edge.await_head(self, self.loop, deadline)
 
-    def _stop_head_timer(self) -> None:
-        if self.head_timer is not None:
-            self.head_timer.cancel()
-            self.head_timer = None
+    def _stop_head_deadline(self) -> None:
+        if self.awaiting_head:
+            self.awaiting_head = False
+            self.edge.heads.pop(self, None)
 
-    def _head_timed_out(self) -> None:
-        self.head_timer = None
-        metrics.REQUESTS_REJECTED.labels("header_timeout").inc()
+    def head_timed_out(self) -> None:
+        self.awaiting_head = False
+        _HEADER_TIMEOUTS.inc()
         # With a response in progress (a pipelined head stalled behind it) only closing is safe.
         self._close_with(HEADER_TIMEOUT if self._between_requests() else None)
 
@@ -292,14 +458,14 @@ class EdgeProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self.transport.is_closing():
             return
-        if self.head_error is None and self.head_timer is not None:
+        if self.head_error is None and self.awaiting_head:
             # Still inside a head after these bytes (a chunk that also ends a body is counted
             # whole: the cap errs by one read at most, for a pipelining client).
             self.head_bytes += len(data)
             if self.head_bytes > self.edge.limits.max_head_bytes:
                 self.head_error = HEAD_TOO_LARGE
         if self.head_error is not None:
-            metrics.REQUESTS_REJECTED.labels("head_too_large").inc()
+            _HEADS_TOO_LARGE.inc()
             self._close_with(self.head_error if self._between_requests() else None)
 
     def on_message_begin(self) -> None:
@@ -324,7 +490,7 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._stop_head_timer()
+        self._stop_head_deadline()
         self.head_bytes = 0
         self.edge.waiting.pop(self, None)
         if self.head_error is None:

@@ -6,6 +6,7 @@ callers' (127.0.0.1)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ import httpx
 import pytest
 
 from esteira_api.apikeys import generate_key, key_digest
-from esteira_cli.processes import free_port
+from esteira_api.edge import SWEEP_BUDGET
+from esteira_cli.processes import ManagedProcess, free_port
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
 
@@ -28,7 +30,11 @@ SESSIONS = "/api/v1/ruptura/sessions"
 @dataclass
 class Gateway:
     port: int
-    pid: int
+    process: ManagedProcess
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     @property
     def url(self) -> str:
@@ -83,7 +89,7 @@ def start_gateway(esteira_processes, redis_url, tmp_path) -> Iterator:
             },
             port=port,
         )
-        return Gateway(port, process.process.pid)
+        return Gateway(port, process.process)
 
     yield start
 
@@ -119,6 +125,59 @@ def test_thousands_of_idle_partial_requests_do_not_lock_callers_out(start_gatewa
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_partial_requests_all_get_their_408_even_when_they_expire_together(start_gateway) -> None:
+    gateway = start_gateway(ESTEIRA_API_HEADER_TIMEOUT_SECONDS="1")
+    # More than one sweep closes at once: the sweep goes on where it stopped.
+    idle = [gateway.connect(f"127.0.0.{10 + n % 4}") for n in range(3 * SWEEP_BUDGET)]
+    try:
+        for sock in idle:
+            sock.sendall(PARTIAL_HEAD)
+        answers = [_answer(sock) for sock in idle]
+        assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers)
+        assert gateway.rejected("header_timeout") == len(idle)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_head_that_arrives_in_pieces_is_served(start_gateway) -> None:
+    gateway = start_gateway()
+    sock = gateway.connect()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    head = b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    for byte in head:  # the empty line that ends the head split across reads, too
+        sock.sendall(bytes([byte]))
+    answer = _answer(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(b'{"status":"alive"}')
+
+
+def test_a_kept_alive_connection_gets_a_deadline_for_its_next_head(start_gateway) -> None:
+    gateway = start_gateway(ESTEIRA_API_HEADER_TIMEOUT_SECONDS="1")
+    sock = gateway.connect()
+    sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = sock.recv(65536)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    sock.sendall(PARTIAL_HEAD)  # the next request, half sent
+    assert _answer(sock).startswith(b"HTTP/1.1 408 ")
+    assert gateway.rejected("header_timeout") == 1
+
+
+def test_a_gateway_told_to_stop_does_not_wait_for_half_sent_heads(start_gateway) -> None:
+    gateway = start_gateway(ESTEIRA_API_HEADER_TIMEOUT_SECONDS="600")
+    idle = [gateway.connect() for _ in range(20)]
+    for sock in idle:
+        sock.sendall(PARTIAL_HEAD)
+    with gateway.client() as caller:  # all 20 are counted in before the signal
+        assert caller.get("/livez").status_code == 200
+    gateway.process.signal_group(signal.SIGTERM)
+    # Stopped, not stuck waiting for them (uvicorn re-raises the signal once it has stopped).
+    assert gateway.process.wait(timeout=30) == -signal.SIGTERM
+    for sock in idle:
+        assert _answer(sock) == b""  # closed, with nothing to answer
+        sock.close()
 
 
 def test_one_address_holds_only_so_many_connections(start_gateway) -> None:
