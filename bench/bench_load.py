@@ -41,7 +41,8 @@ a flow unfinished VISIT_TIMEOUT_SECONDS after its user arrived (a lost job looks
 
 The client is aiohttp, one session for every user: httpx's pool spent more CPU choosing among a
 thousand connections (or, one client per user, building a TLS context each) than the gateway
-spent answering, which made the load generator the bottleneck. The load generator runs on the
+spent answering, which made the load generator the bottleneck; and it runs on uvloop, which
+halves the CPU of its event loop (the same loop uvicorn serves the gateway on). It runs on the
 same two cores as the stack; its event loop's lag is reported, as it is part of what a client
 measures here.
 
@@ -72,6 +73,7 @@ import aiohttp
 import httpx
 import orjson
 import redis
+import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 from esteira_api.apikeys import generate_key, key_digest
@@ -105,14 +107,18 @@ FRESH_OS_START = records.FIRST_OS + 1000
 UNKNOWN_OS_START = 9_000_000  # the portal holds its records from FIRST_OS on
 # In a cluster each component has its own pod, and a pod's CPU request becomes the CPU weight
 # of its cgroup: a worker pod busy on every core cannot take the gateway's share. Here all
-# share two cores, so each worker runs in a cgroup of its own with the weight of its chart
-# request (cpu.shares 256 = 250m, as Kubernetes maps it), when this machine lets us make one;
-# else at nice 10, which is weaker (nice weighs threads, and Chromium has dozens). And run as
-# root, Chromium raises the priority of its own threads (nice -8); in a pod (non-root, every
-# capability dropped) it cannot, so the workers run here without CAP_SYS_NICE, as there.
+# share two cores, so each worker runs in a cgroup of its own (when this machine lets us make
+# one; else at nice 10, which is weaker: nice weighs threads, and Chromium has dozens), weighted
+# against the gateway in the ratios of the chart's requests: 250m a gateway replica (one uvicorn
+# process here, weighing what any process outside a group weighs: cpu.shares 1024), 250m the
+# ruptura worker (1024), 500m the scraper worker (2048). And run as root, Chromium raises the
+# priority of its own threads (nice -8); in a pod (non-root, every capability dropped) it
+# cannot, so the workers run here without CAP_SYS_NICE, as there.
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
-WORKER_CPU_SHARES = 256
+CPU_SHARES = {"ruptura": 1024, "scraper": 2048}
 WITHOUT_SYS_NICE = ("setpriv", "--bounding-set", "-sys_nice", "--") if os.geteuid() == 0 else ()
+# Joins the cgroup whose cgroup.procs is $0, then becomes the command: all it starts is inside.
+JOIN_CGROUP = ("sh", "-c", 'echo $$ > "$0" && exec "$@"')
 AT_ONCE, HELD, RAN_OUT = "answered at once", "held until its change", "ran out its wait"
 CHANGE = "change delivered"
 
@@ -124,18 +130,20 @@ class PodCpu:
         self.groups: list[Path] = []
         self.available = os.access(CGROUP_CPU, os.W_OK)
 
-    def wrapper(self) -> tuple[str, ...]:
-        return WITHOUT_SYS_NICE if self.available else (*WITHOUT_SYS_NICE, "nice", "-n", "10")
-
-    def place(self, name: str, pid: int) -> None:
-        """Moves a started worker (and so every process it starts later) into its group."""
+    def wrapper(self, pool: str) -> tuple[str, ...]:
+        """What to start the pool's worker under: its group (made here), or nice 10."""
         if not self.available:
-            return
-        group = CGROUP_CPU / f"esteira-bench-{name}-{os.getpid()}"
+            return (*WITHOUT_SYS_NICE, "nice", "-n", "10")
+        group = CGROUP_CPU / f"esteira-bench-{pool}-{os.getpid()}"
         group.mkdir()
-        (group / "cpu.shares").write_text(str(WORKER_CPU_SHARES))
-        (group / "cgroup.procs").write_text(str(pid))
+        (group / "cpu.shares").write_text(str(CPU_SHARES[pool]))
         self.groups.append(group)
+        return (*JOIN_CGROUP, str(group / "cgroup.procs"), *WITHOUT_SYS_NICE)
+
+    def weights(self) -> str:
+        if not self.available:
+            return "no cgroups, workers at nice 10"
+        return ", ".join(f"{pool} worker {shares}" for pool, shares in CPU_SHARES.items())
 
     def remove(self) -> None:
         for group in self.groups:
@@ -601,6 +609,10 @@ def main(argv: list[str] | None = None) -> None:
             ESTEIRA_SCRAPE_RATE_PER_MINUTE="6000",
             ESTEIRA_SCRAPE_RATE_BURST="50",
             ESTEIRA_SCRAPE_BACKOFF_SECONDS="1",
+            # 200 users a tenant, each with 2-3 lookups at once: more than the default 200
+            # lookups a tenant may have waiting (a 429 each beyond); sized for them, as an
+            # operator would for tenants this large.
+            ESTEIRA_TENANT_MAX_QUEUED_LOOKUPS="1000",
             ESTEIRA_LOG_LEVEL="WARNING",
             # Two uvicorn processes: one gateway process uses at most one of the two cores.
             ESTEIRA_API_WORKERS="2",
@@ -609,10 +621,8 @@ def main(argv: list[str] | None = None) -> None:
             **{k: v for k, v in os.environ.items() if k.startswith("ESTEIRA_")},
         ) as stack:
             workers = [
-                stack.worker(pool, wrapper=pods.wrapper()) for pool in ("ruptura", "scraper")
+                stack.worker(pool, wrapper=pods.wrapper(pool)) for pool in ("ruptura", "scraper")
             ]
-            for worker in workers:
-                pods.place(worker.process.name, worker.process.pid)
             base_url = stack.gateway()
             listener = ChangeListener(stack.redis.url, workdir)
             roots = {p.process.name: p.process.pid for p in (*stack.processes, portal)}
@@ -623,7 +633,8 @@ def main(argv: list[str] | None = None) -> None:
                 apart = ("portal", "change listener")
                 with StackSampler({n: pid for n, pid in roots.items() if pid}, apart) as sampler:
                     started = time.monotonic()
-                    results = asyncio.run(_load(base_url, keys, orders, users))
+                    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                        results = runner.run(_load(base_url, keys, orders, users))
                     elapsed = time.monotonic() - started
             changes = listener.changes()
             portal_stats = httpx.get(f"{portal_admin}/stats").json()
@@ -647,8 +658,8 @@ def main(argv: list[str] | None = None) -> None:
     _print_timeline(judged, sampler, started)
     _print_processes(sampler, len(results.polls))
     print(
-        f"\nPortal lookups: {portal_stats.get('lookups')} (10 % answered with an error); worker "
-        f"CPU weight: {'cgroup cpu.shares 256 each' if pods.available else 'nice 10'}; the load "
+        f"\nPortal lookups: {portal_stats.get('lookups')} (10 % answered with an error); CPU "
+        f"weights (cpu.shares): gateway processes 1024 each, {pods.weights()}; the load "
         f"generator's event loop woke up to {_quantile(results.loop_lag, 0.99) * 1000:.0f} ms "
         f"late (p99; max {max(results.loop_lag, default=0) * 1000:.0f} ms); changes the "
         f"listener never saw published: {judged.unmatched}\n"
