@@ -106,16 +106,19 @@ POPULAR_OS = [str(records.FIRST_OS + 100 + i) for i in range(20)]
 FRESH_OS_START = records.FIRST_OS + 1000
 UNKNOWN_OS_START = 9_000_000  # the portal holds its records from FIRST_OS on
 # In a cluster each component has its own pod, and a pod's CPU request becomes the CPU weight
-# of its cgroup: a worker pod busy on every core cannot take the gateway's share. Here all
-# share two cores, so each worker runs in a cgroup of its own (when this machine lets us make
-# one; else at nice 10, which is weaker: nice weighs threads, and Chromium has dozens), weighted
-# against the gateway in the ratios of the chart's requests: 250m a gateway replica (one uvicorn
-# process here, weighing what any process outside a group weighs: cpu.shares 1024), 250m the
-# ruptura worker (1024), 500m the scraper worker (2048). And run as root, Chromium raises the
-# priority of its own threads (nice -8); in a pod (non-root, every capability dropped) it
-# cannot, so the workers run here without CAP_SYS_NICE, as there.
+# of its cgroup: a worker pod busy on every core cannot take the gateway's share, and its own
+# request holds however busy the node is. Here all share two cores with whatever else runs, so
+# each worker runs in a cgroup of its own (when this machine lets us make one; else at nice 10,
+# which is weaker: nice weighs threads, and Chromium has dozens) that weighs what one process
+# outside any group weighs (cpu.shares 1024): the ruptura worker as much as one gateway
+# process, whatever the other processes of the machine; the scraper worker and its Chromiums
+# as much together. (At 256, the Kubernetes mapping of their 250m, a worker got a fiftieth of
+# a core whenever ten other processes wanted the CPU, not the quarter its request holds in a
+# cluster: the ruptura queue waited 36 s.) And run as root, Chromium raises the priority of
+# its own threads (nice -8); in a pod (non-root, every capability dropped) it cannot, so the
+# workers run here without CAP_SYS_NICE, as there.
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
-CPU_SHARES = {"ruptura": 1024, "scraper": 2048}
+WORKER_CPU_SHARES = 1024
 WITHOUT_SYS_NICE = ("setpriv", "--bounding-set", "-sys_nice", "--") if os.geteuid() == 0 else ()
 # Joins the cgroup whose cgroup.procs is $0, then becomes the command: all it starts is inside.
 JOIN_CGROUP = ("sh", "-c", 'echo $$ > "$0" && exec "$@"')
@@ -136,14 +139,9 @@ class PodCpu:
             return (*WITHOUT_SYS_NICE, "nice", "-n", "10")
         group = CGROUP_CPU / f"esteira-bench-{pool}-{os.getpid()}"
         group.mkdir()
-        (group / "cpu.shares").write_text(str(CPU_SHARES[pool]))
+        (group / "cpu.shares").write_text(str(WORKER_CPU_SHARES))
         self.groups.append(group)
         return (*JOIN_CGROUP, str(group / "cgroup.procs"), *WITHOUT_SYS_NICE)
-
-    def weights(self) -> str:
-        if not self.available:
-            return "no cgroups, workers at nice 10"
-        return ", ".join(f"{pool} worker {shares}" for pool, shares in CPU_SHARES.items())
 
     def remove(self) -> None:
         for group in self.groups:
@@ -657,9 +655,10 @@ def main(argv: list[str] | None = None) -> None:
     _print_flows(users, results, started)
     _print_timeline(judged, sampler, started)
     _print_processes(sampler, len(results.polls))
+    weight = f"a cgroup of cpu.shares {WORKER_CPU_SHARES}" if pods.available else "nice 10"
     print(
-        f"\nPortal lookups: {portal_stats.get('lookups')} (10 % answered with an error); CPU "
-        f"weights (cpu.shares): gateway processes 1024 each, {pods.weights()}; the load "
+        f"\nPortal lookups: {portal_stats.get('lookups')} (10 % answered with an error); each "
+        f"worker at {weight}; the load "
         f"generator's event loop woke up to {_quantile(results.loop_lag, 0.99) * 1000:.0f} ms "
         f"late (p99; max {max(results.loop_lag, default=0) * 1000:.0f} ms); changes the "
         f"listener never saw published: {judged.unmatched}\n"
