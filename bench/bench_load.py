@@ -668,6 +668,11 @@ def main(argv: list[str] | None = None) -> None:
     for name, queues in worker_jobs.items():
         for queue, (count, wait, duration) in sorted(queues.items()):
             print(f"| {name} | {queue} | {count:.0f} | {wait:.2f} | {duration:.2f} |")
+    if results.errors:
+        print("\n| errors | count |")
+        print("|---|---:|")
+        for what, count in sorted(results.errors.items(), key=lambda item: -item[1]):
+            print(f"| {what} | {count} |")
     for sample in results.error_samples:
         print(f"error: {sample}")
     _print_summary(users, results, judged, sampler)
