@@ -236,7 +236,7 @@ class Results:
     def error(self, what: str, detail: str) -> None:
         self.errors[what] += 1
         if len(self.error_samples) < 10:
-            self.error_samples.append(f"{what}: {detail}")
+            self.error_samples.append(f"{what} {detail}")
 
 
 class User:
@@ -267,12 +267,12 @@ class User:
             async with self.client.request(method, url, headers=self.headers, **kwargs) as answer:
                 body = await answer.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self.results.error(endpoint, f"{type(exc).__name__}: {exc}")
+            self.results.error(f"{endpoint}: {type(exc).__name__}", str(exc))
             return None
         poll = Poll(endpoint, sent, time.monotonic())
         self.results.polls.append(poll)
         if answer.status not in expect:
-            self.results.error(endpoint, f"{answer.status} {body[:200]!r}")
+            self.results.error(f"{endpoint}: {answer.status}", repr(body[:200]))
             return None
         return poll, answer.status, orjson.loads(body)
 
