@@ -3,8 +3,9 @@
 The whole local stack runs, freshly started and not warmed up (the figures include its cold
 start): PostgreSQL, Redis, the gateway (two uvicorn processes), one ruptura worker, one scraper
 worker with 3 browsers; and the demo portal, answering 100 ms late and failing 10 % of lookups.
-Nothing reaches the gateway or the workers before the load: the OS "already recorded" are
-written to the database and the orders to ask for read from it, directly. Ten tenants, each
+Nothing reaches the gateway or the workers before the load but the gateway's readiness probe
+(a cluster sends a pod traffic only once it answers): the OS "already recorded" are written to
+the database and the orders to ask for read from it, directly. Ten tenants, each
 user with its tenant's API key. USERS users arrive over RAMP_SECONDS; each, as the seeds' front
 ends do:
 
@@ -89,6 +90,7 @@ from esteira_scraping.persistence import save_os
 from esteira_scraping.processes import descendants, process_parents
 from esteira_scraping.profile import load_profile
 from esteira_testing.components import EsteiraProcess, LocalStack, PostgresServer, seeded_database
+from esteira_testing.waiting import wait_until
 
 USERS = int(os.environ.get("BENCH_LOAD_USERS", "2000"))
 RAMP_SECONDS = 30.0
@@ -496,6 +498,13 @@ def _prepare(database_url: str) -> list[str]:
         engine.dispose()
 
 
+def _ready(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/readyz", timeout=30).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def _quantile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else math.nan
@@ -622,6 +631,9 @@ def main(argv: list[str] | None = None) -> None:
                 stack.worker(pool, wrapper=pods.wrapper(pool)) for pool in ("ruptura", "scraper")
             ]
             base_url = stack.gateway()
+            # As a cluster sends a pod traffic only once it is ready: the port opens before
+            # uvicorn's processes have imported the app. Nothing else warms the stack up.
+            wait_until(lambda: _ready(base_url), 60, "the gateway never became ready")
             listener = ChangeListener(stack.redis.url, workdir)
             roots = {p.process.name: p.process.pid for p in (*stack.processes, portal)}
             roots["redis"] = stack.redis.process.pid if stack.redis.process else 0
