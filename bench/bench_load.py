@@ -111,16 +111,17 @@ UNKNOWN_OS_START = 9_000_000  # the portal holds its records from FIRST_OS on
 # of its cgroup: a worker pod busy on every core cannot take the gateway's share, and its own
 # request holds however busy the node is. Here all share two cores with whatever else runs, so
 # each worker runs in a cgroup of its own (when this machine lets us make one; else at nice 10,
-# which is weaker: nice weighs threads, and Chromium has dozens) that weighs what one process
-# outside any group weighs (cpu.shares 1024): the ruptura worker as much as one gateway
-# process, whatever the other processes of the machine; the scraper worker and its Chromiums
-# as much together. (At 256, the Kubernetes mapping of their 250m, a worker got a fiftieth of
-# a core whenever ten other processes wanted the CPU, not the quarter its request holds in a
-# cluster: the ruptura queue waited 36 s.) And run as root, Chromium raises the priority of
-# its own threads (nice -8); in a pod (non-root, every capability dropped) it cannot, so the
-# workers run here without CAP_SYS_NICE, as there.
+# which is weaker: nice weighs threads, and Chromium has dozens). The ruptura worker's weighs
+# what one process outside any group weighs (cpu.shares 1024), as much as one gateway process:
+# at 256, the Kubernetes mapping of its 250m, it got a fiftieth of a core whenever ten other
+# processes wanted the CPU, not the quarter its request holds in a cluster, and sessions waited
+# in its queue (36 s on average at 2,000 users). The scraper worker and its Chromiums weigh 256
+# together: they take whatever they are given (at 1024 they took it from the gateway, whose
+# answers users wait for), and the portal and the browser pool bound lookups anyway. And run as
+# root, Chromium raises the priority of its own threads (nice -8); in a pod (non-root, every
+# capability dropped) it cannot, so the workers run here without CAP_SYS_NICE, as there.
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
-WORKER_CPU_SHARES = 1024
+WORKER_CPU_SHARES = {"ruptura": 1024, "scraper": 256}
 WITHOUT_SYS_NICE = ("setpriv", "--bounding-set", "-sys_nice", "--") if os.geteuid() == 0 else ()
 # Joins the cgroup whose cgroup.procs is $0, then becomes the command: all it starts is inside.
 JOIN_CGROUP = ("sh", "-c", 'echo $$ > "$0" && exec "$@"')
@@ -141,7 +142,7 @@ class PodCpu:
             return (*WITHOUT_SYS_NICE, "nice", "-n", "10")
         group = CGROUP_CPU / f"esteira-bench-{pool}-{os.getpid()}"
         group.mkdir()
-        (group / "cpu.shares").write_text(str(WORKER_CPU_SHARES))
+        (group / "cpu.shares").write_text(str(WORKER_CPU_SHARES[pool]))
         self.groups.append(group)
         return (*JOIN_CGROUP, str(group / "cgroup.procs"), *WITHOUT_SYS_NICE)
 
@@ -667,10 +668,11 @@ def main(argv: list[str] | None = None) -> None:
     _print_flows(users, results, started)
     _print_timeline(judged, sampler, started)
     _print_processes(sampler, len(results.polls))
-    weight = f"a cgroup of cpu.shares {WORKER_CPU_SHARES}" if pods.available else "nice 10"
+    shares = ", ".join(f"{pool} {weight}" for pool, weight in WORKER_CPU_SHARES.items())
+    weight = f"cgroups of cpu.shares {shares}" if pods.available else "nice 10"
     print(
-        f"\nPortal lookups: {portal_stats.get('lookups')} (10 % answered with an error); each "
-        f"worker at {weight}; the load "
+        f"\nPortal lookups: {portal_stats.get('lookups')} (10 % answered with an error); the "
+        f"workers at {weight}; the load "
         f"generator's event loop woke up to {_quantile(results.loop_lag, 0.99) * 1000:.0f} ms "
         f"late (p99; max {max(results.loop_lag, default=0) * 1000:.0f} ms); changes the "
         f"listener never saw published: {judged.unmatched}\n"
