@@ -42,8 +42,7 @@ a flow unfinished VISIT_TIMEOUT_SECONDS after its user arrived (a lost job looks
 
 The client is aiohttp, one session for every user: httpx's pool spent more CPU choosing among a
 thousand connections (or, one client per user, building a TLS context each) than the gateway
-spent answering, which made the load generator the bottleneck; and it runs on uvloop, which
-halves the CPU of its event loop (the same loop uvicorn serves the gateway on). It runs on the
+spent answering, which made the load generator the bottleneck. It runs on the
 same two cores as the stack; its event loop's lag is reported, as it is part of what a client
 measures here.
 
@@ -74,7 +73,6 @@ import aiohttp
 import httpx
 import orjson
 import redis
-import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 from esteira_api.apikeys import generate_key, key_digest
@@ -108,17 +106,17 @@ POPULAR_OS = [str(records.FIRST_OS + 100 + i) for i in range(20)]
 FRESH_OS_START = records.FIRST_OS + 1000
 UNKNOWN_OS_START = 9_000_000  # the portal holds its records from FIRST_OS on
 # In a cluster each component has its own pod, and a pod's CPU request becomes the CPU weight
-# of its cgroup: a worker pod busy on every core cannot take the gateway's share, and its own
-# request holds however busy the node is. Here all share two cores with whatever else runs, so
-# each worker runs in a cgroup of its own (when this machine lets us make one; else at nice 10,
-# which is weaker: nice weighs threads, and Chromium has dozens). The ruptura worker's weighs
-# what one process outside any group weighs (cpu.shares 1024), as much as one gateway process:
-# at 256, the Kubernetes mapping of its 250m, it got a fiftieth of a core whenever ten other
-# processes wanted the CPU, not the quarter its request holds in a cluster, and sessions waited
-# in its queue (36 s on average at 2,000 users). The scraper worker and its Chromiums weigh 256
-# together: they take whatever they are given (at 1024 they took it from the gateway, whose
-# answers users wait for), and the portal and the browser pool bound lookups anyway. And run as
-# root, Chromium raises the priority of its own threads (nice -8); in a pod (non-root, every
+# of its cgroup: a worker pod busy on every core cannot take the gateway's share. Here all
+# share two cores, so each worker runs in a cgroup of its own (when this machine lets us make
+# one; else at nice 10, which is weaker: nice weighs threads, and Chromium has dozens). The
+# gateway's two processes weigh 1024 each (any process outside a group does), so the ruptura
+# worker's group weighs 1024: half the gateway, as the chart's requests have it (250m against
+# two replicas of 250m). At 256 it weighed an eighth of the gateway, and a quarter of any other
+# process of the machine: sessions waited in its queue (36 s on average at 2,000 users). The
+# scraper worker and its Chromiums weigh 256 together, less than the chart's 500m would give
+# them: they take whatever they are given (at 1024 they took it from the gateway during the
+# arrivals), and the portal and the browser pool bound lookups anyway. And run as root,
+# Chromium raises the priority of its own threads (nice -8); in a pod (non-root, every
 # capability dropped) it cannot, so the workers run here without CAP_SYS_NICE, as there.
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
 WORKER_CPU_SHARES = {"ruptura": 1024, "scraper": 256}
@@ -644,8 +642,7 @@ def main(argv: list[str] | None = None) -> None:
                 apart = ("portal", "change listener")
                 with StackSampler({n: pid for n, pid in roots.items() if pid}, apart) as sampler:
                     started = time.monotonic()
-                    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                        results = runner.run(_load(base_url, keys, orders, users))
+                    results = asyncio.run(_load(base_url, keys, orders, users))
                     elapsed = time.monotonic() - started
             changes = listener.changes()
             portal_stats = httpx.get(f"{portal_admin}/stats").json()
