@@ -108,18 +108,16 @@ UNKNOWN_OS_START = 9_000_000  # the portal holds its records from FIRST_OS on
 # In a cluster each component has its own pod, and a pod's CPU request becomes the CPU weight
 # of its cgroup: a worker pod busy on every core cannot take the gateway's share. Here all
 # share two cores, so each worker runs in a cgroup of its own (when this machine lets us make
-# one; else at nice 10, which is weaker: nice weighs threads, and Chromium has dozens). The
-# gateway's two processes weigh 1024 each (any process outside a group does), so the ruptura
-# worker's group weighs 1024: half the gateway, as the chart's requests have it (250m against
-# two replicas of 250m). At 256 it weighed an eighth of the gateway, and a quarter of any other
-# process of the machine: sessions waited in its queue (36 s on average at 2,000 users). The
-# scraper worker and its Chromiums weigh 256 together, less than the chart's 500m would give
-# them: they take whatever they are given (at 1024 they took it from the gateway during the
-# arrivals), and the portal and the browser pool bound lookups anyway. And run as root,
-# Chromium raises the priority of its own threads (nice -8); in a pod (non-root, every
-# capability dropped) it cannot, so the workers run here without CAP_SYS_NICE, as there.
+# one; else at nice 10, which is weaker: nice weighs threads, and Chromium has dozens) with the
+# weight of its chart request as Kubernetes maps 250m (cpu.shares 256), beside the gateway's two
+# processes at 1024 each. Weighed as the chart's requests would have them against the gateway
+# (ruptura 1024, half the gateway; the scraper 1024 or 2048), the workers took the CPU the
+# gateway needed during the arrivals: p99 of the requests that answer at once 8-24 s against
+# 1.9-2.2 s, side by side. And run as root, Chromium raises the priority of its own threads
+# (nice -8); in a pod (non-root, every capability dropped) it cannot, so the workers run here
+# without CAP_SYS_NICE, as there.
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
-WORKER_CPU_SHARES = {"ruptura": 1024, "scraper": 256}
+WORKER_CPU_SHARES = {"ruptura": 256, "scraper": 256}
 WITHOUT_SYS_NICE = ("setpriv", "--bounding-set", "-sys_nice", "--") if os.geteuid() == 0 else ()
 # Joins the cgroup whose cgroup.procs is $0, then becomes the command: all it starts is inside.
 JOIN_CGROUP = ("sh", "-c", 'echo $$ > "$0" && exec "$@"')
