@@ -108,12 +108,13 @@ UNKNOWN_OS_START = 9_000_000  # the portal holds its records from FIRST_OS on
 # In a cluster each component has its own pod, and a pod's CPU request becomes the CPU weight
 # of its cgroup: a worker pod busy on every core cannot take the gateway's share. Here all
 # share two cores, so each worker runs in a cgroup of its own (when this machine lets us make
-# one; else at nice 10, which is weaker: nice weighs threads, and Chromium has dozens) with the
-# weight of its chart request as Kubernetes maps 250m (cpu.shares 256), beside the gateway's two
-# processes at 1024 each. Weighed as the chart's requests would have them against the gateway
-# (ruptura 1024, half the gateway; the scraper 1024 or 2048), the workers took the CPU the
-# gateway needed during the arrivals: p99 of the requests that answer at once 8-24 s against
-# 1.9-2.2 s, side by side. And run as root, Chromium raises the priority of its own threads
+# one; else at nice 10, which is weaker: nice weighs threads, and Chromium has dozens) of
+# cpu.shares 256 (what Kubernetes makes of 250m), beside the gateway's two processes at 1024
+# each. Weighed as the chart's requests would have them against the gateway (ruptura 1024,
+# half the gateway), the workers took CPU the gateway needed during the arrivals: sessions
+# ended sooner, but the p99 of requests that answer at once was 8.2 and 23.6 s against 1.9 and
+# 2.2 s, side by side at 2,000 users (a third pair, with the machine far busier with other
+# work: 11.5 against 22.4 s). And run as root, Chromium raises the priority of its own threads
 # (nice -8); in a pod (non-root, every capability dropped) it cannot, so the workers run here
 # without CAP_SYS_NICE, as there.
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
