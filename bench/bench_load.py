@@ -118,7 +118,7 @@ UNKNOWN_OS_START = 9_000_000  # the portal holds its records from FIRST_OS on
 # (nice -8); in a pod (non-root, every capability dropped) it cannot, so the workers run here
 # without CAP_SYS_NICE, as there.
 CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
-WORKER_CPU_SHARES = {"ruptura": 256, "scraper": 256}
+WORKER_CPU_SHARES = 256
 WITHOUT_SYS_NICE = ("setpriv", "--bounding-set", "-sys_nice", "--") if os.geteuid() == 0 else ()
 # Joins the cgroup whose cgroup.procs is $0, then becomes the command: all it starts is inside.
 JOIN_CGROUP = ("sh", "-c", 'echo $$ > "$0" && exec "$@"')
@@ -139,7 +139,7 @@ class PodCpu:
             return (*WITHOUT_SYS_NICE, "nice", "-n", "10")
         group = CGROUP_CPU / f"esteira-bench-{pool}-{os.getpid()}"
         group.mkdir()
-        (group / "cpu.shares").write_text(str(WORKER_CPU_SHARES[pool]))
+        (group / "cpu.shares").write_text(str(WORKER_CPU_SHARES))
         self.groups.append(group)
         return (*JOIN_CGROUP, str(group / "cgroup.procs"), *WITHOUT_SYS_NICE)
 
@@ -664,8 +664,7 @@ def main(argv: list[str] | None = None) -> None:
     _print_flows(users, results, started)
     _print_timeline(judged, sampler, started)
     _print_processes(sampler, len(results.polls))
-    shares = ", ".join(f"{pool} {weight}" for pool, weight in WORKER_CPU_SHARES.items())
-    weight = f"cgroups of cpu.shares {shares}" if pods.available else "nice 10"
+    weight = f"cgroups of cpu.shares {WORKER_CPU_SHARES}" if pods.available else "nice 10"
     print(
         f"\nPortal lookups: {portal_stats.get('lookups')} (10 % answered with an error); the "
         f"workers at {weight}; the load "
