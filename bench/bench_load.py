@@ -46,7 +46,9 @@ spent answering, which made the load generator the bottleneck. It runs on the
 same two cores as the stack; its event loop's lag is reported, as it is part of what a client
 measures here.
 
-`python -m bench.bench_load --users 200` is a quick run; BENCH_LOAD_USERS sets the default.
+A run takes 2-5 minutes on this machine (every flow is bounded: VISIT_TIMEOUT_SECONDS after its
+user arrived); `python -m bench.bench_load --users 200` is a quick one, and BENCH_LOAD_USERS sets
+the default.
 """
 
 from __future__ import annotations
@@ -156,10 +158,12 @@ def _listen(redis_url: str, log_path: str, ready: EventType, stop: EventType) ->
     """The change listener's process: every message on the change channels, with when it was
     seen, one line each (monotonic seconds, channel, message)."""
     client = redis.Redis.from_url(redis_url)
-    pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub = client.pubsub()  # type: ignore[no-untyped-call]
     pubsub.psubscribe(*redis_keys.CHANGE_PATTERNS)
-    while pubsub.get_message(timeout=1.0) is None and not pubsub.subscribed:
-        pass
+    confirmed = 0  # once Redis confirms a pattern, no message on it is missed
+    while confirmed < len(redis_keys.CHANGE_PATTERNS) and not stop.is_set():
+        message = pubsub.get_message(timeout=1.0)
+        confirmed += message is not None and message["type"] == "psubscribe"
     ready.set()
     with open(log_path, "wb") as log:
         while not stop.is_set():
@@ -185,6 +189,7 @@ class ChangeListener:
     def __enter__(self) -> ChangeListener:
         self.process.start()
         if not self._ready.wait(30):
+            self.__exit__()
             raise RuntimeError("the change listener did not subscribe")
         return self
 
