@@ -47,7 +47,7 @@ bench-edge: setup ## 20,000 idle partial requests and 2 MiB bodies without a key
 bench-fair: setup ## one tenant's small work beside another tenant's backlog
 	$(RUN) python -m bench fair
 
-bench-load: setup ## 2,000 users with the seeds' profile on the whole local stack, measured from the client (make bench runs it too; ~5 min)
+bench-load: setup ## 2,000 users with the seeds' profile on the whole local stack, measured from the client (make bench runs it too; 2-5 min)
 	$(RUN) python -m bench load
 
 images: ## the three container images, with docker or podman (IMAGE_REGISTRY, IMAGE_TAG)
