@@ -764,7 +764,10 @@ def _print_processes(sampler: StackSampler, requests: int) -> None:
         f"(PSS {sampler.peak_pss_kib / 1024:.0f}) | {stack_cpu:.1f} |"
     )
     gateway = sum(s for name, s in sampler.cpu_seconds.items() if name.startswith("api"))
-    print(f"\nGateway CPU per request: {gateway / requests * 1000:.2f} ms ({requests} requests)")
+    print(
+        f"\nGateway CPU over the load a request: {gateway / requests * 1000:.2f} ms ({requests} "
+        "requests; its background work, heartbeats and queue checks, included)"
+    )
 
 
 def _print_summary(users: int, results: Results, judged: Judged, sampler: StackSampler) -> None:
