@@ -52,7 +52,7 @@ bench-gateway: setup ## the gateway's CPU per authenticated request; ESTEIRA_BEN
 bench-fair: setup ## one tenant's small work beside another tenant's backlog
 	$(RUN) python -m bench fair
 
-bench-load: setup ## 1,000 users on the whole local stack (make bench runs it too)
+bench-load: setup ## 2,000 users with the seeds' profile on the whole local stack, measured from the client (make bench runs it too; 2-5 min)
 	$(RUN) python -m bench load
 
 images: ## the three container images, with docker or podman (IMAGE_REGISTRY, IMAGE_TAG)
