@@ -227,6 +227,12 @@ class Poll:
     got: float = 0.0
 
 
+def _ran_out(poll: Poll) -> bool:
+    """Whether a long poll came back only after its whole wait (nothing changed meanwhile),
+    as esteira.js tells it from one the gateway could not hold."""
+    return poll.received - poll.sent >= LONG_POLL_SECONDS - 0.5
+
+
 @dataclass
 class Results:
     polls: list[Poll] = field(default_factory=list)
@@ -333,8 +339,8 @@ class User:
                 else:
                     self.results.error("session", f"{offset} results for {len(wanted)} orders")
                 return
-            if not body["results"]:  # the gateway could not hold the answer: as a browser would
-                await asyncio.sleep(DEGRADED_POLL_SECONDS)
+            if not body["results"] and not _ran_out(poll):  # the gateway could not hold it:
+                await asyncio.sleep(DEGRADED_POLL_SECONDS)  # as esteira.js, wait before asking
 
     async def look_up(self, number: str) -> None:
         found = await self.request(
@@ -365,8 +371,8 @@ class User:
             if since is not None:
                 poll.channel, poll.had = channel, since
                 poll.got = math.inf if ended else task["updated_at"]
-                if poll.got == since:  # unchanged: the wait ran out, or the gateway could
-                    await asyncio.sleep(DEGRADED_POLL_SECONDS)  # not hold it (a browser would)
+                if poll.got == since and not _ran_out(poll):  # the gateway could not hold it:
+                    await asyncio.sleep(DEGRADED_POLL_SECONDS)  # as esteira.js, wait
             since = task["updated_at"]
             if ended:
                 self.results.lookups_e2e["scraped"].append(poll.received - posted.sent)

@@ -16,8 +16,10 @@
  *  - Esteira.setApiKey(key): every request then sends `Authorization: Bearer <key>`; a page may
  *    instead carry <meta name="esteira-api-key" content="...">. EventSource cannot send that
  *    header, so with a key the clients long-poll instead of following the event stream.
- *  Long polls (`wait`): the gateway holds the answer until something changed; when it answers
- *  with nothing new (it could not wait), the clients wait pollMs before asking again.
+ *  Long polls (`wait`): the gateway holds the answer until something changed. An answer with
+ *  nothing new after the whole wait means nothing changed: the clients ask again at once, so a
+ *  poll is always held for the next change. One with nothing new before that (the gateway could
+ *  not hold it) makes them wait pollMs before asking again.
  *  - Esteira.request(url, options): fetch with the key, answering { status, ok, body, code }
  *    (status 0: the gateway could not be reached, or refused this origin). A path is taken
  *    relative to the base URL.
@@ -130,6 +132,11 @@
     return new Promise(function (resolve) { setTimeout(resolve, ms); });
   }
 
+  /** Whether a long poll sent at `sentMs` (Date.now()) ran out its `waitSeconds`. */
+  function ranOut(sentMs, waitSeconds) {
+    return Date.now() - sentMs >= waitSeconds * 1000 - 500;
+  }
+
   class RupturaClient {
     constructor(options) {
       const o = options || {};
@@ -201,6 +208,7 @@
       while (!this.stopped) {
         let page;
         let fresh = false;
+        const sent = Date.now();
         try {
           page = await request(this.base + "/api/v1/ruptura/sessions/" + sessionId + "/results?offset=" + offset + longPoll);
         } catch (error) { page = { ok: false, status: 0 }; }
@@ -216,7 +224,9 @@
         }
         const queue = await this.queue();
         if (queue && queue.workers_online !== null) { this.onWorkers(queue.workers_online); }
-        if (this.useEvents || !fresh) { await this.wait(sessionId); }
+        if (this.useEvents || !(fresh || (page.ok && ranOut(sent, LONG_POLL_SECONDS)))) {
+          await this.wait(sessionId);
+        }
       }
     }
 
@@ -410,6 +420,7 @@
         // While the task waits in the queue, ask for less than a long poll: the page must
         // say why it waits (no worker, scaling up) while it waits.
         const wait = last.status === "queued" ? 3 : LONG_POLL_SECONDS;
+        const sent = Date.now();
         const task = await request(this.base + "/api/v1/scraping/tasks/" + taskId + "?wait=" + wait + seen);
         let changed = false;
         if (task.ok) {
@@ -424,7 +435,7 @@
           if (error.auth || task.status === 404) { throw error; }
           report(last, error.message + " Tentando de novo…");
         }
-        if (!changed) { await sleep(this.pollMs); }
+        if (!changed && !(task.ok && ranOut(sent, wait))) { await sleep(this.pollMs); }
       }
       throw new EsteiraError("Busca cancelada.", 0, "cancelled");
     }
