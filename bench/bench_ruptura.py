@@ -97,12 +97,7 @@ def _peak_rss_mib(pid: int) -> float:
 
 def _session(database_url: str, workdir: Path) -> Session:
     """The whole carteira's session on fresh processes, from the POST to the last result read."""
-    with LocalStack(
-        workdir,
-        database_url,
-        ESTEIRA_LOG_LEVEL="WARNING",
-        ESTEIRA_RUPTURA_MAX_ORDERS=str(BIG_SESSION_ORDERS),
-    ) as stack:
+    with LocalStack(workdir, database_url, ESTEIRA_LOG_LEVEL="WARNING") as stack:
         workers = [stack.worker("ruptura") for _ in range(WORKERS)]
         with httpx.Client(base_url=stack.gateway(), timeout=60) as client:
             started = time.perf_counter()

@@ -18,7 +18,10 @@ class RupturaSettings(CoreSettings):
         "America/Sao_Paulo", description="Time zone whose today is the default reference date."
     )
     ruptura_max_orders: int = Field(
-        50_000, ge=1, description="Most orders one ruptura session may hold (more: 413)."
+        100_000,
+        ge=1,
+        description="Most orders one ruptura session may hold (more: 413): a 100,000-order "
+        "carteira fits in one session.",
     )
     ruptura_fair_window: int = Field(
         32,
