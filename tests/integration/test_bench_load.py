@@ -6,18 +6,17 @@ import asyncio
 import importlib
 import math
 import time
-from datetime import date
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from esteira_core import keys
-from esteira_core.jobs import RupturaMode
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 from esteira_ruptura import sessions
 from esteira_scraping import tasks
+from esteira_testing.ruptura import record_session
 
 pytestmark = pytest.mark.integration
 SESSION = "0123456789abcdef0123456789abcdef"
@@ -34,18 +33,7 @@ async def _publish(redis_url: str) -> str:
     """A session's two batches and a scrape task's update and end, as the workers write them;
     returns the task id."""
     redis = create_redis(CoreSettings(redis_url=redis_url))
-    await sessions.create(
-        redis,
-        session_id=SESSION,
-        owner="t",
-        total=2,
-        batches=2,
-        mode=RupturaMode.INDEPENDENT,
-        path="queue",
-        reference_date=date(2026, 3, 2),
-        horizon_days=28,
-        window_days=7,
-    )
+    await record_session(redis, SESSION, total=2, batches=2)
     joined = await tasks.start_or_join(redis, "2024001", "t", active_ttl=60)
     await sessions.record_batch(redis, SESSION, 0, [b'{"num_pedido": "1"}'])
     await tasks.update(redis, joined.task_id, status="in_progress", stage="opening")

@@ -22,6 +22,7 @@ from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionCache
 from esteira_ruptura.settings import RupturaSettings
 from esteira_ruptura.sources import CarteiraSource, esteira_tables
+from esteira_testing.ruptura import record_session
 
 pytestmark = pytest.mark.integration
 REFERENCE = date(2026, 3, 2)
@@ -49,18 +50,7 @@ async def run_session(
     judges = judged.Judges()
     try:
         session_id = uuid.uuid4().hex
-        await sessions.create(
-            redis,
-            session_id=session_id,
-            owner="t",
-            total=1,
-            batches=1,
-            mode=mode,
-            path="queue",
-            reference_date=REFERENCE,
-            horizon_days=28,
-            window_days=7,
-        )
+        await record_session(redis, session_id, total=1, batches=1, mode=mode)
         batch = RupturaBatchPayload(
             session_id=session_id,
             batch_index=0,

@@ -21,6 +21,7 @@ from esteira_ruptura.demo import DemoSpec, seed_demo
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis
 from esteira_ruptura.sources import CarteiraSource, esteira_tables
+from esteira_testing.ruptura import record_session
 
 pytestmark = pytest.mark.integration
 REFERENCE = date(2026, 3, 2)
@@ -89,18 +90,7 @@ def test_a_batch_copies_its_reports_and_records_unknown_orders_as_not_found(
         redis = create_redis(CoreSettings(redis_url=redis_url))
         try:
             session_id = uuid.uuid4().hex
-            await sessions.create(
-                redis,
-                session_id=session_id,
-                owner="t",
-                total=len(orders),
-                batches=1,
-                mode=RupturaMode.INDEPENDENT,
-                path="queue",
-                reference_date=REFERENCE,
-                horizon_days=28,
-                window_days=7,
-            )
+            await record_session(redis, session_id, total=len(orders), batches=1)
             judges = judged.Judges()
             judged_id = await judges.claim(
                 redis, carteira, HORIZON, RupturaMode.INDEPENDENT, carteira.version()
@@ -131,18 +121,7 @@ def test_a_judge_that_dies_leaves_its_batches_free_to_claim_a_new_one(
         redis = create_redis(CoreSettings(redis_url=redis_url))
         try:
             session_id = uuid.uuid4().hex
-            await sessions.create(
-                redis,
-                session_id=session_id,
-                owner="t",
-                total=2,
-                batches=2,
-                mode=mode,
-                path="queue",
-                reference_date=REFERENCE,
-                horizon_days=28,
-                window_days=7,
-            )
+            await record_session(redis, session_id, total=2, batches=2, mode=mode)
             first, second = _orders(carteira)[:2]
             dying = judged.Judges()
             dead_id = await dying.claim(redis, carteira, HORIZON, mode, version)

@@ -12,24 +12,14 @@ from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 from esteira_ruptura import sessions, use_cases
 from esteira_ruptura.projection import Horizon
+from esteira_testing.ruptura import record_session
 
 pytestmark = pytest.mark.integration
 SID = "0123456789abcdef0123456789abcdef"
 
 
 async def _create(redis, total: int) -> None:
-    await sessions.create(
-        redis,
-        session_id=SID,
-        owner="t",
-        total=total,
-        batches=2,
-        mode=RupturaMode.INDEPENDENT,
-        path="queue",
-        reference_date=date(2026, 3, 2),
-        horizon_days=28,
-        window_days=7,
-    )
+    await record_session(redis, SID, total=total, batches=2)
 
 
 def test_a_batch_is_written_once_however_often_it_is_delivered(redis_url: str) -> None:

@@ -1,0 +1,38 @@
+"""A ruptura session recorded as the gateway records one, for tests that drive its batches by
+hand (as a worker would) without starting it through the gateway."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from redis.asyncio import Redis
+
+from esteira_core.jobs import RupturaMode
+from esteira_ruptura import sessions
+
+REFERENCE = date(2026, 3, 2)
+
+
+async def record_session(
+    redis: Redis,
+    session_id: str,
+    *,
+    total: int,
+    batches: int,
+    mode: RupturaMode = RupturaMode.INDEPENDENT,
+    reference_date: date = REFERENCE,
+) -> None:
+    """Records session `session_id` of tenant "t" (queue path, the default 28-day horizon and
+    7-day window)."""
+    await sessions.create(
+        redis,
+        session_id=session_id,
+        owner="t",
+        total=total,
+        batches=batches,
+        mode=mode,
+        path="queue",
+        reference_date=reference_date,
+        horizon_days=28,
+        window_days=7,
+    )
