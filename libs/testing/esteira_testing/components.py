@@ -422,6 +422,12 @@ class PrometheusServer:
         ]
         self.process = ManagedProcess("prometheus", argv, stdout=subprocess.DEVNULL).start()
         self.process.wait_for_port(self.port, timeout=30)
+        # Its port opens before its storage is: until /-/ready says so, queries answer 503.
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{self.url}/-/ready", timeout=5).status_code != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError("Prometheus never became ready")
+            time.sleep(0.1)
         return self
 
     def query(self, expression: str) -> list[dict[str, Any]]:

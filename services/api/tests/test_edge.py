@@ -158,7 +158,9 @@ def test_a_kept_alive_connection_gets_a_deadline_for_its_next_head(start_gateway
     gateway = start_gateway(ESTEIRA_API_HEADER_TIMEOUT_SECONDS="1")
     sock = gateway.connect()
     sock.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
-    first = sock.recv(65536)
+    first = b""
+    while not first.endswith(b'{"status":"alive"}'):  # the head and body may come apart
+        first += sock.recv(65536)
     assert first.startswith(b"HTTP/1.1 200 ")
     sock.sendall(PARTIAL_HEAD)  # the next request, half sent
     assert _answer(sock).startswith(b"HTTP/1.1 408 ")
