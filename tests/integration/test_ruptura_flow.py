@@ -23,11 +23,10 @@ pytestmark = pytest.mark.integration
 REFERENCE = date(2026, 3, 2)
 
 
-@pytest.fixture
-def stack(migrated_engine: Engine, redis_url: str, esteira_processes):
-    """A seeded database, one ruptura worker and a gateway client."""
-    seed_demo(migrated_engine, DemoSpec(orders=70, products=30, seed=11, reference_date=REFERENCE))
-    database_url = migrated_engine.url.render_as_string(hide_password=False)
+def _start_worker(esteira_processes, engine: Engine, redis_url: str, **env: str) -> str:
+    """A ruptura worker process on `engine`'s database (and `env`); returns its URL, which the
+    gateway then uses too."""
+    database_url = engine.url.render_as_string(hide_password=False)
     port = free_port()
     esteira_processes(
         "ruptura-worker",
@@ -36,9 +35,18 @@ def stack(migrated_engine: Engine, redis_url: str, esteira_processes):
             "ESTEIRA_REDIS_URL": redis_url,
             "ESTEIRA_DATABASE_URL": database_url,
             "ESTEIRA_METRICS_PORT": str(port),
+            **env,
         },
         port=port,
     )
+    return database_url
+
+
+@pytest.fixture
+def stack(migrated_engine: Engine, redis_url: str, esteira_processes):
+    """A seeded database, one ruptura worker and a gateway client."""
+    seed_demo(migrated_engine, DemoSpec(orders=70, products=30, seed=11, reference_date=REFERENCE))
+    database_url = _start_worker(esteira_processes, migrated_engine, redis_url)
     settings = ApiSettings(
         redis_url=redis_url, database_url=database_url, ruptura_max_orders=100, auth_disabled=True
     )
@@ -284,19 +292,12 @@ def source_stack(migrated_engine: Engine, redis_url: str, esteira_processes, tmp
     profile = tmp_path / "equipe.yaml"
     profile.write_text(SOURCE_PROFILE, encoding="utf-8")
     source = {"url": str(team.url), "profile": str(profile)}
-    database_url = migrated_engine.url.render_as_string(hide_password=False)
-    port = free_port()
-    esteira_processes(
-        "ruptura-worker",
-        ["worker", "ruptura"],
-        {
-            "ESTEIRA_REDIS_URL": redis_url,
-            "ESTEIRA_DATABASE_URL": database_url,
-            "ESTEIRA_METRICS_PORT": str(port),
-            "ESTEIRA_RUPTURA_SOURCE_URL": source["url"],
-            "ESTEIRA_RUPTURA_SOURCE_PROFILE": source["profile"],
-        },
-        port=port,
+    database_url = _start_worker(
+        esteira_processes,
+        migrated_engine,
+        redis_url,
+        ESTEIRA_RUPTURA_SOURCE_URL=source["url"],
+        ESTEIRA_RUPTURA_SOURCE_PROFILE=source["profile"],
     )
     settings = ApiSettings(
         redis_url=redis_url,
