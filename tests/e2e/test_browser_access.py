@@ -314,3 +314,26 @@ def test_the_api_docs_load_everything_from_the_gateway(site, chromium, page) -> 
         assert code and all(url.startswith(site.url) for url in code), code
         # ReDoc's vendor logo is the one outside image: the page's policy blocks it.
         assert all("Content Security Policy" in m for m in page.severe(driver)), path
+
+
+def test_a_long_poll_that_ran_out_is_followed_by_another_at_once_not_by_a_pause(
+    start_site, chromium
+) -> None:
+    """A front end following a session nobody serves yet: its first long poll runs out its
+    wait (20 s) with nothing new. It must ask again at once, so that when the gateway's standby
+    takes the queue up (after the 30 s grace) the results reach it; a client that paused its
+    poll interval (10 minutes here) after the run-out would still be asleep."""
+    site = start_site(("scraper",))  # no ruptura worker
+    driver = chromium.driver
+    driver.get(f"{site.url}/ui")
+    driver.set_script_timeout(150)
+    outcome = driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        const results = [];
+        const client = new Esteira.RupturaClient({
+          pollMs: 600000, onResult: (r) => results.push(r.num_pedido),
+        });
+        client.run(["100001", "100002"]).then(
+          () => done({ results: results, error: client.error && client.error.message }));"""
+    )
+    assert outcome == {"results": ["100001", "100002"], "error": None}
