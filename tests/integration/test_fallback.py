@@ -3,6 +3,7 @@ worker in the middle of a session, a browser in the middle of a scrape."""
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -24,9 +25,12 @@ def _seeded(tmp_path: Path, orders: int = 300) -> str:
     return seeded_database(f"sqlite:///{tmp_path / 'fallback.db'}", orders=orders, products=60)
 
 
+_NO_AUTH = {"ESTEIRA_AUTH_DISABLED": "true"}
+
+
 def _gateway(esteira_processes, env: dict[str, str]) -> httpx.Client:
     port = free_port()
-    env = {"ESTEIRA_AUTH_DISABLED": "true", **env}
+    env = {**_NO_AUTH, **env}
     esteira_processes("api", ["api", "--port", str(port)], env, port=port)
     return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
 
@@ -120,6 +124,84 @@ def test_redis_death_means_inline_answers_and_its_return_means_the_queue_again(
     )
     assert 'esteira_queue_mode_switches_total{queue="arq:queue:ruptura",to="inline"}' in metrics
     assert 'esteira_queue_mode_switches_total{queue="arq:queue:ruptura",to="queue"}' in metrics
+
+
+def test_a_gateway_frozen_mid_command_does_not_blame_redis_or_go_inline(
+    own_redis_server, tmp_path, esteira_processes
+):
+    """A gateway short of CPU (here frozen by SIGSTOP, as the kernel freezes a pod at its CPU
+    limit) reads Redis's answers after their timeout. That is not Redis down: no inline work
+    (a gateway scraping with its own Chromium), no open breaker; the requests caught in it get
+    503 gateway_busy, and a real outage afterwards is still seen as one."""
+    env = {
+        "ESTEIRA_REDIS_URL": own_redis_server.url,
+        "ESTEIRA_DATABASE_URL": _seeded(tmp_path),
+        "ESTEIRA_REDIS_TIMEOUT_SECONDS": "0.2",
+        "ESTEIRA_RUPTURA_GRACE_SECONDS": "600",  # no worker: the queue counts as served
+        "ESTEIRA_TENANT_RATE_PER_SECOND": "100000",  # taken (from Redis), never reached
+        "ESTEIRA_TENANT_RATE_BURST": "100000",
+    }
+    port = free_port()
+    gateway = esteira_processes(
+        "api", ["api", "--port", str(port), "--workers", "1"], env | _NO_AUTH, port=port
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    body = {"pedidos": [str(100001 + i) for i in range(3)], "reference_date": REFERENCE}
+    session_id = httpx.post(f"{base_url}/api/v1/ruptura/sessions", json=body).json()["session_id"]
+    answers: list[httpx.Response] = []
+    freezing = threading.Event()
+
+    def client(index: int) -> None:
+        with httpx.Client(base_url=base_url, timeout=30) as api:
+            while not freezing.is_set():
+                if index % 2:
+                    answers.append(api.post("/api/v1/ruptura/sessions", json=body))
+                else:
+                    answers.append(api.get(f"/api/v1/ruptura/sessions/{session_id}"))
+
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for thread in clients:
+        thread.start()
+    assert own_redis_server.process is not None
+    redis_pid = own_redis_server.process.pid
+    try:
+        time.sleep(0.5)
+        for _ in range(5):
+            # Redis paused for 50 ms (under the timeout) so that commands are in flight when
+            # the gateway freezes; their answers arrive while it is frozen.
+            os.kill(redis_pid, signal.SIGSTOP)
+            time.sleep(0.05)
+            os.kill(gateway.process.pid, signal.SIGSTOP)
+            os.kill(redis_pid, signal.SIGCONT)
+            time.sleep(0.4)  # twice the Redis timeout
+            os.kill(gateway.process.pid, signal.SIGCONT)
+            time.sleep(0.3)
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+        os.kill(gateway.process.pid, signal.SIGCONT)
+        freezing.set()
+        for thread in clients:
+            thread.join()
+
+    api = httpx.Client(base_url=base_url, timeout=30)
+    metrics = api.get("/metrics").text
+    late = _sample(metrics, "esteira_redis_timeouts_while_late_total")
+    assert late > 0, "no command was caught by a freeze: the test proved nothing"
+    kinds = {(a.status_code, a.json().get("error", {}).get("code")) for a in answers}
+    assert kinds <= {(200, None), (202, None), (503, "gateway_busy")}, kinds
+    assert "esteira_inline_fallbacks_total{" not in metrics
+    assert "esteira_queue_mode_switches_total{" not in metrics
+    assert {q["mode"] for q in api.get("/api/v1/queues").json()["queues"]} == {"queue"}
+    assert "circuit opened" not in gateway.output()
+
+    own_redis_server.kill()
+    inline = api.post("/api/v1/ruptura/sessions", json=body)
+    assert inline.status_code == 200 and inline.json()["mode"] == "inline", inline.text
+
+
+def _sample(metrics: str, name: str) -> float:
+    line = next(line for line in metrics.splitlines() if line.startswith(f"{name} "))
+    return float(line.split()[1])
 
 
 def test_a_queue_nobody_serves_past_its_grace_is_served_inline(

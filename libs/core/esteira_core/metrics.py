@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from esteira_core.jobs import RupturaMode
+
 # Seconds; HTTP answers are fast, jobs are slow (a scrape can take minutes).
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -29,6 +31,11 @@ REQUESTS_REJECTED = Counter(
     "rate or an address's refusals (429), and the gateway's edge (connection caps, head "
     "deadline and size).",
     ["reason"],
+)
+REDIS_TIMEOUTS_WHILE_LATE = Counter(
+    "esteira_redis_timeouts_while_late_total",
+    "Redis commands that timed out while this process's event loop ran late: this process was "
+    "short of CPU, so they were not counted as Redis failures.",
 )
 INLINE_FALLBACKS = Counter(
     "esteira_inline_fallbacks_total",
@@ -84,6 +91,8 @@ CARTEIRA_JUDGEMENTS = Counter(
     "horizon and mode).",
     ["mode"],
 )
+for _mode in RupturaMode:  # every mode's series there (at 0) before the first judgement
+    CARTEIRA_JUDGEMENTS.labels(_mode.value)
 SCRAPE_PHASE_DURATION = Histogram(
     "esteira_scrape_phase_duration_seconds",
     "Time spent in each phase of a scrape.",

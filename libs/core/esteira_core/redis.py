@@ -30,6 +30,8 @@ T = TypeVar("T")
 
 # What a failing Redis raises: refused, reset, timed out, or the breaker saying not to try.
 REDIS_ERRORS = (RedisError, OSError, TimeoutError, CircuitOpen)
+# Of those, the ones that say only that no answer was read in time.
+TIMEOUTS = (RedisTimeoutError, TimeoutError)
 
 # A worker's commands ride out a Redis restart or a Sentinel failover (a few seconds) instead of
 # failing the job that made them: each failed command is tried again, 0.05 s later, then twice

@@ -159,8 +159,8 @@ async def _within_rate(gateway: Gateway, rates: ratelimit.LeasedBuckets, tenant:
         return
     try:
         wait = await rates.take(gateway.redis, keys.tenant_rate_bucket(tenant))
-    except REDIS_ERRORS:
-        gateway.dispatcher.redis_failed()
+    except REDIS_ERRORS as error:
+        gateway.dispatcher.blame_redis(error)
         return
     if wait > 0:
         metrics.REQUESTS_REJECTED.labels("rate_limited").inc()

@@ -11,10 +11,13 @@ fallback").
 - Redis is down: the work is done in the request (all of a ruptura session's results in the
   answer; a scrape bounded by the gateway's browsers), as nothing could be recorded anyway.
 
-A circuit breaker makes a dead Redis cost one fast failure, then a probe every few seconds; a
-background loop keeps probing, keeps the queue gauges fresh, starts a standby worker for a
-queue nobody serves (so work queued during the grace is not stranded) and stops it once a
-worker is online. Every switch is logged and counted."""
+A circuit breaker makes a dead Redis cost one fast failure, then a probe every few seconds. A
+timeout while this process's own event loop ran late is not blamed on Redis
+(esteira_core.loopwatch): the request gets a 503 busy, and the work stays on the queue instead
+of coming inline onto a process already short of CPU. A background loop keeps probing, keeps
+the queue gauges fresh, starts a standby worker for a queue nobody serves (so work queued during
+the grace is not stranded) and stops it once a worker is online. Every switch is logged and
+counted."""
 
 from __future__ import annotations
 
@@ -35,8 +38,9 @@ from esteira_core import fair, metrics
 from esteira_core.breaker import CircuitBreaker, State
 from esteira_core.errors import Busy
 from esteira_core.jobs import Pool, RupturaMode
+from esteira_core.loopwatch import LoopWatch
 from esteira_core.queues import QueueStats, queue_stats
-from esteira_core.redis import REDIS_ERRORS
+from esteira_core.redis import REDIS_ERRORS, TIMEOUTS
 from esteira_core.standby import StandbyWorker
 from esteira_ruptura import sources, use_cases
 from esteira_ruptura import worker as ruptura_pool
@@ -45,6 +49,11 @@ from esteira_scraping import worker as scraper_pool
 from esteira_scraping.lookups import Lookup
 
 logger = logging.getLogger(__name__)
+
+
+def too_busy() -> Busy:
+    """What a request gets when this process, not Redis, was too slow (Dispatcher.blame_redis)."""
+    return Busy("gateway_busy", "This gateway is too busy to answer now; try again.", retry_after=1)
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,7 @@ class Dispatcher:
         self.db = db
         self.settings = settings
         self.breaker = CircuitBreaker("redis", settings.redis_breaker_reset_seconds)
+        self.loop_watch = LoopWatch()
         self.grace = {
             Pool.RUPTURA: settings.ruptura_grace_seconds,
             Pool.SCRAPER: settings.scraper_grace_seconds,
@@ -132,10 +142,24 @@ class Dispatcher:
         otherwise, without taking the breaker's probe."""
         return self.breaker.state is State.CLOSED
 
-    def redis_failed(self) -> None:
-        """A request found Redis failing: stop trying until the next probe."""
+    def blame_redis(self, error: BaseException) -> bool:
+        """A request found Redis failing: no more tries until the breaker's probe, and the
+        queue checks start over. Unless it was a timeout while this process's loop ran late by
+        half the Redis timeout or more: the answer may well have been there, unread; False,
+        and nothing changes."""
+        timeout = self.settings.redis_timeout_seconds
+        if isinstance(error, TIMEOUTS) and self.loop_watch.late_seconds(2 * timeout) >= timeout / 2:
+            metrics.REDIS_TIMEOUTS_WHILE_LATE.inc()
+            return False
         self.breaker.failure()
         self._checked.clear()
+        return True
+
+    def redis_failed(self, error: BaseException) -> None:
+        """A request that needs Redis found it failing (see blame_redis); Busy when this
+        process, not Redis, was too slow."""
+        if not self.blame_redis(error):
+            raise too_busy() from error
 
     async def decide(self, pool: Pool, *, fresh: bool = False) -> Decision:
         now = time.monotonic()
@@ -159,9 +183,13 @@ class Dispatcher:
             return Decision(pool, "inline", "redis_down", None)
         try:
             stats = await queue_stats(self.redis, pool, self.settings.heartbeat_interval_seconds)
-        except REDIS_ERRORS:
-            self.breaker.failure()
-            return Decision(pool, "inline", "redis_down", None)
+        except REDIS_ERRORS as error:
+            if self.blame_redis(error):
+                return Decision(pool, "inline", "redis_down", None)
+            # Too late to tell: the last decision holds (a first one trusts the queue: a
+            # submission that finds Redis down then blames it).
+            previous = self._checked.get(pool)
+            return previous[1] if previous else Decision(pool, "queue", "served", None)
         self.breaker.success()
         # Jobs in progress mean a worker is on the queue even when its heartbeat is late (a
         # worker busy on every core beats late): a slow queue is not an unserved one.
@@ -208,6 +236,7 @@ class Dispatcher:
         ]
         for feeder in feeders:
             feeder.start()
+        ticking = asyncio.create_task(self.loop_watch.run(), name="loop-watch")
         try:
             while True:
                 for pool in Pool:
@@ -215,6 +244,7 @@ class Dispatcher:
                         await self.decide(pool, fresh=True)
                 await asyncio.sleep(interval)
         finally:
+            ticking.cancel()
             for feeder in feeders:
                 await feeder.stop()
 
@@ -244,8 +274,8 @@ class Dispatcher:
                     queue=self.fair[Pool.RUPTURA],
                     max_queued_orders=self.settings.tenant_max_queued_orders,
                 )
-            except REDIS_ERRORS:
-                self.redis_failed()
+            except REDIS_ERRORS as error:
+                self.redis_failed(error)
         metrics.INLINE_FALLBACKS.labels(Pool.RUPTURA.queue, "redis_down").inc()
         return await use_cases.analyse_now(self.carteira, wanted, mode, horizon)
 
@@ -268,8 +298,8 @@ class Dispatcher:
                     queue=self.fair[Pool.SCRAPER],
                     max_queued_lookups=self.settings.tenant_max_queued_lookups,
                 )
-            except REDIS_ERRORS:
-                self.redis_failed()
+            except REDIS_ERRORS as error:
+                self.redis_failed(error)
         if self.scraper.pool.exhausted:
             raise Busy(
                 "inline_scraping_busy",

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from esteira_api.dispatch import too_busy
 from esteira_core.breaker import CircuitOpen
 from esteira_core.errors import (
     Busy,
@@ -163,10 +164,11 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """Redis failed under a route that cannot work without it (a session's results, a task's
-    status): the client is told to come back, and the queue health learns of it at once."""
+    status): the client is told to come back, and the queue health learns of it at once (unless
+    this gateway was too busy to read Redis's answer in time: then it says so)."""
     gateway = getattr(request.app.state, "gateway", None)
-    if gateway is not None:
-        gateway.dispatcher.redis_failed()
+    if gateway is not None and not gateway.dispatcher.blame_redis(exc):
+        return await _domain_error(request, too_busy())
     logger.warning(
         "redis unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
     )
