@@ -28,12 +28,14 @@ class Site:
     url: str
     redis: RedisServer
     portal: str
+    gateway_pid: int
     key: str | None = None
 
 
 @pytest.fixture
 def start_site(own_redis_server, tmp_path, esteira_processes) -> Callable[..., Site]:
-    """start(pools=..., auth=False, cors_origins="", worker_env={}) -> the gateway's Site."""
+    """start(pools=..., auth=False, cors_origins="", worker_env={}, api_env={}) -> the
+    gateway's Site."""
 
     def start(
         pools: tuple[str, ...] = ("ruptura", "scraper"),
@@ -41,6 +43,7 @@ def start_site(own_redis_server, tmp_path, esteira_processes) -> Callable[..., S
         auth: bool = False,
         cors_origins: str = "",
         worker_env: dict[str, str] | None = None,
+        api_env: dict[str, str] | None = None,
     ) -> Site:
         database_url = seeded_database(f"sqlite:///{tmp_path / 'ui.db'}", orders=300, products=60)
         portal_port, api_port = free_port(), free_port()
@@ -60,17 +63,20 @@ def start_site(own_redis_server, tmp_path, esteira_processes) -> Callable[..., S
                 port=port,
             )
         key = None
-        api_env = {**env, "ESTEIRA_CORS_ORIGINS": cors_origins}
+        gateway_env = {**env, "ESTEIRA_CORS_ORIGINS": cors_origins, **(api_env or {})}
         if auth:
             key = "esk_browser-" + secrets.token_urlsafe(16)
-            api_env["ESTEIRA_API_KEYS"] = f"browser:{hashlib.sha256(key.encode()).hexdigest()}"
+            gateway_env["ESTEIRA_API_KEYS"] = f"browser:{hashlib.sha256(key.encode()).hexdigest()}"
         else:
-            api_env["ESTEIRA_AUTH_DISABLED"] = "true"
-        esteira_processes("api", ["api", "--port", str(api_port)], api_env, port=api_port)
+            gateway_env["ESTEIRA_AUTH_DISABLED"] = "true"
+        gateway = esteira_processes(
+            "api", ["api", "--port", str(api_port)], gateway_env, port=api_port
+        )
         return Site(
             url=f"http://127.0.0.1:{api_port}",
             redis=own_redis_server,
             portal=f"http://127.0.0.1:{portal_port}",
+            gateway_pid=gateway.process.pid,
             key=key,
         )
 

@@ -2,6 +2,10 @@
 on another origin with its own key (CORS), no key or a refused key, no scraper worker, the
 portal failing; and the API docs with no CDN. Real Chromium against a running stack."""
 
+import os
+import signal
+import time
+
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
@@ -337,3 +341,55 @@ def test_a_long_poll_that_ran_out_is_followed_by_another_at_once_not_by_a_pause(
           () => done({ results: results, error: client.error && client.error.message }));"""
     )
     assert outcome == {"results": ["100001", "100002"], "error": None}
+
+
+def test_a_session_post_caught_by_a_gateway_short_of_cpu_is_sent_again_not_given_up(
+    start_site, chromium, page
+) -> None:
+    """The gateway is frozen (SIGSTOP, as the kernel freezes a pod at its CPU limit) while the
+    page's session POST waits on Redis: it reads Redis's answer after its timeout and answers
+    503 gateway_busy with Retry-After. The page sends the POST again after that wait, and its
+    results come through the queue; the old client took it for an outage and fell back to the
+    per-order endpoint (more work for the same busy gateway)."""
+    site = start_site(
+        ("ruptura",),
+        # A long timeout leaves time to freeze the gateway while its command waits; no rate
+        # limit and the queue's last check reused, so that the command waiting is the
+        # session's own.
+        api_env={
+            "ESTEIRA_REDIS_TIMEOUT_SECONDS": "1",
+            "ESTEIRA_TENANT_RATE_PER_SECOND": "0",
+            "ESTEIRA_QUEUE_CHECK_SECONDS": "60",
+        },
+    )
+    driver = chromium.driver
+    driver.get(f"{site.url}/ui")
+    driver.execute_script(
+        """window.outcome = null;
+        const results = [];
+        let fallbacks = 0;
+        const client = new Esteira.RupturaClient({
+          onResult: (r) => results.push(r.num_pedido), onFallback: () => { fallbacks += 1; },
+        });
+        window.startSession = () => client.run(["100001", "100002"]).then(() => {
+          const error = client.error && client.error.message;
+          window.outcome = { results: results.sort(), fallbacks: fallbacks, error: error };
+        });"""
+    )
+    assert site.redis.process is not None
+    redis_pid = site.redis.process.pid
+    os.kill(redis_pid, signal.SIGSTOP)
+    try:
+        driver.execute_script("window.startSession();")
+        time.sleep(0.3)  # the POST reaches the gateway, whose command waits on Redis
+        os.kill(site.gateway_pid, signal.SIGSTOP)
+        os.kill(redis_pid, signal.SIGCONT)  # Redis answers at once; the gateway reads it late
+        time.sleep(1.5)
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+        os.kill(site.gateway_pid, signal.SIGCONT)
+    outcome = page.until(driver, lambda d: d.execute_script("return window.outcome"), 60)
+    assert outcome == {"results": ["100001", "100002"], "fallbacks": 0, "error": None}
+    metrics = httpx.get(f"{site.url}/metrics").text
+    busy = 'count{method="POST",route="/api/v1/ruptura/sessions",status="503"}'
+    assert busy in metrics, "the POST was not caught by the freeze: the test proved nothing"

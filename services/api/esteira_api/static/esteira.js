@@ -55,20 +55,31 @@
 
   function setApiKey(key) { apiKey = key || null; }
 
+  // A gateway too busy to read Redis's answer in time says so (503 gateway_busy, Retry-After):
+  // the same request is sent again after that wait, this many times at most, rather than
+  // taken for an outage (which would send the page to the per-order endpoint, more work for
+  // the same busy gateway).
+  const BUSY_RETRIES = 3;
+
   async function request(url, options) {
     const target = /^\/(?!\/)/.test(url) ? baseUrl() + url : url;
     const headers = { "Content-Type": "application/json" };
     if (apiKey) { headers.Authorization = "Bearer " + apiKey; }
-    let response;
-    try {
-      response = await fetch(target, Object.assign({ headers: headers }, options));
-    } catch (ignored) {
-      return { status: 0, ok: false, body: null, code: "unreachable" };
+    for (let attempt = 0; ; attempt += 1) {
+      let response;
+      try {
+        response = await fetch(target, Object.assign({ headers: headers }, options));
+      } catch (ignored) {
+        return { status: 0, ok: false, body: null, code: "unreachable" };
+      }
+      let body = null;
+      try { body = await response.json(); } catch (ignored) { body = null; }
+      const code = body && body.error && body.error.code ? body.error.code : null;
+      if (code !== "gateway_busy" || attempt >= BUSY_RETRIES) {
+        return { status: response.status, ok: response.ok, body: body, code: code };
+      }
+      await sleep(1000 * Math.min(Number(response.headers.get("Retry-After")) || 1, 10));
     }
-    let body = null;
-    try { body = await response.json(); } catch (ignored) { body = null; }
-    const code = body && body.error && body.error.code ? body.error.code : null;
-    return { status: response.status, ok: response.ok, body: body, code: code };
   }
 
   const MESSAGES = {
@@ -76,6 +87,7 @@
     unauthenticated: "Sem chave de API: o gateway pede uma chave (Authorization: Bearer).",
     invalid_api_key: "Chave de API inválida: o gateway recusou a chave informada.",
     redis_unavailable: "Redis indisponível: o gateway não consegue acompanhar a tarefa agora.",
+    gateway_busy: "Gateway sobrecarregado: tente de novo em instantes.",
     rate_limited: "Muitas requisições: aguarde alguns segundos.",
     portal_error: "O portal respondeu com erro.",
     not_found: "OS não encontrada no portal.",
@@ -222,8 +234,10 @@
           offset = page.body.next_offset;
           if (page.body.done) { return; }
         }
-        const queue = await this.queue();
-        if (queue && queue.workers_online !== null) { this.onWorkers(queue.workers_online); }
+        if (!fresh) {  // nothing new: say why (workers online, the queue's mode)
+          const queue = await this.queue();
+          if (queue && queue.workers_online !== null) { this.onWorkers(queue.workers_online); }
+        }
         if (this.useEvents || !(fresh || (page.ok && ranOut(sent, LONG_POLL_SECONDS)))) {
           await this.wait(sessionId);
         }
