@@ -100,6 +100,42 @@ def test_a_sigkilled_workers_batches_run_again_once_it_is_silent_not_after_their
     assert _keys_without_expiry(redis_url) == []
 
 
+def test_a_job_failing_on_every_try_ends_its_orders_in_error_not_its_session_in_limbo(
+    redis_url, tmp_path, esteira_processes
+):
+    """The ruptura worker cannot reach the carteira's database (nothing listens where its URL
+    points; a password in it). Each try of the session's job fails and is tried again later;
+    its last try writes its orders in error, so the session ends, every order once, instead of
+    waiting forever for a job arq dropped. The password is in no result and no log line."""
+    database_url = seeded_database(f"sqlite:///{tmp_path / 'f.db'}", orders=50, products=20)
+    stack = Stack(
+        esteira_processes, {"ESTEIRA_REDIS_URL": redis_url, "ESTEIRA_DATABASE_URL": database_url}
+    )
+    orders = [str(100001 + i) for i in range(30)]
+    body = {"pedidos": orders, "reference_date": REFERENCE}
+    session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
+    password = "pw-" + os.urandom(8).hex()
+    unreachable = f"postgresql+psycopg://esteira:{password}@127.0.0.1:{free_port()}/carteira"
+    worker = stack.worker("cut-off", "ruptura", ESTEIRA_DATABASE_URL=unreachable)
+
+    page = stack.api.get(
+        f"/api/v1/ruptura/sessions/{session_id}/results", params={"limit": 100}
+    ).json()
+    deadline = time.monotonic() + 90
+    while not page["done"]:
+        assert time.monotonic() < deadline, "the session never ended"
+        time.sleep(0.5)
+        page = stack.api.get(
+            f"/api/v1/ruptura/sessions/{session_id}/results", params={"limit": 100}
+        ).json()
+    assert sorted(r["num_pedido"] for r in page["results"]) == orders
+    assert {r["status"] for r in page["results"]} == {"erro"}
+    assert password not in str(page)
+    output = worker.output()
+    assert "it will be tried again" in output and "written in error" in output
+    assert password not in output
+
+
 def test_a_draining_worker_starts_nothing_new_and_hands_its_queue_back(
     redis_url, tmp_path, esteira_processes
 ):

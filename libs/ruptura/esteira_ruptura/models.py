@@ -92,3 +92,12 @@ class OrderNotFound(BaseModel):
     num_pedido: str
     status: Literal["nao_encontrado"] = "nao_encontrado"
     erro: str = "pedido não encontrado entre os pedidos ativos da carteira"
+
+
+class OrderFailed(BaseModel):
+    """An order of a batch that could not be analysed after every try (its session ends with
+    it in error instead of waiting for it forever)."""
+
+    num_pedido: str
+    status: Literal["erro"] = "erro"
+    erro: str = "a análise deste pedido falhou depois de várias tentativas; tente de novo"

@@ -26,7 +26,7 @@ from esteira_core import fair, jobs, keys, metrics
 from esteira_core.errors import DomainError, Invalid, NotFound, TooLarge
 from esteira_core.jobs import RupturaBatchPayload, RupturaMode
 from esteira_ruptura import data, judged, sessions
-from esteira_ruptura.models import OrderReport
+from esteira_ruptura.models import OrderFailed, OrderReport
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis, SessionCache
 from esteira_ruptura.settings import RupturaSettings
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 # From this many orders a session is analysed from the whole carteira, judged once per process,
 # instead of loading each batch's lines: one big read beats a thousand small ones.
 WHOLE_CARTEIRA_FROM = 1000
-# A job gives up (and arq tries it again later) after its judged carteira died this many times.
+# A job gives up (and is tried again later) after its judged carteira died this many times.
 JUDGE_ATTEMPTS = 3
 # A tenant over its quota of orders waiting may try again this much later: a worker analyses
 # thousands of orders in that time.
@@ -214,6 +214,22 @@ async def _analyse_batches(
         if await sessions.record_batch(redis, job.session_id, index, encoded) >= 0:
             stored += len(orders)
     return stored
+
+
+async def fail_batches(redis: Redis, job: RupturaBatchPayload) -> int:
+    """A job's last try failed: its batches not written yet are written with every order in
+    error (OrderFailed), so that its session ends; returns the orders written so."""
+    found = await sessions.pending_batches(redis, job.session_id, [i for i, _ in job.batches()])
+    if found is None:
+        return 0
+    pending = set(found[0])
+    failed = 0
+    for index, orders in job.batches():
+        if index in pending:
+            documents = [orjson.dumps(OrderFailed(num_pedido=n).model_dump()) for n in orders]
+            if await sessions.record_batch(redis, job.session_id, index, documents) >= 0:
+                failed += len(orders)
+    return failed
 
 
 class Stopped(Exception):

@@ -3,6 +3,7 @@ that serves the queue (the ruptura worker service, and the gateway's standby wor
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from arq.worker import Retry, func
@@ -12,6 +13,15 @@ from esteira_ruptura import sources, use_cases
 from esteira_ruptura.judged import Judges
 from esteira_ruptura.service import SessionCache
 from esteira_ruptura.settings import RupturaSettings
+
+logger = logging.getLogger(__name__)
+
+
+# A job that fails (its judged carteira lost again and again, the database or Redis away for
+# longer than a worker rides out) is tried again this much later, times its try; its last try's
+# failure writes its orders in error before the job fails, so that its session ends (arq alone
+# would drop it, and the session would wait for it forever).
+RETRY_SECONDS = 2
 
 
 @worker.instrumented(jobs.RUPTURA_ANALYSE_BATCH)
@@ -30,6 +40,20 @@ async def analyse_batch(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, A
         # Draining: the batches written stay written; the job's next try, on a worker that
         # stays, skips them and writes the rest.
         raise Retry() from None
+    except Exception as error:
+        tried = int(ctx.get("job_try") or 1)
+        if tried < WorkerSettings.max_tries:
+            logger.warning(
+                "ruptura job failed; it will be tried again",
+                extra={"try": tried, "error": type(error).__name__},
+            )
+            raise Retry(defer=RETRY_SECONDS * tried) from error
+        failed = await use_cases.fail_batches(ctx["redis"], batch)
+        logger.error(
+            "ruptura job failed on its last try; its orders are written in error",
+            extra={"orders": failed, "error": type(error).__name__},
+        )
+        raise
     metrics.ORDERS_ANALYSED.labels(batch.mode.value, ctx["path"]).inc(stored)
     return {"session_id": batch.session_id, "batch": batch.batch_index, "stored": stored}
 
