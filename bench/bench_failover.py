@@ -20,6 +20,8 @@ from esteira_testing.components import EsteiraProcess, RedisSentinelCluster, see
 
 ORDERS = 10_000
 KILL_AT = ORDERS // 5
+# A session not done this long after its POST has lost orders (it took 3-9 s when it did not).
+SESSION_DEADLINE_SECONDS = 120
 
 
 def _trial(workdir: Path, database_url: str, down_after_ms: int) -> dict[str, float]:
@@ -60,6 +62,7 @@ def _trial(workdir: Path, database_url: str, down_after_ms: int) -> dict[str, fl
             )
             assert started.status_code == 202, started.text
             session_id = started.json()["session_id"]
+            deadline = time.perf_counter() + SESSION_DEADLINE_SECONDS
             offset, last_before, first_after, killed_at = 0, 0.0, 0.0, 0.0
             seen: list[str] = []
             errors = 0
@@ -69,6 +72,7 @@ def _trial(workdir: Path, database_url: str, down_after_ms: int) -> dict[str, fl
                     params={"offset": offset, "wait": 2},
                 )
                 now = time.perf_counter()
+                assert now < deadline, f"the session stopped at {len(seen)} of {ORDERS} results"
                 if response.status_code != 200:
                     errors += response.status_code != 503 or "Retry-After" not in response.headers
                     time.sleep(0.1)
