@@ -93,11 +93,15 @@ def test_another_tenants_session_does_not_exist_to_this_one(redis_url: str) -> N
     assert asyncio.run(scenario()) == (["session_not_found"] * 3, 1)
 
 
-def test_a_small_session_is_planned_a_job_per_batch_of_twenty() -> None:
+def test_a_small_session_is_planned_in_one_job_of_batches_of_twenty() -> None:
     horizon = Horizon(date(2026, 3, 2), 28, 7)
     jobs = use_cases.plan(SID, [str(i) for i in range(45)], RupturaMode.INDEPENDENT, horizon)
-    assert [len(j.pedidos) for j in jobs] == [20, 20, 5]
-    assert [j.batch_index for j in jobs] == [0, 1, 2]
+    assert len(jobs) == 1
+    assert [(index, len(orders)) for index, orders in jobs[0].batches()] == [
+        (0, 20),
+        (1, 20),
+        (2, 5),
+    ]
     assert {(j.session_orders, j.reference_date, j.mode) for j in jobs} == {
         (45, horizon.start, RupturaMode.INDEPENDENT)
     }
