@@ -75,7 +75,8 @@ def test_a_session_runs_through_redis_over_tls_with_a_password(
         for line in worker_metrics.splitlines()
         if line.startswith("esteira_jobs_total{") and 'function="ruptura_analyse_batch"' in line
     ]
-    assert len(batches) == 1 and 'outcome="success"' in batches[0] and batches[0].endswith(" 3.0")
+    # The session's three batches of 20, in one job.
+    assert len(batches) == 1 and 'outcome="success"' in batches[0] and batches[0].endswith(" 1.0")
 
     logs = worker.output() + gateway.output()
     assert REDIS_PASSWORD not in logs and API_KEY not in logs

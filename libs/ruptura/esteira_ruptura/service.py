@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -143,13 +143,14 @@ class SessionCache:
         self.busy_sessions = busy_sessions
         self.busy_seconds = busy_seconds
         self._entries: OrderedDict[str, tuple[float, SessionAnalysis]] = OrderedDict()
+        # When the latest `busy_sessions` sessions started here, oldest first.
+        self._starts: deque[float] = deque(maxlen=busy_sessions)
         self._lock = threading.Lock()
 
     def _busy(self, now: float) -> bool:
-        started = sum(
-            1 for created, _ in self._entries.values() if now - created <= self.busy_seconds
+        return (
+            len(self._starts) == self.busy_sessions and now - self._starts[0] <= self.busy_seconds
         )
-        return started >= self.busy_sessions
 
     def get(
         self,
@@ -167,6 +168,7 @@ class SessionCache:
                 analysis = SessionAnalysis(
                     source, horizon, mode, whole_carteira=whole_carteira or self._busy(now)
                 )
+                self._starts.append(now)
                 entry = (now, analysis)
                 self._entries[session_id] = entry
             self._entries.move_to_end(session_id)

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from esteira_core import keys
 from esteira_core.errors import NotFound
 from esteira_core.jobs import RupturaMode
+from esteira_core.redis import run_script
 
 # KEYS: the session's hash, results, batches written, events. ARGV: batch index, ttl, now.
 # `record` appends one batch's documents (after its index was added to the batches written).
@@ -140,6 +141,16 @@ async def create(
         await pipe.execute()
 
 
+def _session_keys(session_id: str) -> list[str]:
+    """The keys `record` writes, in its order: hash, results, batches written, events."""
+    return [
+        keys.ruptura_session(session_id),
+        keys.ruptura_session_results(session_id),
+        keys.ruptura_session_batches_done(session_id),
+        keys.ruptura_session_events(session_id),
+    ]
+
+
 async def record_batch(
     redis: Redis,
     session_id: str,
@@ -149,17 +160,11 @@ async def record_batch(
 ) -> int:
     """Appends one batch's results; returns the results now stored, or SESSION_GONE /
     DUPLICATE_BATCH when nothing was written."""
-    written: int = await redis.eval(  # type: ignore[misc]
+    written: int = await run_script(
+        redis,
         _RECORD_BATCH,
-        4,
-        keys.ruptura_session(session_id),
-        keys.ruptura_session_results(session_id),
-        keys.ruptura_session_batches_done(session_id),
-        keys.ruptura_session_events(session_id),
-        str(batch_index),
-        str(ttl),
-        str(time.time()),
-        *results,  # type: ignore[arg-type]  # redis-py sends bytes as they are
+        _session_keys(session_id),
+        [str(batch_index), str(ttl), str(time.time()), *results],
     )
     return written
 
@@ -176,19 +181,15 @@ async def copy_batch(
     what to record when the carteira has no such order); returns the results now stored, or
     SESSION_GONE / DUPLICATE_BATCH / JUDGED_GONE / NOT_JUDGED_YET when nothing was written.
     A finished judged carteira then lives `ttl` longer: as long as the sessions using it."""
-    written: int = await redis.eval(  # type: ignore[misc]
+    written: int = await run_script(
+        redis,
         _COPY_BATCH,
-        6,
-        keys.ruptura_session(session_id),
-        keys.ruptura_session_results(session_id),
-        keys.ruptura_session_batches_done(session_id),
-        keys.ruptura_session_events(session_id),
-        keys.ruptura_judged_reports(judged_id),
-        keys.ruptura_judged_state(judged_id),
-        str(batch_index),
-        str(ttl),
-        str(time.time()),
-        *(part for order in orders for part in order),  # type: ignore[arg-type]
+        [
+            *_session_keys(session_id),
+            keys.ruptura_judged_reports(judged_id),
+            keys.ruptura_judged_state(judged_id),
+        ],
+        [str(batch_index), str(ttl), str(time.time()), *(part for o in orders for part in o)],
     )
     return written
 

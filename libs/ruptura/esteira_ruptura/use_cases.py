@@ -92,12 +92,13 @@ def _active_orders(source: CarteiraSource) -> list[str]:
 def plan(
     session_id: str, wanted: Sequence[str], mode: RupturaMode, horizon: Horizon
 ) -> list[RupturaBatchPayload]:
-    """The session's jobs, in the order given: one per batch of RUPTURA_BATCH_SIZE orders, or,
-    for a session that reads the carteira judged for every worker (a big one, or allocated),
-    one per RUPTURA_BATCHES_PER_JOB batches (a batch then only copies reports)."""
+    """The session's jobs, in the order given: one per RUPTURA_BATCHES_PER_JOB batches of
+    RUPTURA_BATCH_SIZE orders, each batch still written and announced on its own. A worker's
+    cost per job (arq's round trips, the session's state read, the instrumentation) is most of
+    a small batch's, whether the batch copies reports judged for every worker or judges its
+    own orders: a 40-order session is one job, not two."""
     size = jobs.RUPTURA_BATCH_SIZE
-    shared = len(wanted) >= WHOLE_CARTEIRA_FROM or mode is RupturaMode.ALLOCATED
-    per_job = size * (jobs.RUPTURA_BATCHES_PER_JOB if shared else 1)
+    per_job = size * jobs.RUPTURA_BATCHES_PER_JOB
     return [
         RupturaBatchPayload(
             session_id=session_id,

@@ -1,6 +1,7 @@
 """The session store on a real redis-server: idempotent batch writes, offsets, events."""
 
 import asyncio
+import functools
 import json
 from datetime import date
 
@@ -10,9 +11,12 @@ from esteira_core.errors import NotFound
 from esteira_core.jobs import RUPTURA_BATCHES_PER_JOB, RupturaMode
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
-from esteira_ruptura import sessions, use_cases
+from esteira_ruptura import data, judged, sessions, use_cases
+from esteira_ruptura.demo import DemoSpec, seed_demo
 from esteira_ruptura.projection import Horizon
-from esteira_testing.ruptura import record_session
+from esteira_ruptura.service import SessionCache
+from esteira_ruptura.sources import esteira_tables
+from esteira_testing.ruptura import REFERENCE, record_session
 
 pytestmark = pytest.mark.integration
 SID = "0123456789abcdef0123456789abcdef"
@@ -93,14 +97,56 @@ def test_another_tenants_session_does_not_exist_to_this_one(redis_url: str) -> N
     assert asyncio.run(scenario()) == (["session_not_found"] * 3, 1)
 
 
-def test_a_small_session_is_planned_a_job_per_batch_of_twenty() -> None:
+def test_a_small_session_is_planned_in_one_job_of_batches_of_twenty() -> None:
     horizon = Horizon(date(2026, 3, 2), 28, 7)
     jobs = use_cases.plan(SID, [str(i) for i in range(45)], RupturaMode.INDEPENDENT, horizon)
-    assert [len(j.pedidos) for j in jobs] == [20, 20, 5]
-    assert [j.batch_index for j in jobs] == [0, 1, 2]
+    assert len(jobs) == 1
+    assert [(index, len(orders)) for index, orders in jobs[0].batches()] == [
+        (0, 20),
+        (1, 20),
+        (2, 5),
+    ]
     assert {(j.session_orders, j.reference_date, j.mode) for j in jobs} == {
         (45, horizon.start, RupturaMode.INDEPENDENT)
     }
+
+
+def test_a_small_sessions_one_job_writes_and_announces_each_batch_on_its_own(
+    redis_url: str, migrated_engine
+) -> None:
+    seed_demo(migrated_engine, DemoSpec(orders=60, products=20, reference_date=REFERENCE))
+    source = esteira_tables(migrated_engine)
+    with source.reading() as carteira:
+        wanted = data.active_order_numbers(carteira)[:45]
+    (job,) = use_cases.plan(SID, wanted, RupturaMode.INDEPENDENT, Horizon(REFERENCE, 28, 7))
+
+    async def scenario():
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        await record_session(redis, SID, total=45, batches=3)
+        pubsub = redis.pubsub()
+        await pubsub.subscribe(f"esteira:ruptura:session:{SID}:events")
+        run = functools.partial(
+            use_cases.analyse_batch, redis, source, SessionCache(), judged.Judges(), job
+        )
+        stored, again = await run(), await run()  # the second: a job delivered twice
+        events = []
+        while len(events) < 3:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+            if message:
+                events.append(json.loads(message["data"]))
+        page = await sessions.results_since(redis, SID, "t", 0, 100)
+        await pubsub.aclose()
+        await redis.aclose()
+        return stored, again, events, [json.loads(r)["num_pedido"] for r in page.results]
+
+    stored, again, events, numbers = asyncio.run(scenario())
+    assert (stored, again) == (45, 0)
+    assert [(e["batch"], e["processed"], e["done"]) for e in events] == [
+        (0, 20, False),
+        (1, 40, False),
+        (2, 45, True),
+    ]
+    assert numbers == wanted
 
 
 def test_a_session_that_copies_judged_reports_is_planned_in_fewer_jobs_of_batches() -> None:
