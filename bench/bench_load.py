@@ -39,6 +39,8 @@ Measured from the client, never from the gateway's word about itself (no Server-
 Errors: any answer the flow did not expect (a 4xx or 5xx included), transport errors, a session
 with a result missing, a lookup of an unknown number that ended otherwise than "not found", and
 a flow unfinished VISIT_TIMEOUT_SECONDS after its user arrived (a lost job looks like that).
+A 503 `gateway_busy` is asked again after its Retry-After, up to three times, as esteira.js
+does; each try is a request as the client saw it, and the retries are counted.
 
 The client is aiohttp, one session for every user: httpx's pool spent more CPU choosing among a
 thousand connections (or, one client per user, building a TLS context each) than the gateway
@@ -103,6 +105,7 @@ VISIT_TIMEOUT_SECONDS = 300.0
 WINDOW_SECONDS = 10.0
 PSS_EVERY_SAMPLES = 5
 LAG_PROBE_SECONDS = 0.01
+BUSY_RETRIES = 3  # esteira.js's
 RECORDED_OS = [str(records.FIRST_OS + i) for i in range(20)]  # in the database before the load
 POPULAR_OS = [str(records.FIRST_OS + 100 + i) for i in range(20)]
 FRESH_OS_START = records.FIRST_OS + 1000
@@ -243,6 +246,7 @@ class Results:
     lookup_ends: list[float] = field(default_factory=list)  # when each scraped lookup ended
     scrapes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     loop_lag: list[float] = field(default_factory=list)
+    busy_retries: int = 0
 
     def error(self, what: str, detail: str) -> None:
         self.errors[what] += 1
@@ -273,15 +277,23 @@ class User:
     ) -> tuple[Poll, int, dict[str, Any]] | None:
         """The request as seen, the status and the JSON body of an expected answer; None (an
         error counted) otherwise."""
-        sent = time.monotonic()
-        try:
-            async with self.client.request(method, url, headers=self.headers, **kwargs) as answer:
-                body = await answer.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.results.error(f"{endpoint}: {type(exc).__name__}", str(exc))
-            return None
-        poll = Poll(endpoint, sent, time.monotonic())
-        self.results.polls.append(poll)
+        for attempt in range(BUSY_RETRIES + 1):
+            sent = time.monotonic()
+            try:
+                async with self.client.request(
+                    method, url, headers=self.headers, **kwargs
+                ) as answer:
+                    body = await answer.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self.results.error(f"{endpoint}: {type(exc).__name__}", str(exc))
+                return None
+            poll = Poll(endpoint, sent, time.monotonic())
+            self.results.polls.append(poll)
+            if answer.status != 503 or attempt == BUSY_RETRIES or b"gateway_busy" not in body:
+                break
+            # As esteira.js does: a gateway too busy to read Redis in time is asked again.
+            self.results.busy_retries += 1
+            await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
         if answer.status not in expect:
             self.results.error(f"{endpoint}: {answer.status}", repr(body[:200]))
             return None
@@ -681,7 +693,8 @@ def main(argv: list[str] | None = None) -> None:
         f"workers at {weight}; the load "
         f"generator's event loop woke up to {_quantile(results.loop_lag, 0.99) * 1000:.0f} ms "
         f"late (p99; max {max(results.loop_lag, default=0) * 1000:.0f} ms); changes the "
-        f"listener never saw published: {judged.unmatched}\n"
+        f"listener never saw published: {judged.unmatched}; requests asked again after a 503 "
+        f"gateway_busy: {results.busy_retries}\n"
     )
     print("| worker | queue | jobs | mean queue wait s | mean job s |")
     print("|---|---|---:|---:|---:|")
