@@ -49,7 +49,9 @@ class Stack:
     def worker(self, name: str, pool: str, **env: str):
         port = free_port()
         worker_env = {**self.env, **env, "ESTEIRA_METRICS_PORT": str(port)}
-        return self.start(name, ["worker", pool], worker_env, port=port)
+        worker = self.start(name, ["worker", pool], worker_env, port=port)
+        worker.metrics_port = port
+        return worker
 
     def processed(self, session_id: str) -> int:
         return self.api.get(f"/api/v1/ruptura/sessions/{session_id}").json()["processed"]
@@ -134,6 +136,46 @@ def test_a_job_failing_on_every_try_ends_its_orders_in_error_not_its_session_in_
     output = worker.output()
     assert "it will be tried again" in output and "written in error" in output
     assert password not in output
+
+
+def test_a_worker_whose_loop_started_again_after_redis_was_away_still_judges_the_carteira(
+    own_redis_server, tmp_path, esteira_processes
+):
+    """Redis away for longer than a worker rides out: its arq loop ends, and starts again once
+    Redis is back. A session big enough to read the judged carteira is then judged and served
+    by it, every order analysed (its judges were stopped for good with the old loop, so every
+    judgement it claimed stopped at once and the session's orders ended in error)."""
+    orders = 1200  # at least WHOLE_CARTEIRA_FROM: the session reads the judged carteira
+    database_url = seeded_database(f"sqlite:///{tmp_path / 'j.db'}", orders=orders, products=60)
+    stack = Stack(
+        esteira_processes,
+        {"ESTEIRA_REDIS_URL": own_redis_server.url, "ESTEIRA_DATABASE_URL": database_url},
+    )
+    worker = stack.worker("ruptura", "ruptura")
+    own_redis_server.kill()
+    wait_until(lambda: "lost Redis" in worker.output(), 60, "the worker's loop never ended")
+    own_redis_server.start()
+    wait_until(
+        lambda: httpx.get(f"http://127.0.0.1:{worker.metrics_port}/readyz").status_code == 200,
+        60,
+        "the worker never served its queue again",
+    )
+    body = {"all": True, "reference_date": REFERENCE}
+    session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
+    results, offset = [], 0
+    deadline = time.monotonic() + 90
+    while True:
+        page = stack.api.get(
+            f"/api/v1/ruptura/sessions/{session_id}/results",
+            params={"offset": offset, "wait": 5, "limit": 5000},
+        ).json()
+        results += page["results"]
+        offset = page["next_offset"]
+        if page["done"]:
+            break
+        assert time.monotonic() < deadline, f"the session stopped at {offset}"
+    assert len(results) == orders
+    assert {r["status"] for r in results} == {"analisado"}
 
 
 def test_a_draining_worker_starts_nothing_new_and_hands_its_queue_back(

@@ -168,9 +168,12 @@ class Judges:
         self._stopping = threading.Event()
 
     async def stop(self) -> None:
-        """Ends this process's judgements (their batches claim new ones elsewhere at once)."""
+        """Ends this process's judgements (their batches claim new ones elsewhere at once).
+        Once they have ended, new ones may start: a worker whose loop starts again after Redis
+        was away stops its judges, then judges again (it judged nothing ever after, before)."""
         self._stopping.set()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopping.clear()
 
     def _wait_for(
         self, written: concurrent.futures.Future[None], loop: asyncio.AbstractEventLoop
