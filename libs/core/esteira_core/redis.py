@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
+from functools import cache
 from typing import Any, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings
@@ -153,13 +154,19 @@ def _sentinel_pool(
     )
 
 
+@cache
+def _digest(script: str) -> str:
+    """A script's SHA-1, computed once: the scripts are a few module constants."""
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
 async def run_script(
     redis: Redis, script: str, keys: Sequence[str], args: Sequence[str | bytes]
 ) -> Any:
     """Runs a Lua script by its digest (EVALSHA), teaching it to Redis first when Redis does not
     know it (a new or restarted Redis). For scripts run on every request: their text is not
     sent, read and hashed by Redis each time."""
-    digest = hashlib.sha1(script.encode()).hexdigest()
+    digest = _digest(script)
     try:
         return await redis.evalsha(digest, len(keys), *keys, *args)  # type: ignore[misc,arg-type]
     except NoScriptError:

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from esteira_core import keys
 from esteira_core.errors import NotFound
 from esteira_core.jobs import RupturaMode
+from esteira_core.redis import run_script
 
 # KEYS: the session's hash, results, batches written, events. ARGV: batch index, ttl, now.
 # `record` appends one batch's documents (after its index was added to the batches written).
@@ -149,17 +150,16 @@ async def record_batch(
 ) -> int:
     """Appends one batch's results; returns the results now stored, or SESSION_GONE /
     DUPLICATE_BATCH when nothing was written."""
-    written: int = await redis.eval(  # type: ignore[misc]
+    written: int = await run_script(
+        redis,
         _RECORD_BATCH,
-        4,
-        keys.ruptura_session(session_id),
-        keys.ruptura_session_results(session_id),
-        keys.ruptura_session_batches_done(session_id),
-        keys.ruptura_session_events(session_id),
-        str(batch_index),
-        str(ttl),
-        str(time.time()),
-        *results,  # type: ignore[arg-type]  # redis-py sends bytes as they are
+        [
+            keys.ruptura_session(session_id),
+            keys.ruptura_session_results(session_id),
+            keys.ruptura_session_batches_done(session_id),
+            keys.ruptura_session_events(session_id),
+        ],
+        [str(batch_index), str(ttl), str(time.time()), *results],
     )
     return written
 
