@@ -16,7 +16,8 @@ from functools import cache
 from typing import Any, TypeVar
 
 from arq.connections import ArqRedis, RedisSettings
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -83,7 +84,33 @@ def give_up_riding_out(redis: ArqRedis) -> None:
 POOL_WAIT_SECONDS = 10.0
 
 
-class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+class ReadyCheck(ConnectionPool):
+    """A pool that tells whether a connection it hands out is ready to send by what the
+    connection has received so far: nothing unread, no end of stream, no error. redis-py finds
+    out by reading it under a zero timeout, which on every command costs a read that is
+    cancelled, a turn of the event loop and two exceptions (the gateway makes a round trip or
+    more on every request). What the socket has received is in the connection's stream
+    already, as the loop reads it when it arrives; anything else there (an unread answer, a
+    close, an error) sends the connection through redis-py's own check, which reconnects it."""
+
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        stream = connection._reader
+        if (
+            stream is not None
+            and connection.is_connected
+            and connection._socket_is_empty()  # type: ignore[no-untyped-call]
+            and not stream.at_eof()
+            and stream.exception() is None
+        ):
+            return
+        await super().ensure_connection(connection)
+
+
+class Pool(ReadyCheck, BlockingConnectionPool):
+    """A burst waits for a free connection rather than failing (the blocking pool)."""
+
+
+class BlockingSentinelConnectionPool(ReadyCheck, SentinelConnectionPool, BlockingConnectionPool):
     """Connections to the primary the Sentinels name, and a burst that waits for a free one
     (the blocking pool's behaviour) rather than failing."""
 
@@ -119,7 +146,7 @@ def create_redis(settings: CoreSettings, *, ride_out: bool = False) -> ArqRedis:
             extra.update(retry=Retry(NoBackoff(), 1), retry_on_error=[ConnectionError])
         pool = _sentinel_pool(settings, {**waiting, **timeouts, **extra}, tls)
     else:
-        pool = BlockingConnectionPool.from_url(
+        pool = Pool.from_url(
             settings.redis_url, **waiting, **timeouts, health_check_interval=30, **extra, **tls
         )
     return ArqRedis(

@@ -88,6 +88,46 @@ def test_the_gateways_client_does_not_wait_for_a_dead_redis(own_redis_server) ->
     asyncio.run(scenario())
 
 
+def test_a_pooled_connection_redis_closed_is_replaced_before_a_command(redis_server) -> None:
+    """The gateway's client does not retry: a connection Redis dropped while it sat in the
+    pool (an idle timeout, CLIENT KILL, a restart) is found out before a command is sent on
+    it."""
+
+    async def scenario() -> None:
+        redis = create_redis(CoreSettings(redis_url=redis_server.url))
+        try:
+            pooled = await redis.client_id()
+            assert redis_server.client().client_kill_filter(_id=pooled) == 1
+            await asyncio.sleep(0.2)  # the close reaches the pooled connection's stream
+            assert await redis.client_id() != pooled
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_pooled_connection_with_an_unread_answer_is_not_handed_out_as_it_is(
+    redis_url: str,
+) -> None:
+    """An answer nobody read must never be taken for the next command's."""
+
+    async def scenario() -> None:
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        try:
+            await redis.set("key", "value")
+            pool = redis.connection_pool
+            connection = await pool.get_connection("GET")
+            await connection.send_command("GET", "key")  # its answer left unread
+            await asyncio.sleep(0.2)  # and received
+            await pool.release(connection)
+            assert await redis.incr("counter") == 1
+            assert await redis.get("key") == b"value"
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_sentinels_with_a_password_of_their_own() -> None:
     cluster = RedisSentinelCluster(sentinel_password="s3nt1nel").start()
     try:
