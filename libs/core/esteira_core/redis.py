@@ -142,7 +142,7 @@ class LeanRoundTrips(ConnectionPool):
         await super().ensure_connection(connection)
 
 
-class Pool(LeanRoundTrips, BlockingConnectionPool):
+class BlockingPool(LeanRoundTrips, BlockingConnectionPool):
     """A burst waits for a free connection rather than failing (the blocking pool)."""
 
 
@@ -184,7 +184,7 @@ def create_redis(settings: CoreSettings, *, ride_out: bool = False) -> ArqRedis:
             extra.update(retry=Retry(NoBackoff(), 1), retry_on_error=[ConnectionError])
         pool = _sentinel_pool(settings, {**waiting, **timeouts, **extra}, tls)
     else:
-        pool = Pool.from_url(
+        pool = BlockingPool.from_url(
             settings.redis_url, **waiting, **timeouts, health_check_interval=30, **extra, **tls
         )
     return ArqRedis(
