@@ -10,12 +10,15 @@ it is now read-only), is dropped, and the next one asks the Sentinels again.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import cache
+from typing import Any, TypeVar, cast
 
 from arq.connections import ArqRedis, RedisSettings
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -84,7 +87,70 @@ def give_up_riding_out(redis: ArqRedis) -> None:
 POOL_WAIT_SECONDS = 10.0
 
 
-class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+class TimedWrite(AbstractConnection):
+    """A connection that keeps its write deadline (the socket timeout) with asyncio.timeout.
+    redis-py keeps it with asyncio.wait_for, which on Python 3.11 runs every write as a task of
+    its own: a task, a timer, a callback and two more turns of the event loop per command.
+    The deadline and the errors are the same: past it the connection is dropped and a Redis
+    TimeoutError raised."""
+
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        timeout = self.socket_timeout
+        if not timeout or not self.is_connected:
+            await super().send_packed_command(command, check_health)
+            return
+        # Without a socket timeout redis-py writes at once; the deadline is kept around it. The
+        # connection is this caller's alone until it goes back to the pool.
+        self.socket_timeout = None
+        try:
+            async with asyncio.timeout(timeout):
+                await super().send_packed_command(command, check_health)
+        except TimeoutError as error:
+            raise RedisTimeoutError("Timeout writing to socket") from error
+        finally:
+            self.socket_timeout = timeout
+
+
+class LeanRoundTrips(ConnectionPool):
+    """A pool whose round trips cost less CPU (the gateway makes one or more on every request):
+    its connections write under asyncio.timeout (TimedWrite), and a connection it hands out is
+    told ready to send by what it has received so far: nothing unread, no end of stream, no
+    error. redis-py finds that out by reading it under a zero timeout, which on every command
+    costs a read that is cancelled, a turn of the event loop and two exceptions. What the
+    socket has received is in the connection's stream already, as the loop reads it when it
+    arrives; anything else there (an unread answer, a close, an error) sends the connection
+    through redis-py's own check, which reconnects it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The pool's own kind of connection (plain, TLS, Sentinel-managed), with TimedWrite.
+        self.connection_class = cast(
+            type[AbstractConnection],
+            type(self.connection_class.__name__, (TimedWrite, self.connection_class), {}),
+        )
+
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        stream = connection._reader
+        if (
+            stream is not None
+            and connection.is_connected
+            and connection._socket_is_empty()  # type: ignore[no-untyped-call]
+            and not stream.at_eof()
+            and stream.exception() is None
+        ):
+            return
+        await super().ensure_connection(connection)
+
+
+class BlockingPool(LeanRoundTrips, BlockingConnectionPool):
+    """A burst waits for a free connection rather than failing (the blocking pool)."""
+
+
+class BlockingSentinelConnectionPool(
+    LeanRoundTrips, SentinelConnectionPool, BlockingConnectionPool
+):
     """Connections to the primary the Sentinels name, and a burst that waits for a free one
     (the blocking pool's behaviour) rather than failing."""
 
@@ -120,7 +186,7 @@ def create_redis(settings: CoreSettings, *, ride_out: bool = False) -> ArqRedis:
             extra.update(retry=Retry(NoBackoff(), 1), retry_on_error=[ConnectionError])
         pool = _sentinel_pool(settings, {**waiting, **timeouts, **extra}, tls)
     else:
-        pool = BlockingConnectionPool.from_url(
+        pool = BlockingPool.from_url(
             settings.redis_url, **waiting, **timeouts, health_check_interval=30, **extra, **tls
         )
     return ArqRedis(
@@ -145,7 +211,7 @@ def _sentinel_pool(
         sentinel_options.update(ssl=True, **tls)
     addresses = settings.sentinel_addresses
     sentinel = Sentinel(addresses, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
-    return BlockingSentinelConnectionPool(  # type: ignore[no-untyped-call]
+    return BlockingSentinelConnectionPool(
         settings.redis_master_name,
         sentinel,
         db=RedisSettings.from_dsn(settings.redis_url).database,
@@ -155,13 +221,19 @@ def _sentinel_pool(
     )
 
 
+@cache
+def _digest(script: str) -> str:
+    """A script's SHA-1, computed once: the scripts are a few module constants."""
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
 async def run_script(
     redis: Redis, script: str, keys: Sequence[str], args: Sequence[str | bytes]
 ) -> Any:
     """Runs a Lua script by its digest (EVALSHA), teaching it to Redis first when Redis does not
     know it (a new or restarted Redis). For scripts run on every request: their text is not
     sent, read and hashed by Redis each time."""
-    digest = hashlib.sha1(script.encode()).hexdigest()
+    digest = _digest(script)
     try:
         return await redis.evalsha(digest, len(keys), *keys, *args)  # type: ignore[misc,arg-type]
     except NoScriptError:

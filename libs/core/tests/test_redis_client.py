@@ -2,10 +2,13 @@
 follows a failover; a worker's client rides out a restart; the gateway's does not wait."""
 
 import asyncio
+import os
+import signal
 import uuid
 
 import pytest
 import redis as sync_redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from esteira_core.redis import REDIS_ERRORS, create_redis
 from esteira_core.settings import CoreSettings
@@ -82,6 +85,69 @@ def test_the_gateways_client_does_not_wait_for_a_dead_redis(own_redis_server) ->
             own_redis_server.kill()
             with pytest.raises(REDIS_ERRORS):
                 await asyncio.wait_for(redis.set("during", "2"), 1)
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_pooled_connection_redis_closed_is_replaced_before_a_command(redis_server) -> None:
+    """The gateway's client does not retry: a connection Redis dropped while it sat in the
+    pool (an idle timeout, CLIENT KILL, a restart) is found out before a command is sent on
+    it."""
+
+    async def scenario() -> None:
+        redis = create_redis(CoreSettings(redis_url=redis_server.url))
+        try:
+            pooled = await redis.client_id()
+            assert redis_server.client().client_kill_filter(_id=pooled) == 1
+            await asyncio.sleep(0.2)  # the close reaches the pooled connection's stream
+            assert await redis.client_id() != pooled
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_pooled_connection_with_an_unread_answer_is_not_handed_out_as_it_is(
+    redis_url: str,
+) -> None:
+    """An answer nobody read must never be taken for the next command's."""
+
+    async def scenario() -> None:
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        try:
+            await redis.set("key", "value")
+            pool = redis.connection_pool
+            connection = await pool.get_connection("GET")
+            await connection.send_command("GET", "key")  # its answer left unread
+            await asyncio.sleep(0.2)  # and received
+            await pool.release(connection)
+            assert await redis.incr("counter") == 1
+            assert await redis.get("key") == b"value"
+        finally:
+            await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_write_redis_does_not_take_fails_at_the_socket_timeout(own_redis_server) -> None:
+    """A Redis that stops reading (frozen, here) fails a write at the socket timeout, as a
+    Redis TimeoutError, and the connection it was on is not used again."""
+
+    async def scenario() -> None:
+        redis = create_redis(CoreSettings(redis_url=own_redis_server.url))
+        try:
+            await redis.ping()
+            os.kill(own_redis_server.process.pid, signal.SIGSTOP)
+            try:
+                with pytest.raises(RedisTimeoutError, match="writing"):
+                    # More than the kernel buffers for a frozen reader: the write must wait.
+                    await asyncio.wait_for(redis.set("big", b"x" * 256 * 2**20), 10)
+            finally:
+                os.kill(own_redis_server.process.pid, signal.SIGCONT)
+            assert await redis.set("after", "1")
+            assert own_redis_server.client().get("after") == b"1"
         finally:
             await redis.aclose()
 

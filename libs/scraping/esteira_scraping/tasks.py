@@ -24,6 +24,7 @@ from esteira_core import heartbeats, keys
 from esteira_core.errors import NotFound
 from esteira_core.heartbeats import ALIVE_LUA
 from esteira_core.jobs import Pool
+from esteira_core.redis import run_script
 
 ACTIVE = ("queued", "in_progress", "deferred", "retrying")
 
@@ -121,18 +122,11 @@ async def start_or_join(
     """The active task of this OS, or a new one (created=True: the caller must enqueue it)."""
     task_id = uuid.uuid4().hex
     prefix = keys.scrape_task("")
-    found, created = await redis.eval(  # type: ignore[misc]
+    found, created = await run_script(
+        redis,
         _START_OR_JOIN,
-        2,
-        keys.scrape_active_os(numero_os),
-        keys.scrape_recent(owner),
-        task_id,
-        str(active_ttl),
-        prefix,
-        numero_os,
-        owner,
-        str(time.time()),
-        str(task_ttl),
+        [keys.scrape_active_os(numero_os), keys.scrape_recent(owner)],
+        [task_id, str(active_ttl), prefix, numero_os, owner, str(time.time()), str(task_ttl)],
     )
     return Joined(found.decode() if isinstance(found, bytes) else str(found), bool(created))
 
@@ -147,8 +141,11 @@ def _fields(fields: dict[str, Any]) -> list[str]:
 async def update(redis: Redis, task_id: str, **fields: Any) -> bool:
     """Changes fields of the task and tells whoever waits for it (one round trip); False when
     the task no longer exists (nothing is written then)."""
-    written = await redis.eval(  # type: ignore[misc]
-        _UPDATE, 2, keys.scrape_task(task_id), keys.scrape_task_events(task_id), *_fields(fields)
+    written = await run_script(
+        redis,
+        _UPDATE,
+        [keys.scrape_task(task_id), keys.scrape_task_events(task_id)],
+        _fields(fields),
     )
     return bool(written)
 
@@ -156,15 +153,16 @@ async def update(redis: Redis, task_id: str, **fields: Any) -> bool:
 async def finish(redis: Redis, task_id: str, numero_os: str, **fields: Any) -> bool:
     """Records the end of a task, frees its OS for a new scrape and its lease; False when the
     task no longer exists (nothing is written then)."""
-    written = await redis.eval(  # type: ignore[misc]
+    written = await run_script(
+        redis,
         _FINISH,
-        4,
-        keys.scrape_task(task_id),
-        keys.scrape_active_os(numero_os),
-        keys.scrape_task_events(task_id),
-        keys.scrape_task_lease(task_id),
-        task_id,
-        *_fields(fields),
+        [
+            keys.scrape_task(task_id),
+            keys.scrape_active_os(numero_os),
+            keys.scrape_task_events(task_id),
+            keys.scrape_task_lease(task_id),
+        ],
+        [task_id, *_fields(fields)],
     )
     return bool(written)
 
@@ -172,15 +170,15 @@ async def finish(redis: Redis, task_id: str, numero_os: str, **fields: Any) -> b
 async def claim(redis: Redis, task_id: str, member: str, seconds: float, interval: float) -> bool:
     """Takes the task's lease for `member` for `seconds`: False while another live process
     (heartbeats every `interval`) scrapes it."""
-    taken = await redis.eval(  # type: ignore[misc]
+    taken = await run_script(
+        redis,
         _CLAIM,
-        3,
-        keys.scrape_task_lease(task_id),
-        keys.workers(Pool.SCRAPER.value),
-        keys.standby_workers(Pool.SCRAPER.value),
-        member,
-        str(math.ceil(seconds)),
-        str(heartbeats.stale_before(time.time(), interval)),
+        [
+            keys.scrape_task_lease(task_id),
+            keys.workers(Pool.SCRAPER.value),
+            keys.standby_workers(Pool.SCRAPER.value),
+        ],
+        [member, str(math.ceil(seconds)), str(heartbeats.stale_before(time.time(), interval))],
     )
     return bool(taken)
 
@@ -244,7 +242,7 @@ return 1
 
 async def release(redis: Redis, task_id: str, member: str) -> None:
     """Gives the task's lease up, if `member` holds it."""
-    await redis.eval(_RELEASE, 1, keys.scrape_task_lease(task_id), member)  # type: ignore[misc]
+    await run_script(redis, _RELEASE, [keys.scrape_task_lease(task_id)], [member])
 
 
 def _text(value: Any) -> str:
