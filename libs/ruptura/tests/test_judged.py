@@ -138,6 +138,10 @@ def test_a_judge_that_dies_leaves_its_batches_free_to_claim_a_new_one(
             await asyncio.sleep(0.5)
             gone = await copy(0, first, dead_id)
             found = await judged.find(redis, HORIZON, mode, version)
+            # The new judge gets a lease of the usual length: on a busy machine a 0.3 s one can
+            # run out between two renewals, and this judgement is not about dying.
+            monkeypatch.setattr(judged, "LEASE_SECONDS", 3.0)
+            monkeypatch.setattr(judged, "RENEW_SECONDS", 0.5)
             judges = judged.Judges()
             new_id = await judges.claim(redis, carteira, HORIZON, mode, version)
             await asyncio.gather(*judges._tasks)
