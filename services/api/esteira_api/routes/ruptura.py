@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, model_validator
 from esteira_api.auth import authenticated_router, tenant_of
 from esteira_api.context import Gateway
 from esteira_api.deps import LongPollWait, gateway_of
-from esteira_api.responses import json_with_documents
+from esteira_api.responses import json_with_documents, model_json
 from esteira_core import keys
 from esteira_core.jobs import Pool, RupturaMode
 from esteira_core.redis import REDIS_ERRORS
@@ -139,11 +139,15 @@ async def start_session(
     )
 
 
-@router.get("/sessions/{session_id}", summary="A session's status and progress")
-async def session_status(session_id: SessionId, request: Request) -> SessionStatusBody:
+@router.get(
+    "/sessions/{session_id}",
+    summary="A session's status and progress",
+    response_model=SessionStatusBody,
+)
+async def session_status(session_id: SessionId, request: Request) -> Response:
     gateway, tenant = gateway_of(request), tenant_of(request)
     info = await sessions.owned(gateway.redis, session_id, tenant)
-    return SessionStatusBody(
+    body = SessionStatusBody(
         session_id=session_id,
         status=info.status,
         mode=info.mode,
@@ -155,6 +159,7 @@ async def session_status(session_id: SessionId, request: Request) -> SessionStat
         reference_date=info.reference_date,
         workers_online=await gateway.dispatcher.workers_online(Pool.RUPTURA),
     )
+    return model_json(body)
 
 
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Results already read.")]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path, Query, Request
+from fastapi import Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from esteira_api.auth import authenticated_router, tenant_of
 from esteira_api.deps import LongPollWait, gateway_of
+from esteira_api.responses import model_json
 from esteira_core import keys
 from esteira_scraping import tasks
 from esteira_scraping.runner import OS_NUMBER_PATTERN
@@ -78,6 +79,7 @@ async def recent_tasks(
 @router.get(
     "/tasks/{task_id}",
     summary="A scrape task's status, progress and result",
+    response_model=TaskBody,
     description=(
         "With `since` (the `updated_at` last seen) and `wait`, a long poll: the answer comes"
         " at once if the task changed after `since` or has ended, else at its next change or"
@@ -91,7 +93,7 @@ async def task_status(
     since: Annotated[
         float | None, Query(ge=0, description="The task's `updated_at` as last seen.")
     ] = None,
-) -> TaskBody:
+) -> Response:
     gateway, tenant = gateway_of(request), tenant_of(request)
 
     # The task now if it changed after `since` or has ended; else after its next change, or
@@ -106,4 +108,4 @@ async def task_status(
         lambda: tasks.owned(gateway.redis, task_id, tenant),
         news,
     )
-    return TaskBody.model_validate(task)
+    return model_json(TaskBody.model_validate(task))
