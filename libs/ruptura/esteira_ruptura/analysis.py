@@ -17,9 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
+import orjson
 from numpy.typing import NDArray
 
 from esteira_ruptura.models import Criticidade, OrderLine
@@ -111,33 +114,66 @@ def group_by_order(lines: Sequence[OrderLine]) -> dict[str, list[int]]:
     return groups
 
 
-def report_orders(
+# One item's and one order's JSON, their fields in ItemReport's and OrderReport's order (each
+# %s is a value's JSON; an order's last is its items').
+_ITEM = (
+    b'{"cod_produto":%s,"nome_produto":%s,"qtd_saldo":%s,"preco":%s,"valor":%s,'
+    b'"menor_estoque_d7":%s,"ruptura":%s,"ruptura_qtd":%s,"data_disponibilidade":%s}'
+)
+_ORDER = (
+    b'{"num_pedido":%s,"status":"analisado","mode":%s,"cliente":%s,"cnpj":%s,'
+    b'"data_expedicao":%s,"qtd_itens":%s,"qtd_itens_ruptura":%s,"qtd_itens_disponiveis":%s,'
+    b'"valor_total":%s,"valor_ruptura":%s,"valor_faltante":%s,"percentual_disponibilidade":%s,'
+    b'"percentual_ruptura":%s,"data_disponibilidade_total":%s,"sem_previsao":%s,'
+    b'"coberto_pelo_estoque":%s,"criticidade":%s,"itens":[%s]}'
+)
+
+
+def _texts(values: Sequence[Any]) -> list[bytes]:
+    """Each value's JSON as orjson writes it, each distinct value encoded once."""
+    text = {value: orjson.dumps(value) for value in set(values)}
+    return list(map(text.__getitem__, values))
+
+
+def _number_texts(*columns: Sequence[Any]) -> list[list[bytes]]:
+    """Each number's (or bool's) JSON as orjson writes it, column by column, in one call (such
+    a JSON has no comma)."""
+    texts = orjson.dumps(list(chain(*columns)))[1:-1].split(b",")
+    size = len(columns[0])
+    return [texts[start : start + size] for start in range(0, len(texts), size)]
+
+
+def rendered_orders(
     groups: dict[str, list[int]],
     lines: Sequence[OrderLine],
     verdicts: LineVerdicts,
     horizon: Horizon,
     mode: str,
-) -> dict[str, dict[str, Any]]:
-    """One report per order of `groups` (order number -> indexes of its judged lines), as the
-    JSON-ready dicts clients receive; `OrderReport` is their schema.
+) -> dict[str, bytes]:
+    """One report JSON per order of `groups` (order number -> indexes of its judged lines), as
+    clients receive it; `OrderReport` is its schema.
 
-    Plain dicts, not models: a 20,000-order session builds some 160,000 item reports, and
-    validating each would cost more than the analysis itself. For the same reason every sum
-    and count per order is computed at once over all the orders' lines (each order's lines are
-    one segment of them), and Python only assembles the dicts.
+    Neither models nor dicts: a 20,000-order session has some 160,000 items, and building an
+    object for each only to encode it would cost more than the analysis itself. Every sum and
+    count per order is computed at once over all the orders' lines (each order's lines are one
+    segment of them), every number is encoded by orjson in one call, and Python only pastes
+    each item's and each order's JSON together from the values' JSON.
     """
     if not groups:
         return {}
-    day_text = [horizon.day(day).isoformat() for day in range(horizon.days)] + [None]
+    day_json = [orjson.dumps(horizon.day(day)) for day in range(horizon.days)] + [b"null"]
     # Only the lines reported are converted: `verdicts` may cover the whole carteira.
     chosen_list = [index for indexes in groups.values() for index in indexes]
     chosen = np.array(chosen_list, dtype=np.int64)
+    # The chosen lines' columns, by position: lines may be the driver's plain tuples. (Not
+    # zip(*rows): its iterator per row would have the garbage collector walk the heap.)
     rows = [lines[index] for index in chosen_list]
+    codes, names, quantities, prices, ships = (list(map(itemgetter(i), rows)) for i in range(1, 6))
     counts = np.fromiter((len(indexes) for indexes in groups.values()), np.int64, len(groups))
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
 
-    quantity = np.fromiter((row[3] for row in rows), np.float64, len(rows))
-    price = np.fromiter((row[4] for row in rows), np.float64, len(rows))
+    quantity = np.array(quantities, np.float64)
+    price = np.array(prices, np.float64)
     value = quantity * price
     in_rupture = verdicts.in_rupture[chosen]
     missing = np.round(verdicts.ruptura_qtd[chosen], 3)
@@ -148,7 +184,7 @@ def report_orders(
     missing_value = np.add.reduceat(missing * price, starts)
     items_in_rupture = np.add.reduceat(in_rupture.astype(np.int64), starts)
     sem_previsao = np.minimum.reduceat(available_day, starts) == NO_DAY
-    latest_day = np.maximum.reduceat(available_day, starts)
+    total_day = np.where(sem_previsao, NO_DAY, np.maximum.reduceat(available_day, starts))
     percent_in_rupture = np.where(
         total > 0,
         100.0 * value_in_rupture / np.where(total > 0, total, 1.0),
@@ -162,78 +198,61 @@ def report_orders(
     ]
 
     items = [
-        {
-            "cod_produto": row[1],
-            "nome_produto": row[2],
-            "qtd_saldo": row[3],
-            "preco": row[4],
-            "valor": valor,
-            "menor_estoque_d7": lowest,
-            "ruptura": flag,
-            "ruptura_qtd": short,
-            "data_disponibilidade": day_text[day],  # NO_DAY (-1): the trailing None
-        }
-        for row, valor, lowest, flag, short, day in zip(
-            rows,
-            np.round(value, 2).tolist(),
-            np.round(verdicts.min_window[chosen], 3).tolist(),
-            in_rupture.tolist(),
-            missing.tolist(),
-            available_day.tolist(),
+        _ITEM % fields
+        for fields in zip(
+            _texts(codes),
+            _texts(names),
+            *_number_texts(
+                quantities,
+                prices,
+                np.round(value, 2).tolist(),
+                np.round(verdicts.min_window[chosen], 3).tolist(),
+                in_rupture.tolist(),
+                missing.tolist(),
+            ),
+            map(day_json.__getitem__, available_day.tolist()),  # NO_DAY (-1): the trailing null
             strict=True,
         )
     ]
-    reports: dict[str, dict[str, Any]] = {}
-    for num_pedido, start, count, order in zip(
-        groups,
-        starts.tolist(),
-        counts.tolist(),
-        zip(
+    firsts = [rows[start] for start in starts.tolist()]
+    ends = (starts + counts).tolist()
+    # An order's ship date: its lines' earliest (a date is never false, None always is).
+    shipping = [
+        min(filter(None, ships[start:end]), default=None)
+        for start, end in zip(starts.tolist(), ends, strict=True)
+    ]
+    orders = zip(
+        _texts(list(groups)),
+        repeat(orjson.dumps(mode)),
+        _texts([first[7] for first in firsts]),  # cliente
+        _texts([first[6] for first in firsts]),  # cnpj
+        _texts(shipping),
+        *_number_texts(
+            counts.tolist(),
+            items_in_rupture.tolist(),
+            (counts - items_in_rupture).tolist(),
             np.round(total, 2).tolist(),
             np.round(value_in_rupture, 2).tolist(),
             np.round(missing_value, 2).tolist(),
-            items_in_rupture.tolist(),
-            np.round(percent_in_rupture, 2).tolist(),
             np.round(100.0 - percent_in_rupture, 2).tolist(),
-            severities,
-            sem_previsao.tolist(),
-            latest_day.tolist(),
-            strict=True,
+            np.round(percent_in_rupture, 2).tolist(),
         ),
-        strict=True,
-    ):
-        (
-            order_total,
-            order_in_rupture,
-            order_missing,
-            ruptures,
-            percent,
-            available,
-            severity,
-            no_date,
-            latest,
-        ) = order
-        ships = [row[5] for row in rows[start : start + count] if row[5] is not None]
-        first = rows[start]  # by position: lines may be the driver's plain tuples
-        reports[num_pedido] = {
-            "num_pedido": num_pedido,
-            "status": "analisado",
-            "mode": mode,
-            "cliente": first[7],
-            "cnpj": first[6],
-            "data_expedicao": min(ships).isoformat() if ships else None,
-            "qtd_itens": count,
-            "qtd_itens_ruptura": ruptures,
-            "qtd_itens_disponiveis": count - ruptures,
-            "valor_total": order_total,
-            "valor_ruptura": order_in_rupture,
-            "valor_faltante": order_missing,
-            "percentual_disponibilidade": available,
-            "percentual_ruptura": percent,
-            "data_disponibilidade_total": None if no_date else day_text[latest],
-            "sem_previsao": no_date,
-            "coberto_pelo_estoque": ruptures == 0,
-            "criticidade": severity,
-            "itens": items[start : start + count],
-        }
-    return reports
+        map(day_json.__getitem__, total_day.tolist()),
+        *_number_texts(sem_previsao.tolist(), (items_in_rupture == 0).tolist()),
+        _texts(severities),
+        map(b",".join, map(items.__getitem__, map(slice, starts.tolist(), ends))),
+        strict=False,  # repeat() never ends
+    )
+    return {number: _ORDER % fields for number, fields in zip(groups, orders, strict=True)}
+
+
+def report_orders(
+    groups: dict[str, list[int]],
+    lines: Sequence[OrderLine],
+    verdicts: LineVerdicts,
+    horizon: Horizon,
+    mode: str,
+) -> dict[str, dict[str, Any]]:
+    """The reports of `rendered_orders` as the JSON-ready dicts a process returns itself."""
+    rendered = rendered_orders(groups, lines, verdicts, horizon, mode)
+    return {number: orjson.loads(report) for number, report in rendered.items()}

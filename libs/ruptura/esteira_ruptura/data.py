@@ -85,14 +85,18 @@ def stream_lines(carteira: CarteiraReading, rows_per_chunk: int) -> Iterator[lis
     carteira is never in memory at once.
 
     On PostgreSQL the driver's own rows are taken as they come: it already returns these
-    columns as str, float and date, and SQLAlchemy's row processing would double the read."""
+    columns as str, float and date, and SQLAlchemy's row processing would double the read. From
+    a source whose types allow it they come in binary, which the driver reads for half the CPU
+    (no float or date to parse)."""
     connection, query = carteira.connection, _active_lines(carteira.source.lines)
     if connection.dialect.name == "postgresql":
         compiled = query.compile(dialect=connection.dialect)
         # A named cursor is a server-side one, in the reading's transaction.
         driver = connection.connection.driver_connection
         assert driver is not None  # the reading's connection is open
-        cursor: Any = driver.cursor(name="esteira_carteira_lines")
+        cursor: Any = driver.cursor(
+            name="esteira_carteira_lines", binary=carteira.source.binary_lines
+        )
         cursor.execute(str(compiled), compiled.params)
     else:
         cursor = connection.execution_options(yield_per=rows_per_chunk).execute(query)

@@ -30,7 +30,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import suppress
-from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -39,7 +38,7 @@ from esteira_core import heartbeats, keys, metrics
 from esteira_core.jobs import RupturaMode
 from esteira_core.redis import REDIS_ERRORS
 from esteira_ruptura import data
-from esteira_ruptura.analysis import allocate, group_by_order, judge_independent, report_orders
+from esteira_ruptura.analysis import allocate, group_by_order, judge_independent, rendered_orders
 from esteira_ruptura.models import OrderNotFound
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.sources import CarteiraReading, CarteiraSource
@@ -74,10 +73,6 @@ def not_found(num_pedido: str) -> bytes:
     return orjson.dumps({**_NOT_FOUND, "num_pedido": num_pedido})
 
 
-def _encoded(reports: dict[str, dict[str, Any]]) -> dict[str, bytes]:
-    return {number: orjson.dumps(report) for number, report in reports.items()}
-
-
 def rendered_reports(
     carteira: CarteiraReading, horizon: Horizon, mode: RupturaMode
 ) -> Iterator[dict[str, bytes]]:
@@ -92,11 +87,11 @@ def rendered_reports(
             chosen = {
                 number: groups[number] for number in numbers[start : start + ORDERS_PER_CHUNK]
             }
-            yield _encoded(report_orders(chosen, lines, verdicts, horizon, mode.value))
+            yield rendered_orders(chosen, lines, verdicts, horizon, mode.value)
         return
     for lines in data.stream_lines(carteira, ROWS_PER_CHUNK):
         verdicts = judge_independent(lines, projection)
-        yield _encoded(report_orders(group_by_order(lines), lines, verdicts, horizon, mode.value))
+        yield rendered_orders(group_by_order(lines), lines, verdicts, horizon, mode.value)
 
 
 def _pointer(horizon: Horizon, mode: RupturaMode, version: str) -> str:

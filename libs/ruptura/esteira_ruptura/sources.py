@@ -110,6 +110,9 @@ class CarteiraSource:
     outflows: Relation
     version_query: Executable | None
     owns_engine: bool = field(default=False)
+    # Its lines' columns are of types PostgreSQL's binary format gives psycopg as they are in
+    # text (str, float, date; a team's database may have types it would give as bytes).
+    binary_lines: bool = field(default=False)
 
     @contextmanager
     def reading(self) -> Iterator[CarteiraReading]:
@@ -168,6 +171,7 @@ def esteira_tables(engine: Engine) -> CarteiraSource:
         inflows=plain({name: programacao_producao.c[name] for name in MOVEMENT_COLUMNS}),
         outflows=plain({name: saidas_previstas.c[name] for name in MOVEMENT_COLUMNS}),
         version_query=select(carteira_versao.c.versao).where(carteira_versao.c.id == 1),
+        binary_lines=True,
     )
 
 

@@ -3,6 +3,7 @@
 from datetime import date, timedelta
 
 import numpy as np
+import orjson
 import pytest
 
 from esteira_ruptura.analysis import (
@@ -12,9 +13,10 @@ from esteira_ruptura.analysis import (
     group_by_order,
     judge,
     judge_independent,
+    rendered_orders,
     report_orders,
 )
-from esteira_ruptura.models import Criticidade, OrderLine, OrderReport
+from esteira_ruptura.models import Criticidade, ItemReport, OrderLine, OrderReport
 from esteira_ruptura.projection import Horizon, Movement, Projection
 
 START = date(2026, 3, 2)
@@ -256,3 +258,36 @@ def test_allocated_mode_values_rupture_the_same_way() -> None:
     assert _values(reports["Y"]) == (100, 12, 4, 88, 12)
     assert reports["Y"].criticidade is Criticidade.ALTA
     assert reports["Y"].coberto_pelo_estoque is False and reports["X"].coberto_pelo_estoque
+
+
+def test_a_rendered_report_is_the_json_orjson_writes_whatever_its_values() -> None:
+    odd = 'Água, "fina"\\ 1,5 L'
+    projection = Projection.build(H28, {"A": 5}, [], [])
+    lines = [
+        OrderLine("X", "A", odd, 1e17, 1e-7, None, 'cnpj "1"', "Zé, Ltda"),
+        OrderLine("X", "B", "b", 2, 0, day(3), "", ""),
+        OrderLine("X", "A", odd, 3.0, 2.5, day(1), "", ""),
+    ]
+    (rendered,) = rendered_orders(
+        group_by_order(lines), lines, judge_independent(lines, projection), H28, "independent"
+    ).values()
+    assert rendered == orjson.dumps(orjson.loads(rendered))  # orjson's numbers, escapes, nulls
+    report = orjson.loads(rendered)
+    assert list(report) == list(OrderReport.model_fields)
+    assert [list(item) for item in report["itens"]] == [list(ItemReport.model_fields)] * 3
+    assert (report["cliente"], report["cnpj"], report["data_expedicao"]) == (
+        "Zé, Ltda",
+        'cnpj "1"',
+        day(1).isoformat(),
+    )
+    assert [(i["nome_produto"], i["qtd_saldo"], i["preco"]) for i in report["itens"]] == [
+        (odd, 1e17, 1e-7),
+        ("b", 2, 0),
+        (odd, 3.0, 2.5),
+    ]
+    assert [(i["ruptura"], i["data_disponibilidade"]) for i in report["itens"]] == [
+        (True, None),
+        (True, None),
+        (False, START.isoformat()),
+    ]
+    assert (report["valor_total"], report["qtd_itens_ruptura"]) == (10000000007.5, 2)

@@ -4,6 +4,7 @@ its reports are the ones a process computes itself, and a judge that dies leaves
 free to claim a new one."""
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import Awaitable
 from datetime import date
@@ -32,6 +33,15 @@ HORIZON = Horizon(REFERENCE)
 def carteira(migrated_engine: Engine) -> CarteiraSource:
     seed_demo(migrated_engine, DemoSpec(orders=300, products=40, seed=3, reference_date=REFERENCE))
     return esteira_tables(migrated_engine)
+
+
+# sha256 of the reports the judge renders for the seeded carteira below (each order's number, a
+# NUL, its JSON and a newline, in the order rendered), as they were when each report was built
+# as a dict and encoded by orjson: rendering them otherwise must not change one byte.
+RENDERED_SHA256 = {
+    RupturaMode.INDEPENDENT: "71554d8c39950b71bd850ee74a293aa32a488d0f8566369bdfb55fd49147db4f",
+    RupturaMode.ALLOCATED: "22d78563223f1bf6ae133daa4bb9bc4f498344952afd98825039b0f8e16c6a6d",
+}
 
 
 def _orders(source: CarteiraSource) -> list[str]:
@@ -78,6 +88,22 @@ def test_two_processes_asking_at_once_share_one_judgement_of_the_right_reports(
     assert {number.decode(): orjson.loads(report) for number, report in reports.items()} == {
         result["num_pedido"]: result for result in expected
     }
+
+
+@pytest.mark.parametrize("mode", list(RupturaMode))
+def test_the_rendered_reports_are_byte_for_byte_the_ones_judged_before(
+    carteira: CarteiraSource, mode: RupturaMode, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(judged, "ROWS_PER_CHUNK", 300)
+    monkeypatch.setattr(judged, "ORDERS_PER_CHUNK", 40)
+    digest, orders = hashlib.sha256(), 0
+    with carteira.reading() as reading:
+        for chunk in judged.rendered_reports(reading, HORIZON, mode):
+            for number, report in chunk.items():
+                digest.update(number.encode() + b"\0" + report + b"\n")
+                orders += 1
+    assert orders == len(_orders(carteira))
+    assert digest.hexdigest() == RENDERED_SHA256[mode]
 
 
 def test_a_batch_copies_its_reports_and_records_unknown_orders_as_not_found(
