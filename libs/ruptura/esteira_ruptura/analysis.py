@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from esteira_ruptura.models import Criticidade, OrderLine
+from esteira_ruptura.models import Criticidade, OrderLine, OrderNotFound
 from esteira_ruptura.projection import FloatArray, Horizon, IntArray, Projection, forward_window_min
 
 NO_DAY = -1
@@ -113,6 +113,8 @@ def group_by_order(lines: Sequence[OrderLine]) -> dict[str, list[int]]:
         groups.setdefault(line[0], []).append(index)  # num_pedido
     return groups
 
+
+_NOT_FOUND = OrderNotFound(num_pedido="-").model_dump()
 
 # One item's and one order's JSON, their fields in ItemReport's and OrderReport's order (each
 # %s is a value's JSON; an order's last is its items').
@@ -246,13 +248,6 @@ def rendered_orders(
     return {number: _ORDER % fields for number, fields in zip(groups, orders, strict=True)}
 
 
-def report_orders(
-    groups: dict[str, list[int]],
-    lines: Sequence[OrderLine],
-    verdicts: LineVerdicts,
-    horizon: Horizon,
-    mode: str,
-) -> dict[str, dict[str, Any]]:
-    """The reports of `rendered_orders` as the JSON-ready dicts a process returns itself."""
-    rendered = rendered_orders(groups, lines, verdicts, horizon, mode)
-    return {number: orjson.loads(report) for number, report in rendered.items()}
+def not_found(num_pedido: str) -> bytes:
+    """The JSON of an order the carteira does not have (an OrderNotFound)."""
+    return orjson.dumps({**_NOT_FOUND, "num_pedido": num_pedido})

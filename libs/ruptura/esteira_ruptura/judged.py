@@ -31,7 +31,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import suppress
 
-import orjson
 from redis.asyncio import Redis
 
 from esteira_core import heartbeats, keys, metrics
@@ -39,7 +38,6 @@ from esteira_core.jobs import RupturaMode
 from esteira_core.redis import REDIS_ERRORS
 from esteira_ruptura import data
 from esteira_ruptura.analysis import allocate, group_by_order, judge_independent, rendered_orders
-from esteira_ruptura.models import OrderNotFound
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.sources import CarteiraReading, CarteiraSource
 
@@ -64,13 +62,6 @@ ORDERS_PER_CHUNK = 2_500
 
 # A chunk not written by then (the process is stopping, Redis is away) ends the judgement.
 WRITE_TIMEOUT_SECONDS = 60
-
-_NOT_FOUND = OrderNotFound(num_pedido="-").model_dump()
-
-
-def not_found(num_pedido: str) -> bytes:
-    """What a session records for an order the carteira does not have."""
-    return orjson.dumps({**_NOT_FOUND, "num_pedido": num_pedido})
 
 
 def rendered_reports(

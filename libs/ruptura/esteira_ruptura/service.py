@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from esteira_core.jobs import RupturaMode
 from esteira_ruptura import data
 from esteira_ruptura.analysis import (
@@ -23,9 +25,10 @@ from esteira_ruptura.analysis import (
     allocate,
     group_by_order,
     judge_independent,
-    report_orders,
+    not_found,
+    rendered_orders,
 )
-from esteira_ruptura.models import OrderLine, OrderNotFound
+from esteira_ruptura.models import OrderLine
 from esteira_ruptura.projection import Horizon, Projection
 from esteira_ruptura.sources import CarteiraReading, CarteiraSource
 
@@ -104,6 +107,11 @@ class SessionAnalysis:
     def analyse(self, order_numbers: Sequence[str]) -> list[dict[str, Any]]:
         """One result per order number, in the order given (an OrderReport or, for an unknown
         order, an OrderNotFound, as JSON-ready dicts)."""
+        return [orjson.loads(report) for report in self.rendered(order_numbers)]
+
+    def rendered(self, order_numbers: Sequence[str]) -> list[bytes]:
+        """The results of `analyse` as the JSON a session stores, built once (not as dicts
+        encoded again)."""
         with self._lock:
             if self.whole_carteira:
                 judged = self._judged_carteira()
@@ -117,11 +125,8 @@ class SessionAnalysis:
                     )
                 verdicts = judge_independent(lines, projection)
                 groups = group_by_order(lines)
-        reports = report_orders(groups, lines, verdicts, self.horizon, self.mode.value)
-        return [
-            reports.get(number) or OrderNotFound(num_pedido=number).model_dump()
-            for number in order_numbers
-        ]
+        reports = rendered_orders(groups, lines, verdicts, self.horizon, self.mode.value)
+        return [reports.get(number) or not_found(number) for number in order_numbers]
 
 
 class SessionCache:

@@ -26,6 +26,7 @@ from esteira_core import fair, jobs, keys, metrics
 from esteira_core.errors import DomainError, Invalid, NotFound, TooLarge
 from esteira_core.jobs import RupturaBatchPayload, RupturaMode
 from esteira_ruptura import data, judged, sessions
+from esteira_ruptura.analysis import not_found
 from esteira_ruptura.models import OrderFailed, OrderReport
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis, SessionCache
@@ -210,8 +211,7 @@ async def _analyse_batches(
     stored = 0
     for index, orders in batches:
         _stop_between_batches(stopping, index, job)
-        results = await asyncio.to_thread(analysis.analyse, orders)
-        encoded = [orjson.dumps(result) for result in results]
+        encoded = await asyncio.to_thread(analysis.rendered, orders)
         if await sessions.record_batch(redis, job.session_id, index, encoded) >= 0:
             stored += len(orders)
     return stored
@@ -284,7 +284,7 @@ async def _copy_batches(
     attempts = 1
     for index, orders in batches:
         _stop_between_batches(stopping, index, job)
-        documents = [(number, judged.not_found(number)) for number in orders]
+        documents = [(number, not_found(number)) for number in orders]
         while True:
             written = await sessions.copy_batch(redis, job.session_id, index, judged_id, documents)
             if written == sessions.NOT_JUDGED_YET:

@@ -14,7 +14,6 @@ from esteira_ruptura.analysis import (
     judge,
     judge_independent,
     rendered_orders,
-    report_orders,
 )
 from esteira_ruptura.models import Criticidade, ItemReport, OrderLine, OrderReport
 from esteira_ruptura.projection import Horizon, Movement, Projection
@@ -135,8 +134,8 @@ def test_an_undated_line_comes_last_and_a_reservation_holds_from_its_day_on() ->
 
 def _report(lines, verdicts, mode: str = "independent") -> dict[str, OrderReport]:
     """Reports validated against their published schema."""
-    reports = report_orders(group_by_order(lines), lines, verdicts, H28, mode)
-    return {number: OrderReport.model_validate(body) for number, body in reports.items()}
+    reports = rendered_orders(group_by_order(lines), lines, verdicts, H28, mode)
+    return {number: OrderReport.model_validate_json(body) for number, body in reports.items()}
 
 
 def _values(report: OrderReport) -> tuple[float, ...]:

@@ -18,6 +18,7 @@ from esteira_core.jobs import RupturaMode
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 from esteira_ruptura import data, judged, sessions
+from esteira_ruptura.analysis import not_found
 from esteira_ruptura.demo import DemoSpec, seed_demo
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis
@@ -122,7 +123,7 @@ def test_a_batch_copies_its_reports_and_records_unknown_orders_as_not_found(
                 redis, carteira, HORIZON, RupturaMode.INDEPENDENT, carteira.version()
             )
             await asyncio.gather(*judges._tasks)
-            documents = [(number, judged.not_found(number)) for number in orders]
+            documents = [(number, not_found(number)) for number in orders]
             first = await sessions.copy_batch(redis, session_id, 0, judged_id, documents)
             again = await sessions.copy_batch(redis, session_id, 0, judged_id, documents)
             page = await sessions.results_since(redis, session_id, "t", 0, 10)
@@ -156,7 +157,7 @@ def test_a_judge_that_dies_leaves_its_batches_free_to_claim_a_new_one(
             await redis.hset(keys.ruptura_judged_reports(dead_id), second, b'{"n": 2}')
 
             def copy(index: int, number: str, judged_id: str) -> Awaitable[int]:
-                documents = [(number, judged.not_found(number))]
+                documents = [(number, not_found(number))]
                 return sessions.copy_batch(redis, session_id, index, judged_id, documents)
 
             waiting = await copy(0, first, dead_id)
