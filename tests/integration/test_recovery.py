@@ -9,6 +9,8 @@ import signal
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -21,6 +23,7 @@ from esteira_core.jobs import Pool
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 from esteira_portal.records import FIRST_OS
+from esteira_ruptura.worker import TRIES
 from esteira_scraping.processes import descendants
 from esteira_testing.components import RedisServer, seeded_database
 from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
@@ -56,19 +59,39 @@ class Stack:
     def processed(self, session_id: str) -> int:
         return self.api.get(f"/api/v1/ruptura/sessions/{session_id}").json()["processed"]
 
-    def results(self, session_id: str, timeout: float = 60) -> list[str]:
-        numbers, offset = [], 0
+    def results(self, session_id: str, timeout: float = 60) -> list[dict]:
+        """Every result of the session, once it is done."""
+        results, offset = [], 0
         deadline = time.monotonic() + timeout
         while True:
             page = self.api.get(
                 f"/api/v1/ruptura/sessions/{session_id}/results",
-                params={"offset": offset, "wait": 5},
+                params={"offset": offset, "wait": 5, "limit": 5000},
             ).json()
-            numbers += [result["num_pedido"] for result in page["results"]]
+            results += page["results"]
             offset = page["next_offset"]
             if page["done"]:
-                return numbers
+                return results
             assert time.monotonic() < deadline, f"the session stopped at {offset}"
+
+    def numbers(self, session_id: str, timeout: float = 60) -> list[str]:
+        return [result["num_pedido"] for result in self.results(session_id, timeout)]
+
+
+@contextmanager
+def carteira_locked(database_url: str) -> Iterator[None]:
+    """Someone else's transaction holds every carteira table of a PostgreSQL database: whoever
+    reads them waits until it ends."""
+    engine = create_db_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(
+                "LOCK TABLE carteira_itens, estoque, programacao_producao, saidas_previstas, "
+                "carteira_versao IN ACCESS EXCLUSIVE MODE"
+            )
+            yield
+    finally:
+        engine.dispose()
 
 
 def test_a_sigkilled_workers_batches_run_again_once_it_is_silent_not_after_their_timeout(
@@ -97,7 +120,7 @@ def test_a_sigkilled_workers_batches_run_again_once_it_is_silent_not_after_their
 
     stack.worker("survivor", "ruptura")
     # Its batches were held for a 600 s timeout + 10 s: only its silence can have freed them.
-    numbers = stack.results(session_id, timeout=120)
+    numbers = stack.numbers(session_id, timeout=120)
     assert len(numbers) == len(set(numbers)) == orders
     assert _keys_without_expiry(redis_url) == []
 
@@ -119,23 +142,80 @@ def test_a_job_failing_on_every_try_ends_its_orders_in_error_not_its_session_in_
     password = "pw-" + os.urandom(8).hex()
     unreachable = f"postgresql+psycopg://esteira:{password}@127.0.0.1:{free_port()}/carteira"
     worker = stack.worker("cut-off", "ruptura", ESTEIRA_DATABASE_URL=unreachable)
-
-    page = stack.api.get(
-        f"/api/v1/ruptura/sessions/{session_id}/results", params={"limit": 100}
-    ).json()
-    deadline = time.monotonic() + 90
-    while not page["done"]:
-        assert time.monotonic() < deadline, "the session never ended"
-        time.sleep(0.5)
-        page = stack.api.get(
-            f"/api/v1/ruptura/sessions/{session_id}/results", params={"limit": 100}
-        ).json()
-    assert sorted(r["num_pedido"] for r in page["results"]) == orders
-    assert {r["status"] for r in page["results"]} == {"erro"}
-    assert password not in str(page)
+    results = stack.results(session_id, timeout=90)
+    assert sorted(r["num_pedido"] for r in results) == orders
+    assert {r["status"] for r in results} == {"erro"}
+    assert password not in str(results)
     output = worker.output()
     assert "it will be tried again" in output and "written in error" in output
     assert password not in output
+
+
+def test_a_job_past_its_time_on_every_try_ends_its_orders_in_error_not_dropped_by_arq(
+    redis_url, postgres_server, esteira_processes
+):
+    """Another transaction holds the carteira's tables for longer than the job's timeout: each
+    try waits for them until the job's own deadline, short of arq's timeout, and is tried again
+    later; its last try writes its orders in error, so the session ends. (A job arq timed out
+    was dropped with no retry, and its session waited forever.)"""
+    database_url = seeded_database(postgres_server.create_database(), orders=50, products=20)
+    stack = Stack(
+        esteira_processes,
+        {
+            "ESTEIRA_REDIS_URL": redis_url,
+            "ESTEIRA_DATABASE_URL": database_url,
+            "ESTEIRA_RUPTURA_GRACE_SECONDS": "600",
+        },
+    )
+    orders = [str(100001 + i) for i in range(30)]
+    body = {"pedidos": orders, "reference_date": REFERENCE}
+    session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
+    with carteira_locked(database_url):
+        worker = stack.worker(
+            "waiting",
+            "ruptura",
+            ESTEIRA_JOB_TIMEOUT_SECONDS="3",
+            ESTEIRA_JOB_COMPLETION_WAIT_SECONDS="4",
+        )
+        results = stack.results(session_id, timeout=90)
+    assert sorted(r["num_pedido"] for r in results) == orders
+    assert {r["status"] for r in results} == {"erro"}
+    output = worker.output()
+    assert "TimeoutError" in output and "given up" in output
+
+
+def test_a_job_whose_worker_dies_in_it_every_time_ends_its_orders_in_error(
+    redis_url, postgres_server, esteira_processes
+):
+    """A job that takes its worker down each time it runs (here: SIGKILL while it reads) is
+    run by the next worker, five times; the sixth writes its orders in error without running
+    it, so the session ends instead of waiting forever for a job arq dropped unseen."""
+    database_url = seeded_database(postgres_server.create_database(), orders=50, products=20)
+    stack = Stack(
+        esteira_processes,
+        {
+            "ESTEIRA_REDIS_URL": redis_url,
+            "ESTEIRA_DATABASE_URL": database_url,
+            "ESTEIRA_RUPTURA_GRACE_SECONDS": "600",
+        },
+    )
+    orders = [str(100001 + i) for i in range(30)]
+    body = {"pedidos": orders, "reference_date": REFERENCE}
+    session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
+    store = redis.Redis.from_url(redis_url)
+    running = lambda: list(store.scan_iter("arq:in-progress:*"))  # noqa: E731
+    with carteira_locked(database_url):
+        for n in range(TRIES):
+            doomed = stack.worker(f"doomed-{n}", "ruptura")
+            wait_until(running, 60, f"try {n + 1} never started")
+            os.kill(doomed.process.pid, signal.SIGKILL)
+            doomed.process.wait(10)
+            wait_until(lambda: not running(), 30, "the dead worker's job was never freed")
+        last = stack.worker("last", "ruptura")
+        results = stack.results(session_id, timeout=60)
+    assert sorted(r["num_pedido"] for r in results) == orders
+    assert {r["status"] for r in results} == {"erro"}
+    assert "abandoned" in last.output() and "given up" in last.output()
 
 
 def test_a_worker_whose_loop_started_again_after_redis_was_away_still_judges_the_carteira(
@@ -159,6 +239,12 @@ def test_a_worker_whose_loop_started_again_after_redis_was_away_still_judges_the
         lambda: httpx.get(f"http://127.0.0.1:{worker.metrics_port}/readyz").status_code == 200,
         60,
         "the worker never served its queue again",
+    )
+    # The gateway saw Redis away too: until it has seen it back, a session is answered inline.
+    wait_until(
+        lambda: {q["mode"] for q in stack.api.get("/api/v1/queues").json()["queues"]} == {"queue"},
+        30,
+        "the gateway never went back to its queues",
     )
     body = {"all": True, "reference_date": REFERENCE}
     session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
@@ -204,13 +290,13 @@ def test_a_draining_worker_starts_nothing_new_and_hands_its_queue_back(
     assert after <= at_signal + 2 * 20 < orders
 
     stack.worker("next", "ruptura")
-    numbers = stack.results(session_id, timeout=120)
+    numbers = stack.numbers(session_id, timeout=120)
     assert len(numbers) == len(set(numbers)) == orders
 
 
-def test_a_sigkilled_scrapers_task_is_retried_by_the_next_one_and_its_browser_dies(
-    redis_url, tmp_path, esteira_processes, demo_portal
-):
+def _scrape_killed_mid_lookup(redis_url, tmp_path, esteira_processes, demo_portal, **env: str):
+    """A lookup whose scraper is SIGKILLed while it drives the portal (slowed down for it);
+    returns the stack, with the portal fast again, and the task's status."""
     url = f"sqlite:///{tmp_path / 's.db'}"
     upgrade(create_db_engine(url).url)
     portal = httpx.Client(base_url=demo_portal, timeout=10)
@@ -224,6 +310,7 @@ def test_a_sigkilled_scrapers_task_is_retried_by_the_next_one_and_its_browser_di
             "ESTEIRA_PORTAL_URL": demo_portal,
             "ESTEIRA_PORTAL_USERNAME": DEMO_PORTAL_USERNAME,
             "ESTEIRA_PORTAL_PASSWORD": DEMO_PORTAL_PASSWORD,
+            **env,
         },
     )
     doomed = stack.worker("doomed", "scraper")
@@ -235,14 +322,38 @@ def test_a_sigkilled_scrapers_task_is_retried_by_the_next_one_and_its_browser_di
     os.kill(doomed.process.pid, signal.SIGKILL)
     doomed.process.wait(10)
     wait_until(lambda: not any(alive(pid) for pid in browsers), 10, "its browser survived it")
-
     portal.put("/admin/switches", json=switches).raise_for_status()
+    return stack, task
+
+
+def test_a_sigkilled_scrapers_task_is_retried_by_the_next_one_and_its_browser_dies(
+    redis_url, tmp_path, esteira_processes, demo_portal
+):
+    stack, task = _scrape_killed_mid_lookup(redis_url, tmp_path, esteira_processes, demo_portal)
     stack.worker("survivor", "scraper")
     # The scrape's 330 s job timeout has not passed: its worker's silence freed it, and the
     # lease of its dead scraper was taken over.
     ended = wait_until(lambda: (t := task())["status"] in ("success", "failed") and t, 90, "stuck")
     assert ended["status"] == "success" and ended["result"]["data"]["numero_os"] == str(FIRST_OS)
     assert ended["attempts"] == 2
+    assert _keys_without_expiry(redis_url) == []
+
+
+def test_a_lookup_whose_every_allowed_attempt_died_with_its_worker_fails_as_abandoned(
+    redis_url, tmp_path, esteira_processes, demo_portal
+):
+    """No retry allowed: the attempt its killed worker began was its one attempt, so the next
+    worker ends the task with a clear error instead of driving the portal again (a lookup that
+    takes its worker down each time would otherwise take down one worker after another)."""
+    stack, task = _scrape_killed_mid_lookup(
+        redis_url, tmp_path, esteira_processes, demo_portal, ESTEIRA_SCRAPE_MAX_RETRIES="0"
+    )
+    survivor = stack.worker("survivor", "scraper")
+    ended = wait_until(lambda: (t := task())["status"] in ("success", "failed") and t, 90, "stuck")
+    assert ended["status"] == "failed" and ended["error"]["code"] == "abandoned"
+    assert "allowed attempts (1)" in ended["error"]["message"]
+    assert ended["attempts"] == 1
+    assert not descendants(survivor.process.pid), "it started a browser for it"
     assert _keys_without_expiry(redis_url) == []
 
 

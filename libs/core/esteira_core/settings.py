@@ -118,8 +118,8 @@ class WorkerPoolSettings(CoreSettings):
     job_timeout_seconds: float = Field(
         0,
         ge=0,
-        description="arq job timeout (0: the pool's default); a killed worker's job is retried "
-        "by another worker this long plus 10 s after it started.",
+        description="arq job timeout (0: the pool's default): a job still running this long "
+        "is cancelled; a ruptura job ends itself 2 s before, to be tried again.",
     )
     job_completion_wait_seconds: float = Field(
         0,

@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 Ctx = dict[str, Any]
 REDIS_RETRY_SECONDS = 1.0
+# A job that keeps its own deadline (`deadline`) ends this long before arq's timeout would
+# cancel it, or at half the timeout for a short one: time to write what it gives up.
+DEADLINE_MARGIN_SECONDS = 2.0
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -169,6 +172,15 @@ async def canary(ctx: Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     return {"pool": ctx["pool"].value, "worker": ctx["worker_id"], "note": note}
 
 
+def deadline(ctx: Ctx) -> asyncio.Timeout:
+    """The job's own time limit, short of arq's timeout. arq drops a job it timed out, with no
+    retry and nothing said to whoever waits for it; a job that ends itself at this deadline
+    (TimeoutError) can be tried again, or end its work in error, in its own hands."""
+    job_timeout: float = ctx["job_timeout"]
+    limit = max(job_timeout / 2, job_timeout - DEADLINE_MARGIN_SECONDS)
+    return asyncio.timeout(limit)
+
+
 def configured_timeouts(
     worker_settings: type,
     settings: WorkerPoolSettings | None,
@@ -206,10 +218,12 @@ def create(
     """An arq worker for a pool: its WorkerSettings, the configured and checked timeouts, our
     JSON serializer, the fair queue fed after each job (when ctx holds the pool's
     `fair_queue`), and whatever the caller adds (`arq_options`: hooks, a Redis pool, signal
-    handling)."""
+    handling). The job timeout is in ctx too, for the jobs' own `deadline`."""
+    timeouts = configured_timeouts(worker_settings, settings, overrides)
+    ctx["job_timeout"] = timeouts["job_timeout"]
     return create_worker(
         worker_settings,
-        **{**(overrides or {}), **configured_timeouts(worker_settings, settings, overrides)},
+        **{**(overrides or {}), **timeouts},
         job_serializer=serialize_job,
         job_deserializer=deserialize_job,
         after_job_end=feed_after_job,

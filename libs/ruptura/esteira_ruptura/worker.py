@@ -4,11 +4,12 @@ that serves the queue (the ruptura worker service, and the gateway's standby wor
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from arq.worker import Retry, func
 
 from esteira_core import fair, jobs, metrics, worker
+from esteira_core.redis import REDIS_ERRORS
 from esteira_ruptura import sources, use_cases
 from esteira_ruptura.judged import Judges
 from esteira_ruptura.service import SessionCache
@@ -17,45 +18,65 @@ from esteira_ruptura.settings import RupturaSettings
 logger = logging.getLogger(__name__)
 
 
-# A job that fails (its judged carteira lost again and again, the database or Redis away for
-# longer than a worker rides out) is tried again this much later, times its try; its last try's
-# failure writes its orders in error before the job fails, so that its session ends (arq alone
-# would drop it, and the session would wait for it forever).
+# A job is tried this many times. One that fails (its judged carteira lost again and again, the
+# database or Redis away for longer than a worker rides out, its own deadline passed) is tried
+# again this much later, times its try; its last try writes its orders in error, and so does the
+# try after a last one that never ended (its worker died in it each time), so that its session
+# ends. arq alone would drop such a job, and its session would wait for it forever.
+TRIES = 5
 RETRY_SECONDS = 2
+
+
+class GaveUp(Exception):
+    """The job's orders not written yet were written in error."""
 
 
 @worker.instrumented(jobs.RUPTURA_ANALYSE_BATCH)
 async def analyse_batch(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     batch = jobs.RupturaBatchPayload.from_kwargs(payload)
+    tried = int(ctx.get("job_try") or 1)
+    if tried > TRIES:
+        await _give_up(ctx, batch, tried, "abandoned")
     try:
-        stored = await use_cases.analyse_batch(
-            ctx["redis"],
-            ctx["carteira"],
-            ctx["ruptura_sessions"],
-            ctx["ruptura_judges"],
-            batch,
-            stopping=ctx["stopping"].is_set,
-        )
+        async with worker.deadline(ctx):
+            stored = await use_cases.analyse_batch(
+                ctx["redis"],
+                ctx["carteira"],
+                ctx["ruptura_sessions"],
+                ctx["ruptura_judges"],
+                batch,
+                stopping=ctx["stopping"].is_set,
+            )
     except use_cases.Stopped:
         # Draining: the batches written stay written; the job's next try, on a worker that
         # stays, skips them and writes the rest.
         raise Retry() from None
     except Exception as error:
-        tried = int(ctx.get("job_try") or 1)
-        if tried < WorkerSettings.max_tries:
+        if tried < TRIES:
             logger.warning(
                 "ruptura job failed; it will be tried again",
                 extra={"try": tried, "error": type(error).__name__},
             )
             raise Retry(defer=RETRY_SECONDS * tried) from error
-        failed = await use_cases.fail_batches(ctx["redis"], batch)
-        logger.error(
-            "ruptura job failed on its last try; its orders are written in error",
-            extra={"orders": failed, "error": type(error).__name__},
-        )
-        raise
+        await _give_up(ctx, batch, tried, type(error).__name__)
     metrics.ORDERS_ANALYSED.labels(batch.mode.value, ctx["path"]).inc(stored)
     return {"session_id": batch.session_id, "batch": batch.batch_index, "stored": stored}
+
+
+async def _give_up(
+    ctx: worker.Ctx, batch: jobs.RupturaBatchPayload, tried: int, reason: str
+) -> NoReturn:
+    """Writes the job's remaining orders in error (no detail of the failure: it may carry a
+    secret), then fails the job; with Redis away too, a later try writes them."""
+    try:
+        failed = await use_cases.fail_batches(ctx["redis"], batch)
+    except REDIS_ERRORS as error:
+        raise Retry(defer=RETRY_SECONDS * TRIES) from error
+    logger.error(
+        "ruptura job given up; its orders are written in error",
+        extra={"orders": failed, "try": tried, "reason": reason},
+    )
+    raise GaveUp(f"given up on try {tried}: {reason}")
 
 
 def fair_queue(settings: RupturaSettings) -> fair.FairQueue:
@@ -106,7 +127,9 @@ class WorkerSettings:
     max_jobs = 8
     job_timeout = 30
     job_completion_wait = 40
-    max_tries = 5
+    # The job counts its TRIES itself; arq's count also grows with every hand-back of a draining
+    # worker, and arq drops a job past it unseen, so its ceiling is only a safety net.
+    max_tries = 100
     keep_result = 300
     poll_delay = 0.02
     health_check_interval = 60

@@ -3,7 +3,8 @@ global rate limit (for retries; a first attempt's token was spent when its job w
 pooled browser, the soft and hard time limits, persistence, and the task's
 status in Redis at every step. Transient failures come back as `RetryLater` with a backoff
 delay; after `max_retries` of them, and at once for final ones (not found, bad credentials),
-the task fails with a clear error. Nothing here lets an exception crash the worker.
+the task fails with a clear error, as it does when its attempts all began and never ended (a
+lookup that takes its worker down each time). Nothing here lets an exception crash the worker.
 """
 
 from __future__ import annotations
@@ -112,6 +113,22 @@ class Scraper:
     async def _run(
         self, redis: Redis, task_id: str, numero_os: str, attempt: int
     ) -> dict[str, Any] | None:
+        if attempt > self.limits.max_retries + 1:
+            # Every attempt this task was allowed began and never ended: its worker died in it
+            # (a lookup that takes its browser and worker down), or was stopped each time.
+            await tasks.finish(
+                redis,
+                task_id,
+                numero_os,
+                status="failed",
+                stage="failed",
+                error={
+                    "code": "abandoned",
+                    "message": "The lookup never ended on any of its allowed attempts "
+                    f"({attempt - 1}): a worker stopped during each one.",
+                },
+            )
+            return None
         host = self.flow.profile.host
         # A first attempt's portal token was spent when the fair queue fed its job; a retry
         # takes one of its own.
