@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -50,9 +51,24 @@ CHROMEDRIVER_FLAGS = ["--log-level=OFF"]
 
 logger = logging.getLogger(__name__)
 
+# How much lower than its owner's a browser's CPU priority is: a busy Chromium takes what the
+# worker or gateway that drives it leaves, never their event loop's time (heartbeats, task
+# updates, requests), in a pod or on a machine shared with the rest of the stack.
+BROWSER_NICENESS = 10
+
+
+def _launcher_started() -> None:
+    # On Linux a thread has a niceness of its own, and a child starts with its forking thread's:
+    # chromedriver, and every Chromium process under it, run at this lower priority while the
+    # rest of the process keeps its own.
+    os.nice(BROWSER_NICENESS)
+
+
 # The threads that start chromedriver: a parent-death signal follows the thread that forked,
 # so it must be one that lives as long as the process, not a caller's short-lived thread.
-LAUNCHERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="browser-launcher")
+LAUNCHERS = ThreadPoolExecutor(
+    max_workers=4, thread_name_prefix="browser-launcher", initializer=_launcher_started
+)
 
 
 @dataclass(frozen=True)
@@ -72,17 +88,19 @@ def leashed(binaries: BrowserBinaries) -> BrowserBinaries:
     """The same binaries, each started through `setpriv --pdeathsig KILL`: chromedriver dies
     with the thread that started it (one of LAUNCHERS, which live as long as the process), and
     Chromium with chromedriver (its renderers follow their browser), so a worker or gateway
-    killed with SIGKILL leaves no browser behind. Without setpriv (util-linux), the binaries as
-    they are, and a warning."""
+    killed with SIGKILL leaves no browser behind. Run as root, they also lose the right to
+    raise their CPU priority, which Chromium uses (its main threads at -8), so they keep
+    BROWSER_NICENESS. Without setpriv (util-linux), the binaries as they are, and a warning."""
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         logger.warning("setpriv not found: a killed process would leave its browsers running")
         return binaries
+    options = "--pdeathsig KILL" + (" --bounding-set -sys_nice" if os.geteuid() == 0 else "")
     folder = Path(tempfile.mkdtemp(prefix="esteira-leash-"))
     wrapped = {}
     for name, target in (("chromium", binaries.chromium), ("chromedriver", binaries.chromedriver)):
         script = folder / name
-        script.write_text(f'#!/bin/sh\nexec {setpriv} --pdeathsig KILL -- {target} "$@"\n')
+        script.write_text(f'#!/bin/sh\nexec {setpriv} {options} -- {target} "$@"\n')
         script.chmod(0o755)
         wrapped[name] = str(script)
     return BrowserBinaries(**wrapped)

@@ -1,10 +1,12 @@
 """The headless Chromium the scraper starts: what it costs in processes."""
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 
+from esteira_scraping.browser import BROWSER_NICENESS
 from esteira_scraping.processes import descendants
 
 pytestmark = pytest.mark.integration
@@ -34,3 +36,17 @@ def test_a_browser_runs_one_renderer_for_its_page_and_no_preloaded_ui(chromium) 
     # bar's popups (--top-chrome-webui) would be a quarter of the browser's memory.
     assert [r for r in renderers if "--top-chrome-webui" in r] == []
     assert len(renderers) == 1
+
+
+def _niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_a_browser_runs_below_the_priority_of_the_process_that_drives_it(chromium) -> None:
+    """Chromium busy on a page must leave the CPU to its worker's or gateway's event loop."""
+    assert chromium.driver_pid is not None
+    browsers = [chromium.driver_pid, *descendants(chromium.driver_pid)]
+    assert len(browsers) > 2  # chromedriver, Chromium and its helpers
+    own = _niceness(os.getpid())
+    assert own == os.nice(0)  # the process that started it kept its own priority
+    assert {_niceness(pid) for pid in browsers} == {min(19, own + BROWSER_NICENESS)}
