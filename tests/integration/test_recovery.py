@@ -204,13 +204,18 @@ def test_a_job_whose_worker_dies_in_it_every_time_ends_its_orders_in_error(
     session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
     store = redis.Redis.from_url(redis_url)
     running = lambda: list(store.scan_iter("arq:in-progress:*"))  # noqa: E731
+    queue = lambda: store.zrange("arq:queue:ruptura", 0, -1, withscores=True)  # noqa: E731
     with carteira_locked(database_url):
         for n in range(TRIES):
             doomed = stack.worker(f"doomed-{n}", "ruptura")
-            wait_until(running, 60, f"try {n + 1} never started")
-            os.kill(doomed.process.pid, signal.SIGKILL)
-            doomed.process.wait(10)
-            wait_until(lambda: not running(), 30, "the dead worker's job was never freed")
+            try:
+                wait_until(running, 60, f"try {n + 1} never started")
+                os.kill(doomed.process.pid, signal.SIGKILL)
+                doomed.process.wait(10)
+                wait_until(lambda: not running(), 30, "the dead worker's job was never freed")
+            except AssertionError as failure:
+                state = f"queue {queue()}, in progress {running()}"
+                raise AssertionError(f"{failure}; {state}") from None
         last = stack.worker("last", "ruptura")
         results = stack.results(session_id, timeout=60)
     assert sorted(r["num_pedido"] for r in results) == orders
