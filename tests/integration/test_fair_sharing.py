@@ -139,7 +139,7 @@ def test_a_tenant_over_its_quota_gets_429_with_retry_after(
         database_url,
         ESTEIRA_TENANT_MAX_QUEUED_ORDERS="3000",
         ESTEIRA_TENANT_MAX_QUEUED_LOOKUPS="1",
-        ESTEIRA_RUPTURA_FAIR_WINDOW="1",
+        ESTEIRA_RUPTURA_FAIR_WINDOW="4",
         ESTEIRA_SCRAPER_FAIR_WINDOW="1",
     )
     as_tenant = _gateway(esteira_processes, env)
@@ -151,8 +151,8 @@ def test_a_tenant_over_its_quota_gets_429_with_retry_after(
     refused = alpha.post("/api/v1/ruptura/sessions", json=body)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
     error = refused.json()["error"]
-    # 1 job (of RUPTURA_BATCHES_PER_BIG_JOB batches of 20, a big session's) is in arq's
-    # window; the other orders wait.
+    # 1 job (of RUPTURA_BATCHES_PER_BIG_JOB batches of 20, a big session's: it takes 5 of the
+    # window's 4 places) is in arq's window; the other orders wait.
     assert error["code"] == "quota_exceeded"
     waiting = first.json()["total"] - RUPTURA_BATCH_SIZE * RUPTURA_BATCHES_PER_BIG_JOB
     assert f"{waiting} orders" in error["message"] and "3000" in error["message"]
