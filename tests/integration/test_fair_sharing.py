@@ -11,7 +11,7 @@ import pytest
 
 from esteira_api.apikeys import generate_key, key_digest
 from esteira_cli.processes import free_port
-from esteira_core.jobs import RUPTURA_BATCH_SIZE, RUPTURA_BATCHES_PER_JOB
+from esteira_core.jobs import RUPTURA_BATCH_SIZE, RUPTURA_BATCHES_PER_BIG_JOB
 from esteira_portal.records import FIRST_OS
 from esteira_testing.components import seeded_database
 
@@ -151,10 +151,10 @@ def test_a_tenant_over_its_quota_gets_429_with_retry_after(
     refused = alpha.post("/api/v1/ruptura/sessions", json=body)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "5"
     error = refused.json()["error"]
-    # 4 jobs (of RUPTURA_BATCHES_PER_JOB batches of 20, a big session's) are in arq's window;
-    # the other orders wait.
+    # 1 job (of RUPTURA_BATCHES_PER_BIG_JOB batches of 20, a big session's: it takes 5 of the
+    # window's 4 places) is in arq's window; the other orders wait.
     assert error["code"] == "quota_exceeded"
-    waiting = first.json()["total"] - 4 * RUPTURA_BATCH_SIZE * RUPTURA_BATCHES_PER_JOB
+    waiting = first.json()["total"] - RUPTURA_BATCH_SIZE * RUPTURA_BATCHES_PER_BIG_JOB
     assert f"{waiting} orders" in error["message"] and "3000" in error["message"]
     over_quota = 3000 - waiting + 1
     seed_route = alpha.post(

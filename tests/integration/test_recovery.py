@@ -97,7 +97,7 @@ def carteira_locked(database_url: str) -> Iterator[None]:
 def test_a_sigkilled_workers_batches_run_again_once_it_is_silent_not_after_their_timeout(
     redis_url, tmp_path, esteira_processes
 ):
-    orders = 2000
+    orders = 10_000  # long enough to be killed in the middle of, however fast it runs
     stack = Stack(
         esteira_processes,
         {

@@ -10,7 +10,9 @@ a list of its own, and only a small window of jobs is in arq's hands at once:
   last tenant served): it is served within one round, and earns no credit for its idle time.
   Within a tenant, jobs keep the order they were submitted in.
 - **Window**: jobs are moved ("fed") onto arq's queue only while arq's due jobs (ready and
-  running: arq keeps a running job in its sorted set) are fewer than `window` per worker online
+  running: arq keeps a running job in its sorted set) take fewer than `window` places per
+  worker online (a job takes one place per `units_per_place` units it carries, at least one:
+  a big job counts for the work it holds, not as one)
   (the pool's workers and the gateways serving it as standby, counted from their heartbeats;
   1 when none, so a pool at zero replicas still has work ageing on its queue, which the
   dispatcher's grace rule reads). A job deferred by arq (a retry's backoff) holds no place.
@@ -23,9 +25,10 @@ a list of its own, and only a small window of jobs is in arq's hands at once:
   submission beyond it is refused whole, atomically, with QuotaExceeded.
 
 A job whose id already has an arq job or result is not fed again (what arq's enqueue_job
-guarantees). Feeding happens on each submit, as jobs end (esteira_core.worker: after every
-window/4-th job a process ends), and in a Feeder loop in each worker and gateway: every
-heartbeat interval, and while jobs wait as soon as a token is due or every FEED_RETRY_SECONDS.
+guarantees). Feeding happens on each submit, as jobs end (esteira_core.worker: each time the
+jobs a process ends free another window/4 places), and in a Feeder loop in each worker and
+gateway: every heartbeat interval, and while jobs wait as soon as a token is due or every
+FEED_RETRY_SECONDS.
 Any of them may feed; each feed is one Lua call.
 """
 
@@ -59,14 +62,20 @@ FEED_MOST = 1000
 
 @dataclass(frozen=True)
 class FairQueue:
-    """How a pool's fair queue feeds arq: `window` jobs in arq's hands per worker online
-    (workers known from heartbeats every `heartbeat_interval`), and the token `budget` a job
-    spends when fed, if any."""
+    """How a pool's fair queue feeds arq: `window` places in arq's hands per worker online
+    (workers known from heartbeats every `heartbeat_interval`), a job taking one place per
+    `units_per_place` units (at least one), and the token `budget` a job spends when fed, if
+    any."""
 
     pool: Pool
     window: int
     heartbeat_interval: float
     budget: ratelimit.Bucket | None = None
+    units_per_place: int = 1
+
+    def places(self, units: int) -> int:
+        """The places in the window of a job of `units` units (what the feed counts)."""
+        return max(1, -(-units // self.units_per_place))
 
 
 @dataclass(frozen=True)
@@ -106,11 +115,26 @@ class Fed:
 _FEED_LUA = (
     ratelimit.TAKE_TOKEN_LUA
     + """
-local function feed(queue, tenants, arq_queue, workers, standbys, bucket, prefix, job_prefix,
-    result_prefix, now, expiry, per_worker, stale, ttl, rate, burst, most)
+local function taken(arq_queue, places, now)
+  local due = redis.call('ZRANGEBYSCORE', arq_queue, '-inf', now)
+  local count = #due
+  if count > 0 and redis.call('EXISTS', places) == 1 then
+    for start = 1, count, 1000 do
+      local ids = {unpack(due, start, math.min(start + 999, count))}
+      for _, weight in ipairs(redis.call('HMGET', places, unpack(ids))) do
+        if weight then count = count + tonumber(weight) - 1 end
+      end
+    end
+  end
+  return count
+end
+
+local function feed(queue, tenants, arq_queue, workers, standbys, bucket, places, prefix,
+    job_prefix, result_prefix, now, expiry, per_worker, stale, ttl, rate, burst, most,
+    units_per_place)
   local live = redis.call('ZCOUNT', workers, stale, '+inf')
     + redis.call('ZCOUNT', standbys, stale, '+inf')
-  local room = per_worker * math.max(1, live) - redis.call('ZCOUNT', arq_queue, '-inf', now)
+  local room = per_worker * math.max(1, live) - taken(arq_queue, places, now)
   local fed, wait = {}, 0
   while room > 0 and #fed < most do
     local head = redis.call('ZRANGE', tenants, 0, 0, 'WITHSCORES')
@@ -142,7 +166,12 @@ local function feed(queue, tenants, arq_queue, workers, standbys, bucket, prefix
         redis.call('SET', job_prefix .. id, string.sub(entry, second + 1), 'PX', expiry)
         redis.call('ZADD', arq_queue, now, id)
         fed[#fed + 1] = id
-        room = room - 1
+        local weight = math.max(1, math.ceil(units / units_per_place))
+        if weight > 1 then
+          redis.call('HSET', places, id, weight)
+          redis.call('EXPIRE', places, ttl)
+        end
+        room = room - weight
         redis.call('HSET', queue, 'clock', turn)
       end
       redis.call('HINCRBY', queue, 'jobs', -1)
@@ -161,17 +190,24 @@ local function feed(queue, tenants, arq_queue, workers, standbys, bucket, prefix
     redis.call('EXPIRE', queue, ttl)
     redis.call('EXPIRE', tenants, ttl)
   end
+  -- Forget the places of jobs arq no longer holds (ended), now and then.
+  if redis.call('HLEN', places) > 4 * per_worker * math.max(1, live) then
+    for _, id in ipairs(redis.call('HKEYS', places)) do
+      if not redis.call('ZSCORE', arq_queue, id) then redis.call('HDEL', places, id) end
+    end
+  end
   return {fed, tonumber(redis.call('HGET', queue, 'jobs') or '0'), tostring(wait)}
 end
 """
 )
 # KEYS: the queue's hash, its tenants, arq's queue, the pool's workers, its standby gateways,
-# and with a budget its token bucket. ARGV: the feed's arguments, in `feed`'s order.
+# the places of big jobs fed, and with a budget its token bucket. ARGV: the feed's arguments,
+# in `feed`'s order.
 _FEED = (
     _FEED_LUA
-    + """return feed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1], ARGV[2],
-  ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]),
-  tonumber(ARGV[10]), tonumber(ARGV[11]))
+    + """return feed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], KEYS[6], ARGV[1],
+  ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]),
+  tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]))
 """
 )
 
@@ -187,7 +223,7 @@ local waiting = tonumber(redis.call('HGET', KEYS[2], 'units:' .. tenant) or '0')
 if waiting + units > limit then
   return {0, waiting}
 end
-local first_entry = 4 + 11
+local first_entry = 4 + 12
 for i = first_entry, #ARGV do
   redis.call('RPUSH', KEYS[1], ARGV[i])
 end
@@ -199,9 +235,9 @@ redis.call('ZADD', KEYS[3], 'NX', redis.call('HGET', KEYS[2], 'clock') or '0', t
 for i = 1, 3 do
   redis.call('EXPIRE', KEYS[i], ttl)
 end
-local fed = feed(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], ARGV[4], ARGV[5], ARGV[6],
-  ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], ttl, tonumber(ARGV[12]), tonumber(ARGV[13]),
-  tonumber(ARGV[14]))
+local fed = feed(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8], KEYS[7], ARGV[4],
+  ARGV[5], ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], ttl, tonumber(ARGV[12]),
+  tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]))
 return {1, waiting + units, fed[1], fed[2], fed[3]}
 """
 )
@@ -298,6 +334,7 @@ def _feed_call(queue: FairQueue, now: float, most: int) -> tuple[list[str], list
         queue.pool.queue,
         keys.workers(pool),
         keys.standby_workers(pool),
+        keys.fair_places(pool),
         *([bucket.key] if bucket else []),
     ]
     arguments = [
@@ -312,6 +349,7 @@ def _feed_call(queue: FairQueue, now: float, most: int) -> tuple[list[str], list
         str(bucket.per_second if bucket else 0),
         str(bucket.burst if bucket else 0),
         str(most),
+        str(queue.units_per_place),
     ]
     return feed_keys, arguments
 

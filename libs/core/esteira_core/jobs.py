@@ -38,10 +38,16 @@ SCRAPE_OS = "scrape_os"
 # Orders per ruptura batch: the seeds' batch size, and the granularity of results written and
 # of progress events.
 RUPTURA_BATCH_SIZE = 20
-# Most batches one ruptura job carries: a big session's batches only copy reports judged once
-# for every worker, so a job per batch would cost more in queueing than in work; and few
-# enough that a fair-queue window of jobs still holds a newcomer back only briefly.
+# Batches one ruptura job carries: a worker's cost per job (arq's round trips, the session's
+# state, the instrumentation) is most of a small batch's, so a job per batch would cost more in
+# queueing than in work; and few enough that a fair-queue window of jobs still holds a
+# newcomer back only briefly.
 RUPTURA_BATCHES_PER_JOB = 5
+# A big session's batches only copy reports judged once for every worker (a fraction of a
+# millisecond each), so its jobs carry more of them: arq's cost per job is then a small part
+# of a job's, and a window of such jobs is still only tens of milliseconds of work. A job
+# stops between two batches when its worker drains, whatever its size.
+RUPTURA_BATCHES_PER_BIG_JOB = 25
 
 
 class RupturaMode(StrEnum):
@@ -78,7 +84,7 @@ class RupturaBatchPayload(JobPayload):
     session_id: str = Field(pattern=r"^[0-9a-f]{32}$")
     batch_index: int = Field(ge=0)
     pedidos: list[str] = Field(
-        min_length=1, max_length=RUPTURA_BATCH_SIZE * RUPTURA_BATCHES_PER_JOB
+        min_length=1, max_length=RUPTURA_BATCH_SIZE * RUPTURA_BATCHES_PER_BIG_JOB
     )
     mode: RupturaMode = RupturaMode.INDEPENDENT
     reference_date: date

@@ -123,6 +123,12 @@ def fair_queue(pool: str) -> str:
     return f"{PREFIX}:fair:{pool}"
 
 
+def fair_places(pool: str) -> str:
+    """Hash of the jobs a pool's fair queue fed that take more than one place in arq's window:
+    job id -> places (see esteira_core.fair); pruned of jobs arq no longer holds."""
+    return f"{PREFIX}:fair:{pool}:places"
+
+
 def fair_tenants(pool: str) -> str:
     """Sorted set of the tenants with jobs waiting in a pool's fair queue, scored by the virtual
     time of their next turn (round robin)."""

@@ -43,6 +43,8 @@ REDIS_RETRY_SECONDS = 1.0
 # A job that keeps its own deadline (`deadline`) ends this long before arq's timeout would
 # cancel it, or at half the timeout for a short one: time to write what it gives up.
 DEADLINE_MARGIN_SECONDS = 2.0
+# A job's ctx key: the places it took in its pool's fair-queue window (absent: one).
+FAIR_PLACES = "fair_places"
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -149,12 +151,16 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
 
 
 async def feed_after_job(ctx: Ctx) -> None:
-    """A job ended and arq has taken it off its queue: its place in the pool's fair-queue window
-    goes to the next tenant's job (arq's after_job_end hook). One feed fills every free place,
-    so a process feeds after every `window // 4`-th job it ends (every job for a small window):
-    a pool of millisecond jobs pays a feed per few jobs, and its workers keep jobs ready."""
+    """A job ended and arq has taken it off its queue: its places in the pool's fair-queue
+    window go to the next tenants' jobs (arq's after_job_end hook). One feed fills every free
+    place, so a process feeds each time the jobs it ended free another `window // 4` places
+    (every job for a small window): a pool of millisecond jobs pays a feed per few jobs, and
+    its workers keep jobs ready. A job records the places it took in its ctx (FAIR_PLACES)."""
     queue: fair.FairQueue | None = ctx.get("fair_queue")
-    if queue is None or next(ctx["jobs_ended"]) % max(1, queue.window // 4):
+    if queue is None:
+        return
+    every, freed = max(1, queue.window // 4), int(ctx.get(FAIR_PLACES, 1))
+    if not [n for n in (next(ctx["jobs_ended"]) for _ in range(freed)) if n % every == 0]:
         return
     try:
         await fair.feed(ctx["redis"], queue)

@@ -130,6 +130,40 @@ def test_the_window_bounds_arqs_due_jobs_per_worker_online(redis_url: str) -> No
     assert _run(scenario, redis_url) == [2, 0, 2, 2, 1, 7]
 
 
+def test_a_job_takes_a_place_in_the_window_per_units_per_place_it_carries(
+    redis_url: str,
+) -> None:
+    async def scenario(redis: Redis) -> list[Any]:
+        queue = fair.FairQueue(POOL, 10, INTERVAL, units_per_place=10)
+        big = [fair.Job(f"big{i}", CanaryPayload(), 50) for i in range(3)]
+        small = [fair.Job(f"small{i}", CanaryPayload(), 10) for i in range(2)]
+        fed = await _submit(redis, queue, "a", big)
+        seen: list[Any] = [fed.job_ids if fed else None]
+        seen.append((await _submit(redis, queue, "b", small)).job_ids)  # type: ignore[union-attr]
+        await _finish(redis, ["big0"])
+        seen.append((await fair.feed(redis, queue)).job_ids)
+        await _finish(redis, ["small0"])
+        seen.append(await fair.feed(redis, queue))
+        await _finish(redis, ["big1"])
+        seen.append((await fair.feed(redis, queue)).job_ids)
+        places = keys.fair_places(POOL.value)
+        seen.append(sorted(k.decode() for k in await redis.hkeys(places)))
+        seen.append(await redis.ttl(places) > 0)
+        return seen
+
+    fed, b_fed, after_big0, after_small0, after_big1, places, expires = _run(scenario, redis_url)
+    assert fed == ["big0", "big1"]  # 5 places each: the window of 10 is full
+    assert b_fed == []
+    # 5 places free: b's turn, then a's; a big job is fed while one place is free.
+    assert after_big0 == ["small0", "big2"]
+    assert after_small0.job_ids == [] and after_small0.waiting == 1  # 10 places taken still
+    assert after_big1 == ["small1"]
+    # Only jobs of more than one place are recorded (forgotten once arq no longer holds them
+    # and the record has grown), and the record expires.
+    assert places == ["big0", "big1", "big2"]
+    assert expires
+
+
 def test_a_job_already_queued_or_finished_is_not_fed_again(redis_url: str) -> None:
     async def scenario(redis: Redis) -> tuple[Any, ...]:
         queue = _queue(window=10)

@@ -4,7 +4,10 @@ from whichever source holds it (sources.py: Esteira's tables or a team's databas
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import closing, suppress
 from datetime import timedelta
 from typing import Any, cast
 
@@ -98,21 +101,71 @@ def stream_lines(carteira: CarteiraReading, rows_per_chunk: int) -> Iterator[lis
             name="esteira_carteira_lines", binary=carteira.source.binary_lines
         )
         cursor.execute(str(compiled), compiled.params)
+        # The database reads the next rows while these are judged (the driver waits for them
+        # without the GIL). SQLite's connection belongs to its thread, and reads in process.
+        fetched = _fetched(lambda: cursor.fetchmany(rows_per_chunk), ahead=True)
     else:
         cursor = connection.execution_options(yield_per=rows_per_chunk).execute(query)
+        fetched = _fetched(lambda: cursor.fetchmany(rows_per_chunk), ahead=False)
     pending: list[OrderLine] = []
-    while rows := cast(list[OrderLine], cursor.fetchmany(rows_per_chunk)):
-        pending += rows
-        last_order = pending[-1][0]  # num_pedido
-        end = len(pending)
-        while end and pending[end - 1][0] == last_order:
-            end -= 1
-        if end:  # the last order may go on in the next rows: it waits for them
-            yield pending[:end]
-            pending = pending[end:]
+    with closing(fetched):
+        for rows in cast(Iterator[list[OrderLine]], fetched):
+            pending += rows
+            last_order = pending[-1][0]  # num_pedido
+            end = len(pending)
+            while end and pending[end - 1][0] == last_order:
+                end -= 1
+            if end:  # the last order may go on in the next rows: it waits for them
+                yield pending[:end]
+                pending = pending[end:]
     if pending:
         yield pending
     cursor.close()
+
+
+def _fetched(
+    fetch: Callable[[], Sequence[Any]], *, ahead: bool
+) -> Generator[Sequence[Any], None, None]:
+    """What `fetch` returns, call after call until it returns nothing. `ahead`: the calls are
+    made in a thread of their own, each while the caller works on the rows before it (at most
+    one answer waits); that thread has ended whenever this returns or is closed, so the
+    cursor is free again."""
+    if not ahead:
+        while rows := fetch():
+            yield rows
+        return
+    ready: queue.Queue[tuple[Sequence[Any] | None, BaseException | None]] = queue.Queue(1)
+    done = threading.Event()
+
+    def offer(item: tuple[Sequence[Any] | None, BaseException | None]) -> None:
+        while not done.is_set():
+            with suppress(queue.Full):
+                ready.put(item, timeout=0.1)
+                return
+
+    def read() -> None:
+        try:
+            while not done.is_set():
+                rows = fetch()
+                offer((rows, None))
+                if not rows:
+                    return
+        except BaseException as error:  # raised in the caller's thread
+            offer((None, error))
+
+    reader = threading.Thread(target=read, name="carteira-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            answer, error = ready.get()
+            if error is not None:
+                raise error
+            if not answer:
+                return
+            yield answer
+    finally:
+        done.set()
+        reader.join()
 
 
 def active_order_numbers(carteira: CarteiraReading) -> list[str]:

@@ -249,12 +249,24 @@ class Judges:
             self._announce(judged_id)
 
         def judge() -> tuple[str, int]:
+            # A chunk is judged while the one before it is written: the judge waits for Redis
+            # only when the next chunk is ready, and never holds more than two chunks.
             orders = 0
-            with source.reading() as carteira:
-                version = carteira.version()
-                for chunk in rendered_reports(carteira, horizon, mode):
-                    self._wait_for(asyncio.run_coroutine_threadsafe(write(chunk), loop), loop)
-                    orders += len(chunk)
+            writing: concurrent.futures.Future[None] | None = None
+            try:
+                with source.reading() as carteira:
+                    version = carteira.version()
+                    for chunk in rendered_reports(carteira, horizon, mode):
+                        if writing is not None:
+                            self._wait_for(writing, loop)
+                        writing = asyncio.run_coroutine_threadsafe(write(chunk), loop)
+                        orders += len(chunk)
+                    if writing is not None:
+                        self._wait_for(writing, loop)
+            except BaseException:
+                if writing is not None:
+                    writing.cancel()  # a failed judgement writes nothing more
+                raise
             return version, orders
 
         renewing = asyncio.create_task(self._renew(redis, pointer, state))

@@ -97,9 +97,12 @@ def plan(
     RUPTURA_BATCH_SIZE orders, each batch still written and announced on its own. A worker's
     cost per job (arq's round trips, the session's state read, the instrumentation) is most of
     a small batch's, whether the batch copies reports judged for every worker or judges its
-    own orders: a 40-order session is one job, not two."""
+    own orders: a 40-order session is one job, not two. A session that reads the whole
+    carteira judged has its batches copied, each one Lua call: its jobs carry
+    RUPTURA_BATCHES_PER_BIG_JOB batches, so arq's round trips are a small part of a job's."""
     size = jobs.RUPTURA_BATCH_SIZE
-    per_job = size * jobs.RUPTURA_BATCHES_PER_JOB
+    big = len(wanted) >= WHOLE_CARTEIRA_FROM
+    per_job = size * (jobs.RUPTURA_BATCHES_PER_BIG_JOB if big else jobs.RUPTURA_BATCHES_PER_JOB)
     return [
         RupturaBatchPayload(
             session_id=session_id,

@@ -34,6 +34,9 @@ class GaveUp(Exception):
 @worker.instrumented(jobs.RUPTURA_ANALYSE_BATCH)
 async def analyse_batch(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, Any]:
     batch = jobs.RupturaBatchPayload.from_kwargs(payload)
+    queue: fair.FairQueue | None = ctx.get("fair_queue")
+    if queue is not None:  # what the job's end frees in the window (see worker.feed_after_job)
+        ctx[worker.FAIR_PLACES] = queue.places(len(batch.pedidos))
     tried = int(ctx.get("job_try") or 1)
     if tried > TRIES:
         await _give_up(ctx, batch, tried, "abandoned")
@@ -81,10 +84,16 @@ async def _give_up(
 
 def fair_queue(settings: RupturaSettings) -> fair.FairQueue:
     """How the pool's fair queue feeds arq's: a batch takes milliseconds, so four times a
-    worker's default concurrency per worker keeps it busy between a job's end, the feed and
-    arq's next poll, and a newcomer still waits behind only a fraction of a second of work."""
+    worker's default concurrency (in places of 5 batches) per worker keeps it busy between a
+    job's end, the feed and arq's next poll, and a newcomer still waits behind only a fraction
+    of a second of work."""
     return fair.FairQueue(
-        jobs.Pool.RUPTURA, settings.ruptura_fair_window, settings.heartbeat_interval_seconds
+        jobs.Pool.RUPTURA,
+        settings.ruptura_fair_window,
+        settings.heartbeat_interval_seconds,
+        # A small session's job (up to 5 batches) takes one place; a big session's, one per
+        # 5 batches it carries: the window holds as many orders as it did in 5-batch jobs.
+        units_per_place=jobs.RUPTURA_BATCH_SIZE * jobs.RUPTURA_BATCHES_PER_JOB,
     )
 
 

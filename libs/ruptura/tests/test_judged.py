@@ -5,6 +5,7 @@ free to claim a new one."""
 
 import asyncio
 import hashlib
+import threading
 import uuid
 from collections.abc import Awaitable
 from datetime import date
@@ -193,3 +194,26 @@ def test_streamed_lines_come_in_whole_orders_and_are_every_line(carteira: Cartei
     assert len(chunks) > 10
     for before, after in zip(chunks, chunks[1:], strict=False):
         assert before[-1][0] != after[0][0]  # no order is split between two chunks
+
+
+def test_a_stream_left_early_ends_its_read_ahead_and_frees_its_connection(
+    carteira: CarteiraSource,
+) -> None:
+    with carteira.reading() as reading:
+        chunks = data.stream_lines(reading, 50)
+        first = next(chunks)
+        chunks.close()
+        assert first and data.active_order_numbers(reading)  # the connection answers again
+    assert not [t for t in threading.enumerate() if t.name == "carteira-read-ahead"]
+
+
+def test_rows_read_ahead_come_in_order_and_a_failed_read_is_raised_to_the_reader() -> None:
+    answers = iter([[1], [2, 3], [4], []])
+    assert list(data._fetched(lambda: next(answers), ahead=True)) == [[1], [2, 3], [4]]
+
+    def lost() -> list[int]:
+        raise ConnectionError("the database went away")
+
+    with pytest.raises(ConnectionError, match="went away"):
+        list(data._fetched(lost, ahead=True))
+    assert not [t for t in threading.enumerate() if t.name == "carteira-read-ahead"]

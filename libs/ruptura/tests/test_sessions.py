@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from esteira_core.errors import NotFound
-from esteira_core.jobs import RUPTURA_BATCHES_PER_JOB, RupturaMode
+from esteira_core.jobs import RUPTURA_BATCHES_PER_BIG_JOB, RUPTURA_BATCHES_PER_JOB, RupturaMode
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 from esteira_ruptura import data, judged, sessions, use_cases
@@ -153,7 +153,7 @@ def test_a_session_that_copies_judged_reports_is_planned_in_fewer_jobs_of_batche
     horizon = Horizon(date(2026, 3, 2), 28, 7)
     wanted = [str(i) for i in range(1, 1046)]  # a big session: 53 batches
     jobs = use_cases.plan(SID, wanted, RupturaMode.INDEPENDENT, horizon)
-    per_job = RUPTURA_BATCHES_PER_JOB
+    per_job = RUPTURA_BATCHES_PER_BIG_JOB
     assert [j.batch_index for j in jobs] == list(range(0, 53, per_job))
     assert [len(j.batches()) for j in jobs] == [per_job] * (53 // per_job) + [53 % per_job]
     batches = [batch for job in jobs for batch in job.batches()]
@@ -162,3 +162,6 @@ def test_a_session_that_copies_judged_reports_is_planned_in_fewer_jobs_of_batche
     assert all(len(orders) <= 20 for _, orders in batches)
     allocated = use_cases.plan(SID, wanted[:45], RupturaMode.ALLOCATED, horizon)
     assert [len(j.batches()) for j in allocated] == [3]  # allocated: always judged whole
+    # A small session's batches judge their own orders: its jobs stay small.
+    small = use_cases.plan(SID, wanted[:999], RupturaMode.INDEPENDENT, horizon)
+    assert [len(j.batches()) for j in small] == [RUPTURA_BATCHES_PER_JOB] * 10
