@@ -121,6 +121,7 @@ async def create(
     ttl: int = keys.RUPTURA_SESSION_TTL_SECONDS,
 ) -> None:
     key = keys.ruptura_session(session_id)
+    now = time.time()
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(
             key,
@@ -134,10 +135,12 @@ async def create(
                 "reference_date": reference_date.isoformat(),
                 "horizon_days": horizon_days,
                 "window_days": window_days,
-                "created_at": time.time(),
+                "created_at": now,
             },
         )
         pipe.expire(key, ttl)
+        pipe.zadd(keys.ruptura_sessions_open(), {session_id: now})
+        pipe.expire(keys.ruptura_sessions_open(), ttl)
         await pipe.execute()
 
 
@@ -309,3 +312,82 @@ async def pin_judged(redis: Redis, session_id: str, judged_id: str) -> str:
 
 async def unpin_judged(redis: Redis, session_id: str, judged_id: str) -> None:
     await redis.eval(_UNPIN, 1, keys.ruptura_session(session_id), judged_id)  # type: ignore[misc]
+
+
+# KEYS: the open sessions. ARGV: the first of them to look at, how many, a session's hash key
+# less its id, its results' and batches' suffixes, the batches of a job, a job id less its
+# session and batch (`<prefix><session>-<first batch>`), arq's job and result key prefixes.
+# A session finished or gone leaves the open sessions. Returns the ids of the jobs arq finished
+# (its result is there, no record of the job waits) although some of their batches are not
+# written, and where to look next (0: every open session was seen).
+_LOST_JOBS = """
+local first, most = tonumber(ARGV[1]), tonumber(ARGV[2])
+local per_job = tonumber(ARGV[6])
+local ids = redis.call('ZRANGE', KEYS[1], first, first + most - 1)
+local lost, gone = {}, 0
+for _, id in ipairs(ids) do
+  local session = ARGV[3] .. id
+  local total, batches = unpack(redis.call('HMGET', session, 'total', 'batches'))
+  if not total or redis.call('LLEN', session .. ARGV[4]) >= tonumber(total) then
+    redis.call('ZREM', KEYS[1], id)
+    gone = gone + 1
+  else
+    for start = 0, tonumber(batches) - 1, per_job do
+      local job = ARGV[7] .. id .. '-' .. start
+      local finished = redis.call('EXISTS', ARGV[9] .. job) == 1
+      if finished and redis.call('EXISTS', ARGV[8] .. job) == 0 then
+        for index = start, math.min(start + per_job, tonumber(batches)) - 1 do
+          if redis.call('SISMEMBER', session .. ARGV[5], index) == 0 then
+            lost[#lost + 1] = job
+            break
+          end
+        end
+      end
+    end
+  end
+end
+if #ids < most then return {lost, 0} end
+return {lost, first + most - gone}
+"""
+# Open sessions looked at per call (bounds the time one call holds Redis).
+LOST_JOBS_PER_CALL = 100
+
+
+async def lost_jobs(
+    redis: Redis,
+    job_id_prefix: str,
+    batches_per_job: int,
+    job_key_prefix: str,
+    result_key_prefix: str,
+) -> list[str]:
+    """The jobs (`<job_id_prefix><session>-<first batch>`, `batches_per_job` batches each) of the
+    open sessions that arq finished while some of their batches are not written: a batch's
+    write acknowledged by a Redis primary that died before its replica had it, the job's end
+    then written to the promoted replica. Nothing else finishes a job before its batches are
+    written (or written in error). Finished and expired sessions are forgotten on the way."""
+    session = keys.ruptura_session("")
+    suffixes = [
+        keys.ruptura_session_results("").removeprefix(session),
+        keys.ruptura_session_batches_done("").removeprefix(session),
+    ]
+    found: list[str] = []
+    first = 0
+    while True:
+        lost, first = await run_script(
+            redis,
+            _LOST_JOBS,
+            [keys.ruptura_sessions_open()],
+            [
+                str(first),
+                str(LOST_JOBS_PER_CALL),
+                session,
+                *suffixes,
+                str(batches_per_job),
+                job_id_prefix,
+                job_key_prefix,
+                result_key_prefix,
+            ],
+        )
+        found += [job_id.decode() for job_id in lost]
+        if not first:
+            return found
