@@ -349,8 +349,9 @@ end
 if #ids < most then return {lost, 0} end
 return {lost, first + most - gone}
 """
-# Open sessions looked at per call (bounds the time one call holds Redis).
-LOST_JOBS_PER_CALL = 100
+# Open sessions looked at per call (bounds the time one call holds Redis: ~6 ms for a session
+# of 100,000 orders whose jobs all finished, a few microseconds for a small one).
+LOST_JOBS_PER_CALL = 10
 
 
 async def lost_jobs(
