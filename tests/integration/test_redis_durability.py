@@ -3,19 +3,38 @@ promoted) and alone (redis-server SIGKILLed and restarted on its append-only fil
 completes with every order exactly once, lookups in flight succeed, and the only 5xx a client
 sees is a 503 with Retry-After."""
 
+import asyncio
 import json
+import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import httpx
 import pytest
+import redis as redis_lib
+from arq.connections import ArqRedis
+from arq.jobs import serialize_result
 
 from esteira_cli.processes import free_port
+from esteira_core import fair
+from esteira_core.jobs import (
+    RUPTURA_ANALYSE_BATCH,
+    RUPTURA_BATCH_SIZE,
+    RUPTURA_QUEUE,
+    Pool,
+    RupturaMode,
+)
+from esteira_core.serialization import serialize_job
 from esteira_portal.records import FIRST_OS
+from esteira_ruptura.projection import Horizon
+from esteira_ruptura.use_cases import plan
 from esteira_testing.components import RedisSentinelCluster, RedisServer, seeded_database
 from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
+from esteira_testing.ruptura import record_session
 
 pytestmark = pytest.mark.integration
 REFERENCE = "2026-03-02"
@@ -197,6 +216,55 @@ def test_a_failover_mid_session_loses_nothing(
     assert api.server_errors() == []
 
 
+def test_a_failover_that_loses_the_primarys_last_writes_loses_no_order(tmp_path, esteira_processes):
+    """Replication is asynchronous: the primary dies with writes it acknowledged that its
+    replica never had (here the replica lags 50 ms behind), among them batches of jobs the
+    worker, riding the failover out, then finishes on the promoted replica."""
+    cluster = RedisSentinelCluster(relay=True).start()
+    try:
+        # Sessions whose batches judge their own orders, eight jobs at a time: a steady stream
+        # of batch writes, jobs in the middle of theirs whenever the primary dies. The lag is
+        # shorter than a job, and a running job is held longer than the failover takes (three
+        # beats of 1 s), so that jobs the replica knows started run on across the failover
+        # (a job started in the lag is lost as started too, and runs again at once).
+        orders, sessions = 990, 8
+        env = _env(
+            tmp_path,
+            orders,
+            ESTEIRA_REDIS_URL=NOWHERE,
+            ESTEIRA_HEARTBEAT_INTERVAL_SECONDS="1",
+            **cluster.env,
+        )
+        api = _start(esteira_processes, env, "ruptura")
+        _wait(
+            lambda: api.queue("ruptura")["workers_online"] > 0,
+            30,
+            "the worker never came online through the Sentinels",
+        )
+        started = [
+            api.http.post("/api/v1/ruptura/sessions", json={"all": True}) for _ in range(sessions)
+        ]
+        assert [response.status_code for response in started] == [202] * sessions
+        ids = [response.json()["session_id"] for response in started]
+        _wait(lambda: api.processed(ids[1]) > 0, 60, "the sessions never started")
+        cluster.hold_replication()
+        time.sleep(0.05)
+        dead = cluster.kill_primary()
+        replica = next(server for server in cluster.servers if server is not dead).client()
+        stored = sum(replica.llen(f"esteira:ruptura:session:{id_}:results") for id_ in ids)
+        assert stored < orders * sessions, "the primary died after the sessions, not during them"
+        cluster.wait_for_promotion(dead.port)
+
+        primary = cluster.current_primary().client()
+        for session_id in ids:
+            numbers = api.follow(session_id, timeout=60)
+            assert len(numbers) == len(set(numbers)) == orders
+            results = primary.lrange(f"esteira:ruptura:session:{session_id}:results", 0, -1)
+            assert {json.loads(result)["status"] for result in results} == {"analisado"}
+    finally:
+        cluster.close()
+
+
 class EventStream(threading.Thread):
     """Reads a session's server-sent events until the session is done (or the stream ends)."""
 
@@ -253,3 +321,77 @@ def test_a_redis_restart_on_its_append_only_file_loses_nothing(tmp_path, esteira
         assert api.server_errors() == []
     finally:
         redis_server.close()
+
+
+async def _lost_in_a_failover(redis_url: str, orders: list[str], failed: bool) -> str:
+    """What a failover leaves when the dying primary acknowledged a job's batch writes but never
+    passed them on, while its worker, riding the failover out, wrote the job's end (arq's
+    result) to the promoted replica: the job finished, its batches not written, nothing queued.
+    (`failed`: the job's last try had failed, and the orders it wrote in error were lost so.)
+    The primary's last moment cannot be chosen in a test, so its aftermath is written here as
+    the promoted replica holds it (arq's result exactly as arq writes it), beside a job of the
+    same session queued as usual. Returns the session's id."""
+    session_id = uuid.uuid4().hex
+    batches = len(orders) // RUPTURA_BATCH_SIZE
+    redis = ArqRedis.from_url(redis_url)
+    try:
+        await record_session(redis, session_id, total=len(orders), batches=batches)
+        lost, queued = plan(
+            session_id,
+            orders,
+            RupturaMode.INDEPENDENT,
+            Horizon(date.fromisoformat(REFERENCE), 28, 7),
+        )
+        lost_id, queued_id = (f"ruptura-{session_id}-{job.batch_index}" for job in (lost, queued))
+        started = int(time.time() * 1000)
+        finished = serialize_result(
+            RUPTURA_ANALYSE_BATCH,
+            (),
+            lost.to_kwargs(),
+            5 if failed else 1,
+            started,
+            not failed,
+            TimeoutError() if failed else {"session_id": session_id, "batch": 0, "stored": 100},
+            started,
+            started + 20,
+            f"{lost_id}:{RUPTURA_ANALYSE_BATCH}",
+            RUPTURA_QUEUE,
+            job_id=lost_id,
+            serializer=serialize_job,
+        )
+        await redis.set(f"arq:result:{lost_id}", finished, px=300_000)
+        await fair.submit(
+            redis,
+            fair.FairQueue(Pool.RUPTURA, 32, 0.5),
+            RUPTURA_ANALYSE_BATCH,
+            [fair.Job(queued_id, queued, units=len(queued.pedidos))],
+            "t",
+            fair.Quota(10_000, "orders", 5),
+        )
+    finally:
+        await redis.aclose()
+    return session_id
+
+
+@pytest.mark.parametrize("failed", [False, True], ids=["finished", "failed"])
+def test_a_job_finished_without_its_batches_written_runs_again(
+    redis_url, tmp_path, esteira_processes, failed
+):
+    env = _env(tmp_path, 300, ESTEIRA_REDIS_URL=redis_url)
+    with sqlite3.connect(env["ESTEIRA_DATABASE_URL"].removeprefix("sqlite:///")) as db:
+        rows = db.execute("SELECT DISTINCT num_pedido FROM carteira_itens ORDER BY num_pedido")
+        orders = [number for (number,) in rows][:200]
+    session_id = asyncio.run(_lost_in_a_failover(redis_url, orders, failed))
+    _start(esteira_processes, env, "ruptura")
+
+    store = redis_lib.Redis.from_url(redis_url)
+    results = f"esteira:ruptura:session:{session_id}:results"
+    _wait(lambda: store.llen(results) >= 200, 30, "the lost job's batches were never written")
+    time.sleep(1)  # nothing more comes
+    written = [json.loads(raw) for raw in store.lrange(results, 0, -1)]
+    assert sorted(result["num_pedido"] for result in written) == sorted(orders)
+    statuses = {result["num_pedido"]: result["status"] for result in written}
+    # The lost job's orders: analysed by its new run, or (it had failed) written in error.
+    assert {statuses[number] for number in orders[:100]} == {"erro" if failed else "analisado"}
+    assert {statuses[number] for number in orders[100:]} == {"analisado"}
+    assert store.hget(f"esteira:ruptura:session:{session_id}", "status") == b"done"

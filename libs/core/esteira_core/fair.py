@@ -261,15 +261,19 @@ end
 """
 
 
-def _entry(function: str, job: Job, now_ms: int) -> bytes:
-    """`<units> <job id> <arq job record>`: the record exactly as arq's enqueue_job writes it,
-    with our JSON serializer, so a worker cannot tell a fed job from one arq queued."""
-    if " " in job.job_id:
-        raise ValueError(f"a job id has no spaces: {job.job_id!r}")
-    record = serialize_job(
+def _record(function: str, job: Job, now_ms: int) -> bytes:
+    """The job's arq record exactly as arq's enqueue_job writes it, with our JSON serializer, so
+    a worker cannot tell a fed job from one arq queued."""
+    return serialize_job(
         function, (), job.payload.to_kwargs(), None, now_ms, serializer=serialize_job_record
     )
-    return f"{job.units} {job.job_id} ".encode() + record
+
+
+def _entry(function: str, job: Job, now_ms: int) -> bytes:
+    """`<units> <job id> <arq job record>`."""
+    if " " in job.job_id:
+        raise ValueError(f"a job id has no spaces: {job.job_id!r}")
+    return f"{job.units} {job.job_id} ".encode() + _record(function, job, now_ms)
 
 
 async def submit(
@@ -322,6 +326,33 @@ async def feed(redis: Redis, queue: FairQueue, most: int = FEED_MOST) -> Fed:
     room (and the budget tokens)."""
     feed_keys, feed_arguments = _feed_call(queue, time.time(), most)
     return _fed(queue, await run_script(redis, _FEED, feed_keys, feed_arguments))
+
+
+# KEYS: a job's arq record, its result, arq's queue. ARGV: the result as it was read, the job's
+# record, its expiry (ms), now (ms), the job's id. Nothing happens unless the result is still
+# that one and no record of the job waits.
+_REQUEUE = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+return 1
+"""
+
+
+async def requeue(redis: Redis, queue: FairQueue, function: str, job: Job, finished: bytes) -> bool:
+    """Puts a job arq finished back on arq's queue, at once, when its work was lost after all
+    (its result, `finished`, read just before, is dropped; arq would refuse the id while it is
+    there). False when it is not that job's result any more, or the job is queued again
+    already. Outside the fair queue's turns: this is the end of work it served already."""
+    now_ms = int(time.time() * 1000)
+    requeued: int = await run_script(
+        redis,
+        _REQUEUE,
+        [job_key_prefix + job.job_id, result_key_prefix + job.job_id, queue.pool.queue],
+        [finished, _record(function, job, now_ms), str(expires_extra_ms), str(now_ms), job.job_id],
+    )
+    return bool(requeued)
 
 
 def _feed_call(queue: FairQueue, now: float, most: int) -> tuple[list[str], list[str]]:

@@ -35,6 +35,12 @@ def ruptura_session_events(session_id: str) -> str:
     return f"{PREFIX}:ruptura:session:{session_id}:events"
 
 
+def ruptura_sessions_open() -> str:
+    """Sorted set of the sessions not known to be finished (score: created at): what the
+    workers look through for a batch whose write a Redis failover lost."""
+    return f"{PREFIX}:ruptura:sessions:open"
+
+
 def ruptura_order_cache(num_pedido: str, mode: str, version: str) -> str:
     """One order analysed synchronously, cached for a few seconds, under the carteira version
     it was judged on (a load moves every later lookup to new keys)."""

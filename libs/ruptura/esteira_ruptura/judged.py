@@ -105,10 +105,14 @@ return 1
 
 
 # KEYS: the judgement's state and reports, the pointer it was claimed under, the pointer of
-# the version it read. ARGV: its id, that version, its ttl, how long it is reused. A judgement
-# whose lease ran out (its state is gone, its batches moved on) is not revived.
+# the version it read. ARGV: its id, that version, its ttl, how long it is reused, the orders
+# written. A judgement whose lease ran out (its state is gone, its batches moved on) is not
+# revived; one missing reports its judge wrote (lost in a Redis failover: acknowledged by a
+# primary that died before its replica had them) is not finished (-1): its batches would
+# record those orders as not found.
 _FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HLEN', KEYS[2]) < tonumber(ARGV[5]) then return -1 end
 redis.call('HSET', KEYS[1], 'complete', 1, 'judged_version', ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
@@ -133,6 +137,10 @@ class JudgeStopped(Exception):
 
 class LeaseLost(Exception):
     """A judge was too slow to renew its lease: another judgement took its place."""
+
+
+class ReportsLost(Exception):
+    """Reports a judge wrote are not there (lost in a Redis failover): its batches judge again."""
 
 
 async def find(redis: Redis, horizon: Horizon, mode: RupturaMode, version: str) -> str | None:
@@ -286,7 +294,10 @@ class Judges:
                 version,
                 str(keys.RUPTURA_SESSION_TTL_SECONDS),
                 str(_reuse_seconds(version)),
+                str(orders),
             )
+            if finished == -1:
+                raise ReportsLost(judged_id)
             if not finished:
                 raise LeaseLost(judged_id)
         except Exception as exc:

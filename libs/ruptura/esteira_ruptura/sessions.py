@@ -14,7 +14,7 @@ from datetime import date
 
 from redis.asyncio import Redis
 
-from esteira_core import keys
+from esteira_core import jobs, keys
 from esteira_core.errors import NotFound
 from esteira_core.jobs import RupturaMode
 from esteira_core.redis import run_script
@@ -113,6 +113,7 @@ async def create(
     owner: str,
     total: int,
     batches: int,
+    batches_per_job: int,
     mode: RupturaMode,
     path: str,
     reference_date: date,
@@ -121,6 +122,7 @@ async def create(
     ttl: int = keys.RUPTURA_SESSION_TTL_SECONDS,
 ) -> None:
     key = keys.ruptura_session(session_id)
+    now = time.time()
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hset(
             key,
@@ -128,16 +130,19 @@ async def create(
                 "owner": owner,
                 "total": total,
                 "batches": batches,
+                "batches_per_job": batches_per_job,
                 "mode": mode.value,
                 "status": "queued",
                 "path": path,
                 "reference_date": reference_date.isoformat(),
                 "horizon_days": horizon_days,
                 "window_days": window_days,
-                "created_at": time.time(),
+                "created_at": now,
             },
         )
         pipe.expire(key, ttl)
+        pipe.zadd(keys.ruptura_sessions_open(), {session_id: now})
+        pipe.expire(keys.ruptura_sessions_open(), ttl)
         await pipe.execute()
 
 
@@ -309,3 +314,82 @@ async def pin_judged(redis: Redis, session_id: str, judged_id: str) -> str:
 
 async def unpin_judged(redis: Redis, session_id: str, judged_id: str) -> None:
     await redis.eval(_UNPIN, 1, keys.ruptura_session(session_id), judged_id)  # type: ignore[misc]
+
+
+# KEYS: the open sessions. ARGV: the first of them to look at, how many, a session's hash key
+# less its id, its results' and batches' suffixes, the batches of a job in a session that does
+# not say (recorded before its hash held them), a job id less its
+# session and batch (`<prefix><session>-<first batch>`), arq's job and result key prefixes.
+# A session finished or gone leaves the open sessions. Returns the ids of the jobs arq finished
+# (its result is there, no record of the job waits) although some of their batches are not
+# written, and where to look next (0: every open session was seen).
+_LOST_JOBS = """
+local first, most = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ids = redis.call('ZRANGE', KEYS[1], first, first + most - 1)
+local lost, gone = {}, 0
+for _, id in ipairs(ids) do
+  local session = ARGV[3] .. id
+  local total, batches, per_job = unpack(
+    redis.call('HMGET', session, 'total', 'batches', 'batches_per_job'))
+  per_job = tonumber(per_job or ARGV[6])
+  if not total or redis.call('LLEN', session .. ARGV[4]) >= tonumber(total) then
+    redis.call('ZREM', KEYS[1], id)
+    gone = gone + 1
+  else
+    for start = 0, tonumber(batches) - 1, per_job do
+      local job = ARGV[7] .. id .. '-' .. start
+      local finished = redis.call('EXISTS', ARGV[9] .. job) == 1
+      if finished and redis.call('EXISTS', ARGV[8] .. job) == 0 then
+        for index = start, math.min(start + per_job, tonumber(batches)) - 1 do
+          if redis.call('SISMEMBER', session .. ARGV[5], index) == 0 then
+            lost[#lost + 1] = job
+            break
+          end
+        end
+      end
+    end
+  end
+end
+if #ids < most then return {lost, 0} end
+return {lost, first + most - gone}
+"""
+# Open sessions looked at per call (bounds the time one call holds Redis: ~6 ms for a session
+# of 100,000 orders whose jobs all finished, a few microseconds for a small one).
+LOST_JOBS_PER_CALL = 10
+
+
+async def lost_jobs(
+    redis: Redis, job_id_prefix: str, job_key_prefix: str, result_key_prefix: str
+) -> list[str]:
+    """The jobs (`<job_id_prefix><session>-<first batch>`, as many batches each as the session
+    says, RUPTURA_BATCHES_PER_JOB in one recorded before it said) of the open sessions that arq
+    finished while some of their batches are not written: a batch's write acknowledged by a
+    Redis primary that died before its replica had it, the job's end then written to the
+    promoted replica. Nothing else finishes a job before its batches are
+    written (or written in error). Finished and expired sessions are forgotten on the way."""
+    session = keys.ruptura_session("")
+    suffixes = [
+        keys.ruptura_session_results("").removeprefix(session),
+        keys.ruptura_session_batches_done("").removeprefix(session),
+    ]
+    found: list[str] = []
+    first = 0
+    while True:
+        lost, first = await run_script(
+            redis,
+            _LOST_JOBS,
+            [keys.ruptura_sessions_open()],
+            [
+                str(first),
+                str(LOST_JOBS_PER_CALL),
+                session,
+                *suffixes,
+                str(jobs.RUPTURA_BATCHES_PER_JOB),
+                job_id_prefix,
+                job_key_prefix,
+                result_key_prefix,
+            ],
+        )
+        found += [job_id.decode() for job_id in lost]
+        if not first:
+            return found

@@ -19,12 +19,16 @@ from typing import Any
 
 import orjson
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import DeserializationError, deserialize_result
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from esteira_core import fair, jobs, keys, metrics
 from esteira_core.errors import DomainError, Invalid, NotFound, TooLarge
 from esteira_core.jobs import RupturaBatchPayload, RupturaMode
+from esteira_core.serialization import deserialize_job
 from esteira_ruptura import data, judged, sessions
 from esteira_ruptura.analysis import not_found
 from esteira_ruptura.models import OrderFailed, OrderReport
@@ -90,6 +94,12 @@ def _active_orders(source: CarteiraSource) -> list[str]:
         return data.active_order_numbers(carteira)
 
 
+def batches_per_job(orders: int) -> int:
+    """How many batches each job of a session of `orders` carries (see `plan`)."""
+    big = orders >= WHOLE_CARTEIRA_FROM
+    return jobs.RUPTURA_BATCHES_PER_BIG_JOB if big else jobs.RUPTURA_BATCHES_PER_JOB
+
+
 def plan(
     session_id: str, wanted: Sequence[str], mode: RupturaMode, horizon: Horizon
 ) -> list[RupturaBatchPayload]:
@@ -101,8 +111,7 @@ def plan(
     carteira judged has its batches copied, each one Lua call: its jobs carry
     RUPTURA_BATCHES_PER_BIG_JOB batches, so arq's round trips are a small part of a job's."""
     size = jobs.RUPTURA_BATCH_SIZE
-    big = len(wanted) >= WHOLE_CARTEIRA_FROM
-    per_job = size * (jobs.RUPTURA_BATCHES_PER_BIG_JOB if big else jobs.RUPTURA_BATCHES_PER_JOB)
+    per_job = size * batches_per_job(len(wanted))
     return [
         RupturaBatchPayload(
             session_id=session_id,
@@ -143,16 +152,14 @@ async def start_session(
         owner=owner,
         total=len(wanted),
         batches=batches,
+        batches_per_job=batches_per_job(len(wanted)),
         mode=mode,
         path=path,
         reference_date=horizon.start,
         horizon_days=horizon.days,
         window_days=horizon.window,
     )
-    named = [
-        fair.Job(f"ruptura-{session_id}-{job.batch_index}", job, units=len(job.pedidos))
-        for job in planned
-    ]
+    named = [fair.Job(job_id(job), job, units=len(job.pedidos)) for job in planned]
     quota = fair.Quota(max_queued_orders, "orders", QUOTA_RETRY_AFTER_SECONDS)
     try:
         await fair.submit(redis, queue, jobs.RUPTURA_ANALYSE_BATCH, named, owner, quota)
@@ -165,6 +172,14 @@ async def start_session(
         extra={"session_id": session_id, "orders": len(wanted), "batches": batches},
     )
     return SessionStarted(session_id, len(wanted), batches, mode, horizon.start)
+
+
+JOB_ID_PREFIX = "ruptura-"
+
+
+def job_id(job: RupturaBatchPayload) -> str:
+    """A session's job's arq id: `ruptura-<session>-<its first batch>`."""
+    return f"{JOB_ID_PREFIX}{job.session_id}-{job.batch_index}"
 
 
 def horizon_of(batch: RupturaBatchPayload) -> Horizon:
@@ -234,6 +249,43 @@ async def fail_batches(redis: Redis, job: RupturaBatchPayload) -> int:
             if await sessions.record_batch(redis, job.session_id, index, documents) >= 0:
                 failed += len(orders)
     return failed
+
+
+async def recover_lost_batches(redis: Redis, queue: fair.FairQueue) -> int:
+    """Runs again the jobs whose batches a Redis failover lost; returns how many.
+
+    Replication is asynchronous: a batch's write acknowledged by a primary that dies before its
+    replica has it is lost at the promotion, while the worker, riding the failover out, writes
+    the job's end (arq's result) to the promoted replica. The job is finished, its batch not
+    written, and its session would wait for it for ever. Such a job (sessions.lost_jobs) is put
+    back on arq's queue from its result, which holds its payload, and runs again, skipping the
+    batches written; one that had failed (its orders written in error by its last try, lost
+    so too; or given up by arq) gets its batches not written written in error now."""
+    recovered = 0
+    lost_ids = await sessions.lost_jobs(redis, JOB_ID_PREFIX, job_key_prefix, result_key_prefix)
+    for lost in lost_ids:
+        finished = await redis.get(result_key_prefix + lost)
+        if finished is None:
+            continue  # run again already
+        try:
+            result = deserialize_result(finished, deserializer=deserialize_job)
+            job = RupturaBatchPayload.from_kwargs(result.kwargs["payload"])
+        except (DeserializationError, KeyError, TypeError, ValidationError):
+            logger.warning("a lost ruptura job has no payload to run again", extra={"lost": lost})
+            continue
+        if result.success:
+            named = fair.Job(lost, job, units=len(job.pedidos))
+            again = await fair.requeue(redis, queue, jobs.RUPTURA_ANALYSE_BATCH, named, finished)
+        else:
+            again = await fail_batches(redis, job) > 0
+        if again:
+            recovered += 1
+            logger.warning(
+                "a finished ruptura job's batches were not written (lost in a Redis failover); "
+                + ("it runs again" if result.success else "its orders are written in error"),
+                extra={"lost": lost, "session_id": job.session_id},
+            )
+    return recovered
 
 
 class Stopped(Exception):

@@ -6,9 +6,11 @@ free to claim a new one."""
 import asyncio
 import hashlib
 import threading
+import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from datetime import date
+from typing import Any
 
 import orjson
 import pytest
@@ -24,6 +26,7 @@ from esteira_ruptura.demo import DemoSpec, seed_demo
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis
 from esteira_ruptura.sources import CarteiraSource, esteira_tables
+from esteira_testing.components import RedisSentinelCluster
 from esteira_testing.ruptura import record_session
 
 pytestmark = pytest.mark.integration
@@ -183,6 +186,62 @@ def test_a_judge_that_dies_leaves_its_batches_free_to_claim_a_new_one(
     assert written == 1
     assert gone == sessions.JUDGED_GONE and found is None  # the lease ran out all the same
     assert renewed and copied == 2
+
+
+def test_reports_a_failover_lost_are_judged_again_not_taken_for_orders_not_found(
+    carteira: CarteiraSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk of reports acknowledged by a primary that dies before its replica has it is lost
+    at the promotion, while the judge, riding the failover out, writes the next chunks to the
+    promoted replica. Finished so, the judgement would answer its lost orders as not found; it
+    is given up instead, and the next batch that needs it claims a new one."""
+    monkeypatch.setattr(judged, "ROWS_PER_CHUNK", 300)
+    monkeypatch.setattr(judged, "LEASE_SECONDS", 30.0)  # the lease outlives the failover
+    judge = judged.rendered_reports
+
+    def slowly(*args: Any) -> Iterator[dict[str, bytes]]:
+        for chunk in judge(*args):
+            time.sleep(0.2)  # time to lose a chunk between two
+            yield chunk
+
+    monkeypatch.setattr(judged, "rendered_reports", slowly)
+    mode, version = RupturaMode.INDEPENDENT, carteira.version()
+    cluster = RedisSentinelCluster(relay=True).start()
+
+    async def scenario() -> tuple[int, bytes | None, str | None]:
+        settings = CoreSettings(
+            redis_url="redis://127.0.0.1:1/0",  # nothing there: the Sentinels name the primary
+            redis_sentinels=cluster.sentinels,
+            redis_master_name=cluster.MASTER_NAME,
+        )
+        redis = create_redis(settings, ride_out=True)
+        try:
+            judges = judged.Judges()
+            judged_id = await judges.claim(redis, carteira, HORIZON, mode, version)
+            reports = keys.ruptura_judged_reports(judged_id)
+            while not (written := await redis.hlen(reports)):
+                await asyncio.sleep(0.01)
+            cluster.hold_replication()
+            while await redis.hlen(reports) == written:  # a chunk the replica never gets
+                await asyncio.sleep(0.01)
+            dead = cluster.kill_primary()
+            await asyncio.to_thread(cluster.wait_for_promotion, dead.port)
+            await asyncio.gather(*judges._tasks)
+            state = keys.ruptura_judged_state(judged_id)
+            return (
+                await redis.hlen(reports),
+                await redis.hget(state, "complete"),
+                await judged.find(redis, HORIZON, mode, version),
+            )
+        finally:
+            await redis.aclose()
+
+    try:
+        kept, complete, found = asyncio.run(scenario())
+    finally:
+        cluster.close()
+    assert kept < len(_orders(carteira))  # reports were lost
+    assert complete is None and found is None  # given up, not finished with holes
 
 
 def test_streamed_lines_come_in_whole_orders_and_are_every_line(carteira: CarteiraSource) -> None:

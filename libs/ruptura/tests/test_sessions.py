@@ -165,3 +165,28 @@ def test_a_session_that_copies_judged_reports_is_planned_in_fewer_jobs_of_batche
     # A small session's batches judge their own orders: its jobs stay small.
     small = use_cases.plan(SID, wanted[:999], RupturaMode.INDEPENDENT, horizon)
     assert [len(j.batches()) for j in small] == [RUPTURA_BATCHES_PER_JOB] * 10
+
+
+def test_a_finished_job_of_a_big_session_with_batches_not_written_is_found(
+    redis_url: str,
+) -> None:
+    """What a failover can leave: arq's result of a big session's job (its second, of
+    RUPTURA_BATCHES_PER_BIG_JOB batches) with only its first RUPTURA_BATCHES_PER_JOB batches
+    written; it is found by the batches its session's jobs carry, not a small session's."""
+    per_job = RUPTURA_BATCHES_PER_BIG_JOB
+
+    async def scenario():
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        batches = 3 * per_job
+        await record_session(
+            redis, SID, total=batches * 20, batches=batches, batches_per_job=per_job
+        )
+        for index in [*range(per_job), *range(per_job, per_job + RUPTURA_BATCHES_PER_JOB)]:
+            await sessions.record_batch(redis, SID, index, [b"{}"] * 20)
+        for first in (0, per_job):  # both jobs finished; the third still queued
+            await redis.set(f"arq:result:ruptura-{SID}-{first}", b"finished", ex=60)
+        found = await sessions.lost_jobs(redis, "ruptura-", "arq:job:", "arq:result:")
+        await redis.aclose()
+        return found
+
+    assert asyncio.run(scenario()) == [f"ruptura-{SID}-{per_job}"]

@@ -11,9 +11,11 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -134,12 +136,60 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class ReplicationRelay:
+    """A TCP relay a replica reaches its primary through, on 127.0.0.1. `hold()` stops passing
+    the primary's stream on, as a replica lagging behind sees it: whatever the primary
+    acknowledges from then on never reaches the replica if the primary dies."""
+
+    def __init__(self, primary_port: int) -> None:
+        self.primary_port = primary_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.held = threading.Event()
+        threading.Thread(target=self._accept, name="replication-relay", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                replica, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                primary = socket.create_connection(("127.0.0.1", self.primary_port))
+            except OSError:
+                replica.close()  # the primary is gone
+                continue
+            for source, sink, from_primary in ((replica, primary, False), (primary, replica, True)):
+                threading.Thread(
+                    target=self._pass, args=(source, sink, from_primary), daemon=True
+                ).start()
+
+    def _pass(self, source: socket.socket, sink: socket.socket, from_primary: bool) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                if not (from_primary and self.held.is_set()):
+                    sink.sendall(data)
+        for end in (source, sink):
+            with suppress(OSError):
+                end.close()
+
+    def hold(self) -> None:
+        self.held.set()
+
+    def close(self) -> None:
+        with suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+        self.listener.close()
+
+
 class RedisSentinelCluster:
     """A Redis primary, one replica of it and three Sentinels watching them (quorum 2), all on
     127.0.0.1: what a replicated Redis with automatic failover is, for tests.
 
     The Sentinels are quick on purpose (a primary is down after `down_after_ms` without an
-    answer), so a failover takes seconds, not the half minute of Sentinel's defaults."""
+    answer), so a failover takes seconds, not the half minute of Sentinel's defaults.
+    With `relay`, the replica replicates through a ReplicationRelay (`hold_replication()`: the
+    primary's writes from then on are lost when it dies, as a lagging replica loses them)."""
 
     MASTER_NAME = "esteira"
 
@@ -149,9 +199,12 @@ class RedisSentinelCluster:
         down_after_ms: int = 1000,
         failover_timeout_ms: int = 3000,
         sentinel_password: str | None = None,
+        relay: bool = False,
     ) -> None:
         self.primary = RedisServer()
-        self.replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(self.primary.port)])
+        self.relay = ReplicationRelay(self.primary.port) if relay else None
+        upstream = self.relay.port if self.relay else self.primary.port
+        self.replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(upstream)])
         self.servers = [self.primary, self.replica]
         self.sentinel_ports = [free_port() for _ in range(3)]
         self.dir = Path(tempfile.mkdtemp(prefix="esteira-sentinel-"))
@@ -271,6 +324,12 @@ class RedisSentinelCluster:
         port = self.master_port()
         return next(server for server in self.servers if server.port == port)
 
+    def hold_replication(self) -> None:
+        """The replica receives nothing more from the primary (a cluster made with `relay`)."""
+        if self.relay is None:
+            raise RuntimeError("a cluster without a relay cannot hold its replication")
+        self.relay.hold()
+
     def kill_primary(self) -> RedisServer:
         """SIGKILL the current primary (as a crashed node); returns it (dead)."""
         primary = self.current_primary()
@@ -295,6 +354,8 @@ class RedisSentinelCluster:
             process.stop(grace=5)
         for server in self.servers:
             server.close()
+        if self.relay is not None:
+            self.relay.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

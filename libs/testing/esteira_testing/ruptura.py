@@ -7,6 +7,7 @@ from datetime import date
 
 from redis.asyncio import Redis
 
+from esteira_core import jobs
 from esteira_core.jobs import RupturaMode
 from esteira_ruptura import sessions
 
@@ -19,6 +20,7 @@ async def record_session(
     *,
     total: int,
     batches: int,
+    batches_per_job: int = jobs.RUPTURA_BATCHES_PER_JOB,
     mode: RupturaMode = RupturaMode.INDEPENDENT,
     reference_date: date = REFERENCE,
 ) -> None:
@@ -30,6 +32,7 @@ async def record_session(
         owner="t",
         total=total,
         batches=batches,
+        batches_per_job=batches_per_job,
         mode=mode,
         path="queue",
         reference_date=reference_date,
