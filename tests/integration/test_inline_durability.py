@@ -19,7 +19,9 @@ from esteira_testing.waiting import alive, wait_until
 
 pytestmark = pytest.mark.integration
 REFERENCE = "2026-03-02"
-ORDERS = 3000
+# Enough that a session the gateway copies from the judged carteira, 25 batches a job, is
+# still running when its gateway is stopped.
+ORDERS = 10_000
 
 
 @pytest.mark.parametrize("kill_with", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
