@@ -356,7 +356,7 @@ def test_a_lookup_whose_every_allowed_attempt_died_with_its_worker_fails_as_aban
     survivor = stack.worker("survivor", "scraper")
     ended = wait_until(lambda: (t := task())["status"] in ("success", "failed") and t, 90, "stuck")
     assert ended["status"] == "failed" and ended["error"]["code"] == "abandoned"
-    assert "allowed attempts (1)" in ended["error"]["message"]
+    assert "last allowed attempt (1) never ended" in ended["error"]["message"]
     assert ended["attempts"] == 1
     assert not descendants(survivor.process.pid), "it started a browser for it"
     assert _keys_without_expiry(redis_url) == []

@@ -15,6 +15,17 @@ SCRAPE_TASK_TTL_SECONDS = 24 * 60 * 60
 FAIR_QUEUE_TTL_SECONDS = 24 * 60 * 60
 
 
+def job_handbacks(job_id: str) -> str:
+    """Counter: how many times a draining process handed the job back to arq's queue (arq counts
+    those runs among the job's tries; esteira_core.worker.tries leaves them out)."""
+    return f"{PREFIX}:job:{job_id}:handbacks"
+
+
+def ruptura_recovery() -> str:
+    """The ruptura worker that looks for lost batches this period (see use_cases)."""
+    return f"{PREFIX}:ruptura:recovery"
+
+
 def ruptura_session(session_id: str) -> str:
     """Hash: owner, total, batches, mode, status, created_at."""
     return f"{PREFIX}:ruptura:session:{session_id}"

@@ -119,7 +119,8 @@ class WorkerPoolSettings(CoreSettings):
         0,
         ge=0,
         description="arq job timeout (0: the pool's default): a job still running this long "
-        "is cancelled; a ruptura job ends itself 2 s before, to be tried again.",
+        "is cancelled; a ruptura job ends itself 2 s before (half way for 4 s or less), to be "
+        "tried again.",
     )
     job_completion_wait_seconds: float = Field(
         0,

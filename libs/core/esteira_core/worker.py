@@ -20,13 +20,13 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, NoReturn, ParamSpec, TypeVar, cast
 
 from arq.typing import WorkerCoroutine
 from arq.worker import Retry, Worker, create_worker
 from redis.exceptions import RedisError
 
-from esteira_core import fair, heartbeats, metrics
+from esteira_core import fair, heartbeats, keys, metrics
 from esteira_core.db import create_db_engine
 from esteira_core.heartbeats import Heartbeat, worker_id
 from esteira_core.jobs import CanaryPayload, Pool
@@ -43,6 +43,8 @@ REDIS_RETRY_SECONDS = 1.0
 # A job that keeps its own deadline (`deadline`) ends this long before arq's timeout would
 # cancel it, or at half the timeout for a short one: time to write what it gives up.
 DEADLINE_MARGIN_SECONDS = 2.0
+# As long as arq keeps a job's count of runs.
+HANDBACKS_TTL_SECONDS = 24 * 60 * 60
 # A job's ctx key: the places it took in its pool's fair-queue window (absent: one).
 FAIR_PLACES = "fair_places"
 P = ParamSpec("P")
@@ -124,7 +126,7 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
             if ctx.get("draining"):
                 # Fetched before the stop signal: hand it back at once, to whoever is alive.
                 metrics.JOBS.labels(queue, name, "handed_back").inc()
-                raise Retry()
+                await hand_back(ctx)
             job_id = str(ctx.get("job_id", ""))
             in_progress = metrics.JOBS_IN_PROGRESS.labels(queue)
             in_progress.inc()
@@ -148,6 +150,32 @@ def instrumented(name: str) -> Callable[[Callable[P, Awaitable[R]]], WorkerCorou
         return cast(WorkerCoroutine, run)
 
     return decorate
+
+
+async def hand_back(ctx: Ctx) -> NoReturn:
+    """Gives the running job back to arq's queue, for a process that stays (raises arq's Retry).
+    arq counts the run among the job's tries; the hand-back is counted too (when Redis answers),
+    so that `tries` leaves it out: a rollout is no failure of the job's."""
+    key = keys.job_handbacks(str(ctx.get("job_id", "")))
+    with suppress(*REDIS_ERRORS):
+        async with ctx["redis"].pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, HANDBACKS_TTL_SECONDS)
+            await pipe.execute()
+    raise Retry()
+
+
+async def tries(ctx: Ctx) -> int:
+    """The job's tries, this run included: arq's count of its runs, less the hand-backs. A run
+    that ended neither in a result nor in a hand-back (its worker died in it, or lost Redis)
+    counts as a try. The first run asks Redis nothing."""
+    runs = int(ctx.get("job_try") or 1)
+    if runs == 1:
+        return 1
+    with suppress(*REDIS_ERRORS):
+        handed_back = await ctx["redis"].get(keys.job_handbacks(str(ctx.get("job_id", ""))))
+        return max(1, runs - int(handed_back or 0))
+    return runs
 
 
 async def feed_after_job(ctx: Ctx) -> None:

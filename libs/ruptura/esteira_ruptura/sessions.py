@@ -322,7 +322,7 @@ async def unpin_judged(redis: Redis, session_id: str, judged_id: str) -> None:
 # session and batch (`<prefix><session>-<first batch>`), arq's job and result key prefixes.
 # A session finished or gone leaves the open sessions. Returns the ids of the jobs arq finished
 # (its result is there, no record of the job waits) although some of their batches are not
-# written, and where to look next (0: every open session was seen).
+# written, and where to look next (-1: every open session was seen).
 _LOST_JOBS = """
 local first, most = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ids = redis.call('ZRANGE', KEYS[1], first, first + most - 1)
@@ -350,7 +350,7 @@ for _, id in ipairs(ids) do
     end
   end
 end
-if #ids < most then return {lost, 0} end
+if #ids < most then return {lost, -1} end
 return {lost, first + most - gone}
 """
 # Open sessions looked at per call (bounds the time one call holds Redis: ~6 ms for a session
@@ -391,5 +391,5 @@ async def lost_jobs(
             ],
         )
         found += [job_id.decode() for job_id in lost]
-        if not first:
+        if first < 0:
             return found

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 from arq.worker import Retry, func
 
-from esteira_core import fair, jobs, metrics, worker
+from esteira_core import fair, jobs, keys, metrics, worker
 from esteira_core.redis import REDIS_ERRORS
 from esteira_ruptura import sources, use_cases
 from esteira_ruptura.judged import Judges
@@ -20,11 +20,12 @@ from esteira_ruptura.settings import RupturaSettings
 logger = logging.getLogger(__name__)
 
 
-# A job is tried this many times. One that fails (its judged carteira lost again and again, the
-# database or Redis away for longer than a worker rides out, its own deadline passed) is tried
-# again this much later, times its try; its last try writes its orders in error, and so does the
-# try after a last one that never ended (its worker died in it each time), so that its session
-# ends. arq alone would drop such a job, and its session would wait for it forever.
+# A job is tried this many times (worker.tries: a draining worker's hand-back is no try). One
+# that fails (its judged carteira lost again and again, the database or Redis away for longer
+# than a worker rides out, its own deadline passed) is tried again this much later, times its
+# try; its last try writes its orders in error, and so does the try after a last one that never
+# ended (its worker died in it each time), so that its session ends. arq alone would drop such
+# a job, and its session would wait for it forever.
 TRIES = 5
 RETRY_SECONDS = 2
 
@@ -39,7 +40,7 @@ async def analyse_batch(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, A
     queue: fair.FairQueue | None = ctx.get("fair_queue")
     if queue is not None:  # what the job's end frees in the window (see worker.feed_after_job)
         ctx[worker.FAIR_PLACES] = queue.places(len(batch.pedidos))
-    tried = int(ctx.get("job_try") or 1)
+    tried = await worker.tries(ctx)
     if tried > TRIES:
         await _give_up(ctx, batch, tried, "abandoned")
     try:
@@ -53,9 +54,9 @@ async def analyse_batch(ctx: worker.Ctx, payload: dict[str, Any]) -> dict[str, A
                 stopping=ctx["stopping"].is_set,
             )
     except use_cases.Stopped:
-        # Draining: the batches written stay written; the job's next try, on a worker that
+        # Draining: the batches written stay written; the job's next run, on a worker that
         # stays, skips them and writes the rest.
-        raise Retry() from None
+        await worker.hand_back(ctx)
     except Exception as error:
         if tried < TRIES:
             logger.warning(
@@ -81,7 +82,9 @@ async def _give_up(
         "ruptura job given up; its orders are written in error",
         extra={"orders": failed, "try": tried, "reason": reason},
     )
-    raise GaveUp(f"given up on try {tried}: {reason}")
+    # Not chained to the failure: arq logs a failed job's exception with its traceback, and a
+    # failure's message may carry a secret (a database URL's password).
+    raise GaveUp(f"given up on try {tried}: {reason}") from None
 
 
 def fair_queue(settings: RupturaSettings) -> fair.FairQueue:
@@ -118,11 +121,15 @@ RECOVERY_SECONDS = 5.0
 
 async def recover_lost_batches(ctx: worker.Ctx) -> None:
     """Every RECOVERY_SECONDS, runs again the jobs whose batches a Redis failover lost
-    (use_cases.recover_lost_batches). Every worker looks; a job is put back once."""
+    (use_cases.recover_lost_batches): one worker a period looks, whoever takes the period's
+    key first, so the pool's size does not multiply the looks; a job is put back once."""
+    period_ms = int(RECOVERY_SECONDS * 1000)
     while True:
         await asyncio.sleep(RECOVERY_SECONDS)
         try:
-            await use_cases.recover_lost_batches(ctx["redis"], ctx["fair_queue"])
+            redis = ctx["redis"]
+            if await redis.set(keys.ruptura_recovery(), ctx["worker_id"], nx=True, px=period_ms):
+                await use_cases.recover_lost_batches(redis, ctx["fair_queue"])
         except REDIS_ERRORS as exc:
             logger.warning(
                 "looking for lost ruptura batches failed", extra={"error": type(exc).__name__}

@@ -190,3 +190,23 @@ def test_a_finished_job_of_a_big_session_with_batches_not_written_is_found(
         return found
 
     assert asyncio.run(scenario()) == [f"ruptura-{SID}-{per_job}"]
+
+
+def test_a_lost_job_is_found_behind_a_page_of_finished_sessions(redis_url: str) -> None:
+    """The open sessions are looked at a page at a time, oldest first; a page of sessions that
+    all finished meanwhile leaves the set, and the look goes on to the next page."""
+
+    async def scenario():
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        for n in range(sessions.LOST_JOBS_PER_CALL):  # older, finished
+            finished = f"{n:032x}"
+            await record_session(redis, finished, total=20, batches=1)
+            await sessions.record_batch(redis, finished, 0, [b"{}"] * 20)
+        await record_session(redis, SID, total=40, batches=2)
+        await redis.set(f"arq:result:ruptura-{SID}-0", b"finished", ex=60)
+        found = await sessions.lost_jobs(redis, "ruptura-", "arq:job:", "arq:result:")
+        still_open = await redis.zcard("esteira:ruptura:sessions:open")
+        await redis.aclose()
+        return found, still_open
+
+    assert asyncio.run(scenario()) == ([f"ruptura-{SID}-0"], 1)

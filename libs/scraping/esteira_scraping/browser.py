@@ -83,19 +83,33 @@ class BrowserBinaries:
         return leashed(cls(chromium=chromium, chromedriver=driver))
 
 
+CAP_SETPCAP, CAP_SYS_NICE = 8, 23
+
+
+def _capable(capability: int) -> bool:
+    """Whether this process holds a Linux capability (root does, unless a container dropped
+    it): raising a priority takes CAP_SYS_NICE, dropping a capability for a child CAP_SETPCAP."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return bool(int(line.split()[1], 16) >> capability & 1)
+    return False
+
+
 @functools.cache
 def leashed(binaries: BrowserBinaries) -> BrowserBinaries:
     """The same binaries, each started through `setpriv --pdeathsig KILL`: chromedriver dies
     with the thread that started it (one of LAUNCHERS, which live as long as the process), and
     Chromium with chromedriver (its renderers follow their browser), so a worker or gateway
-    killed with SIGKILL leaves no browser behind. Run as root, they also lose the right to
-    raise their CPU priority, which Chromium uses (its main threads at -8), so they keep
-    BROWSER_NICENESS. Without setpriv (util-linux), the binaries as they are, and a warning."""
+    killed with SIGKILL leaves no browser behind. Started by a process that may raise a
+    priority (root), they also lose that right, which Chromium uses (its main threads at -8),
+    so they keep BROWSER_NICENESS. Without setpriv (util-linux), the binaries as they are, and
+    a warning."""
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         logger.warning("setpriv not found: a killed process would leave its browsers running")
         return binaries
-    options = "--pdeathsig KILL" + (" --bounding-set -sys_nice" if os.geteuid() == 0 else "")
+    keep_priority = _capable(CAP_SYS_NICE) and _capable(CAP_SETPCAP)
+    options = "--pdeathsig KILL" + (" --bounding-set -sys_nice" if keep_priority else "")
     folder = Path(tempfile.mkdtemp(prefix="esteira-leash-"))
     wrapped = {}
     for name, target in (("chromium", binaries.chromium), ("chromedriver", binaries.chromedriver)):

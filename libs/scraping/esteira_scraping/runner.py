@@ -3,8 +3,9 @@ global rate limit (for retries; a first attempt's token was spent when its job w
 pooled browser, the soft and hard time limits, persistence, and the task's
 status in Redis at every step. Transient failures come back as `RetryLater` with a backoff
 delay; after `max_retries` of them, and at once for final ones (not found, bad credentials),
-the task fails with a clear error, as it does when its attempts all began and never ended (a
-lookup that takes its worker down each time). Nothing here lets an exception crash the worker.
+the task fails with a clear error, as it does when its last allowed attempt began and never
+ended (a lookup that takes its worker down each time). Nothing here lets an exception crash
+the worker.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ class Scraper:
         self, redis: Redis, task_id: str, numero_os: str, attempt: int
     ) -> dict[str, Any] | None:
         if attempt > self.limits.max_retries + 1:
-            # Every attempt this task was allowed began and never ended: its worker died in it
-            # (a lookup that takes its browser and worker down), or was stopped each time.
+            # Its last allowed attempt began and never ended (one that failed would have ended
+            # the task, one handed back is not counted): its worker died in it, as a lookup
+            # that takes its browser and worker down would.
             await tasks.finish(
                 redis,
                 task_id,
@@ -124,8 +126,8 @@ class Scraper:
                 stage="failed",
                 error={
                     "code": "abandoned",
-                    "message": "The lookup never ended on any of its allowed attempts "
-                    f"({attempt - 1}): a worker stopped during each one.",
+                    "message": f"The lookup's last allowed attempt ({attempt - 1}) never "
+                    "ended: its worker stopped during it.",
                 },
             )
             return None
@@ -155,8 +157,11 @@ class Scraper:
         try:
             result = await self.scrape_and_save(numero_os, progress)
         except asyncio.CancelledError:
-            # Handed back (a draining gateway or worker): queued again for whoever is alive.
-            await asyncio.shield(tasks.update(redis, task_id, status="queued", stage="queued"))
+            # Handed back (a draining gateway or worker): queued again for whoever is alive, and
+            # the attempt is not counted.
+            await asyncio.shield(
+                tasks.update(redis, task_id, status="queued", stage="queued", attempts=attempt - 1)
+            )
             raise
         except ScrapeError as exc:
             await self._failed(redis, task_id, numero_os, attempt, exc)
