@@ -151,13 +151,9 @@ def test_a_job_failing_on_every_try_ends_its_orders_in_error_not_its_session_in_
     assert password not in output
 
 
-def test_a_job_past_its_time_on_every_try_ends_its_orders_in_error_not_dropped_by_arq(
-    redis_url, postgres_server, esteira_processes
-):
-    """Another transaction holds the carteira's tables for longer than the job's timeout: each
-    try waits for them until the job's own deadline, short of arq's timeout, and is tried again
-    later; its last try writes its orders in error, so the session ends. (A job arq timed out
-    was dropped with no retry, and its session waited forever.)"""
+def _session_on_postgresql(redis_url, postgres_server, esteira_processes):
+    """A gateway on a PostgreSQL carteira (no standby serving for 10 minutes) and a 30-order
+    session, queued: the stack, the database's URL, the orders and the session's id."""
     database_url = seeded_database(postgres_server.create_database(), orders=50, products=20)
     stack = Stack(
         esteira_processes,
@@ -170,6 +166,19 @@ def test_a_job_past_its_time_on_every_try_ends_its_orders_in_error_not_dropped_b
     orders = [str(100001 + i) for i in range(30)]
     body = {"pedidos": orders, "reference_date": REFERENCE}
     session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
+    return stack, database_url, orders, session_id
+
+
+def test_a_job_past_its_time_on_every_try_ends_its_orders_in_error_not_dropped_by_arq(
+    redis_url, postgres_server, esteira_processes
+):
+    """Another transaction holds the carteira's tables for longer than the job's timeout: each
+    try waits for them until the job's own deadline, short of arq's timeout, and is tried again
+    later; its last try writes its orders in error, so the session ends. (A job arq timed out
+    was dropped with no retry, and its session waited forever.)"""
+    stack, database_url, orders, session_id = _session_on_postgresql(
+        redis_url, postgres_server, esteira_processes
+    )
     with carteira_locked(database_url):
         worker = stack.worker(
             "waiting",
@@ -190,18 +199,9 @@ def test_a_job_whose_worker_dies_in_it_every_time_ends_its_orders_in_error(
     """A job that takes its worker down each time it runs (here: SIGKILL while it reads) is
     run by the next worker, five times; the sixth writes its orders in error without running
     it, so the session ends instead of waiting forever for a job arq dropped unseen."""
-    database_url = seeded_database(postgres_server.create_database(), orders=50, products=20)
-    stack = Stack(
-        esteira_processes,
-        {
-            "ESTEIRA_REDIS_URL": redis_url,
-            "ESTEIRA_DATABASE_URL": database_url,
-            "ESTEIRA_RUPTURA_GRACE_SECONDS": "600",
-        },
+    stack, database_url, orders, session_id = _session_on_postgresql(
+        redis_url, postgres_server, esteira_processes
     )
-    orders = [str(100001 + i) for i in range(30)]
-    body = {"pedidos": orders, "reference_date": REFERENCE}
-    session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
     store = redis.Redis.from_url(redis_url)
     running = lambda: list(store.scan_iter("arq:in-progress:*"))  # noqa: E731
     queue = lambda: store.zrange("arq:queue:ruptura", 0, -1, withscores=True)  # noqa: E731

@@ -77,6 +77,19 @@ def result_of(scraped: ScrapedOS, saved: SavedOS) -> dict[str, Any]:
     }
 
 
+async def _failed_for_good(
+    redis: Redis, task_id: str, numero_os: str, code: str, message: str
+) -> None:
+    await tasks.finish(
+        redis,
+        task_id,
+        numero_os,
+        status="failed",
+        stage="failed",
+        error={"code": code, "message": message},
+    )
+
+
 class Scraper:
     def __init__(
         self,
@@ -118,18 +131,8 @@ class Scraper:
             # Its last allowed attempt began and never ended (one that failed would have ended
             # the task, one handed back is not counted): its worker died in it, as a lookup
             # that takes its browser and worker down would.
-            await tasks.finish(
-                redis,
-                task_id,
-                numero_os,
-                status="failed",
-                stage="failed",
-                error={
-                    "code": "abandoned",
-                    "message": f"The lookup's last allowed attempt ({attempt - 1}) never "
-                    "ended: its worker stopped during it.",
-                },
-            )
+            message = f"The lookup's last allowed attempt ({attempt - 1}) never ended: its worker "
+            await _failed_for_good(redis, task_id, numero_os, "abandoned", message + "stopped.")
             return None
         host = self.flow.profile.host
         # A first attempt's portal token was spent when the fair queue fed its job; a retry
@@ -168,14 +171,7 @@ class Scraper:
             return None
         except Exception:  # a bug must fail the task, not the worker
             logger.exception("scrape crashed", extra={"task_id": task_id})
-            await tasks.finish(
-                redis,
-                task_id,
-                numero_os,
-                status="failed",
-                stage="failed",
-                error={"code": "internal_error", "message": "Internal error."},
-            )
+            await _failed_for_good(redis, task_id, numero_os, "internal_error", "Internal error.")
             return None
         await tasks.finish(
             redis, task_id, numero_os, status="success", stage="done", progress=100, result=result
@@ -226,5 +222,5 @@ class Scraper:
                 eta=time.time() + delay,
             )
             raise RetryLater(delay, exc.code) from exc
-        await tasks.finish(redis, task_id, numero_os, status="failed", stage="failed", error=error)
+        await _failed_for_good(redis, task_id, numero_os, exc.code, str(exc))
         return None
