@@ -76,7 +76,12 @@ def exported_tree(commit: str, into: Path) -> str:
         capture_output=True,
     ).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
+        # Our own repository's archive; the "data" filter where this Python has it (Debian 12's
+        # 3.11.2 has not: it came with 3.11.4).
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(into, filter="data")
+        else:
+            tar.extractall(into)
     roots = [
         *sorted(into.glob("libs/*")),
         *sorted(into.glob("services/*")),
