@@ -4,7 +4,6 @@ worker, it loses no order and counts none twice, and leaves no browser of its ow
 
 import os
 import signal
-import time
 
 import httpx
 import pytest
@@ -15,6 +14,7 @@ from esteira_portal.records import FIRST_OS
 from esteira_scraping.processes import descendants
 from esteira_testing.components import seeded_database
 from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
+from esteira_testing.ruptura import session_results
 from esteira_testing.waiting import alive, wait_until
 
 pytestmark = pytest.mark.integration
@@ -82,18 +82,6 @@ def test_a_session_run_inline_outlives_its_gateway(
         "ruptura-worker", ["worker", "ruptura"], {**env, "ESTEIRA_METRICS_PORT": str(port)}, port
     )
     _, api = gateway()
-    results, offset = [], 0
-    deadline = time.monotonic() + 90
-    while True:
-        page = api.get(
-            f"/api/v1/ruptura/sessions/{session_id}/results",
-            params={"offset": offset, "wait": 5},
-        ).json()
-        results += page["results"]
-        offset = page["next_offset"]
-        if page["done"]:
-            break
-        assert time.monotonic() < deadline, f"the session stopped at {offset} of {ORDERS}"
-    numbers = [result["num_pedido"] for result in results]
+    numbers = [result["num_pedido"] for result in session_results(api, session_id, timeout=90)]
     assert len(numbers) == len(set(numbers)) == ORDERS
     assert store.hget(f"esteira:ruptura:session:{session_id}", "status") == b"done"

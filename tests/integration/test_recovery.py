@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,6 +26,7 @@ from esteira_ruptura.worker import TRIES
 from esteira_scraping.processes import descendants
 from esteira_testing.components import RedisServer, seeded_database
 from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
+from esteira_testing.ruptura import session_results
 from esteira_testing.waiting import alive, wait_until
 
 pytestmark = pytest.mark.integration
@@ -60,19 +60,7 @@ class Stack:
         return self.api.get(f"/api/v1/ruptura/sessions/{session_id}").json()["processed"]
 
     def results(self, session_id: str, timeout: float = 60) -> list[dict]:
-        """Every result of the session, once it is done."""
-        results, offset = [], 0
-        deadline = time.monotonic() + timeout
-        while True:
-            page = self.api.get(
-                f"/api/v1/ruptura/sessions/{session_id}/results",
-                params={"offset": offset, "wait": 5, "limit": 5000},
-            ).json()
-            results += page["results"]
-            offset = page["next_offset"]
-            if page["done"]:
-                return results
-            assert time.monotonic() < deadline, f"the session stopped at {offset}"
+        return session_results(self.api, session_id, timeout)
 
     def numbers(self, session_id: str, timeout: float = 60) -> list[str]:
         return [result["num_pedido"] for result in self.results(session_id, timeout)]
@@ -253,18 +241,7 @@ def test_a_worker_whose_loop_started_again_after_redis_was_away_still_judges_the
     )
     body = {"all": True, "reference_date": REFERENCE}
     session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
-    results, offset = [], 0
-    deadline = time.monotonic() + 90
-    while True:
-        page = stack.api.get(
-            f"/api/v1/ruptura/sessions/{session_id}/results",
-            params={"offset": offset, "wait": 5, "limit": 5000},
-        ).json()
-        results += page["results"]
-        offset = page["next_offset"]
-        if page["done"]:
-            break
-        assert time.monotonic() < deadline, f"the session stopped at {offset}"
+    results = stack.results(session_id, timeout=90)
     assert len(results) == orders
     assert {r["status"] for r in results} == {"analisado"}
 

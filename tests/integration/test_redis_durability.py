@@ -125,7 +125,8 @@ def _env(tmp_path: Path, orders: int, **more: str) -> dict[str, str]:
 
 
 def _start(esteira_processes, env: dict[str, str], *pools: str) -> Client:
-    """Workers of the given pools (one each), then a gateway; returns the gateway's client."""
+    """Workers of the given pools (one each), then a gateway; returns the gateway's client once
+    it sees every one of them online (through the Sentinels, when `env` names them)."""
     for pool in pools:
         port = free_port()
         esteira_processes(
@@ -133,7 +134,13 @@ def _start(esteira_processes, env: dict[str, str], *pools: str) -> Client:
         )
     port = free_port()
     esteira_processes("api", ["api", "--port", str(port)], env, port=port)
-    return Client(f"http://127.0.0.1:{port}")
+    api = Client(f"http://127.0.0.1:{port}")
+    _wait(
+        lambda: all(api.queue(pool)["workers_online"] > 0 for pool in pools),
+        60,
+        f"the workers never came online: {', '.join(pools)}",
+    )
+    return api
 
 
 def _start_session(api: Client) -> str:
@@ -150,11 +157,6 @@ def test_a_session_runs_end_to_end_through_sentinels(
 ):
     env = _env(tmp_path, 300, ESTEIRA_REDIS_URL=NOWHERE, **redis_sentinel_cluster.env)
     api = _start(esteira_processes, env, "ruptura")
-    _wait(
-        lambda: api.queue("ruptura")["workers_online"] > 0,
-        30,
-        "the worker never came online through the Sentinels",
-    )
     started = api.http.post(
         "/api/v1/ruptura/sessions", json={"all": True, "reference_date": REFERENCE}
     )
@@ -186,11 +188,6 @@ def test_a_failover_mid_session_loses_nothing(
         ESTEIRA_SCRAPE_BACKOFF_SECONDS="0.5",
     )
     api = _start(esteira_processes, env, "ruptura", "scraper")
-    _wait(
-        lambda: all(q["workers_online"] for q in api.http.get("/api/v1/queues").json()["queues"]),
-        60,
-        "the workers never came online through the Sentinels",
-    )
     # Lookups in flight across the failover: the portal answers each one 2 s late.
     portal = httpx.Client(base_url=demo_portal, timeout=10)
     portal.put("/admin/switches", json={**portal.get("/admin/switches").json(), "latency_ms": 2000})
@@ -236,11 +233,6 @@ def test_a_failover_that_loses_the_primarys_last_writes_loses_no_order(tmp_path,
             **cluster.env,
         )
         api = _start(esteira_processes, env, "ruptura")
-        _wait(
-            lambda: api.queue("ruptura")["workers_online"] > 0,
-            30,
-            "the worker never came online through the Sentinels",
-        )
         started = [
             api.http.post("/api/v1/ruptura/sessions", json={"all": True}) for _ in range(sessions)
         ]
@@ -298,11 +290,6 @@ def test_a_redis_restart_on_its_append_only_file_loses_nothing(tmp_path, esteira
             ESTEIRA_WORKER_CONCURRENCY="1",
         )
         api = _start(esteira_processes, env, "ruptura")
-        _wait(
-            lambda: api.queue("ruptura")["workers_online"] > 0,
-            30,
-            "the worker never came online",
-        )
         session_id = _start_session(api)
         stream = EventStream(f"{api.http.base_url}/api/v1/ruptura/sessions/{session_id}/events")
         stream.start()

@@ -94,9 +94,14 @@ def _active_orders(source: CarteiraSource) -> list[str]:
         return data.active_order_numbers(carteira)
 
 
+def whole_carteira(orders: int) -> bool:
+    """Whether a session of `orders` reads the whole carteira, judged once for every worker."""
+    return orders >= WHOLE_CARTEIRA_FROM
+
+
 def batches_per_job(orders: int) -> int:
     """How many batches each job of a session of `orders` carries (see `plan`)."""
-    big = orders >= WHOLE_CARTEIRA_FROM
+    big = whole_carteira(orders)
     return jobs.RUPTURA_BATCHES_PER_BIG_JOB if big else jobs.RUPTURA_BATCHES_PER_JOB
 
 
@@ -210,7 +215,7 @@ async def analyse_batch(
             carteira,
             horizon_of(job),
             job.mode,
-            whole_carteira=job.session_orders >= WHOLE_CARTEIRA_FROM,
+            whole_carteira=whole_carteira(job.session_orders),
         )
         judged_id = await _judgement(redis, carteira, judges, job, analysis)
         if judged_id is None:
@@ -363,9 +368,7 @@ async def _copy_batches(
 async def analyse_now(
     carteira: CarteiraSource, wanted: Sequence[str], mode: RupturaMode, horizon: Horizon
 ) -> InlineAnswer:
-    analysis = SessionAnalysis(
-        carteira, horizon, mode, whole_carteira=len(wanted) >= WHOLE_CARTEIRA_FROM
-    )
+    analysis = SessionAnalysis(carteira, horizon, mode, whole_carteira=whole_carteira(len(wanted)))
     results = await asyncio.to_thread(analysis.analyse, wanted)
     metrics.ORDERS_ANALYSED.labels(mode.value, "inline").inc(len(results))
     return InlineAnswer(len(results), mode, horizon.start, results)

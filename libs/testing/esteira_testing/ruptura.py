@@ -1,10 +1,14 @@
 """A ruptura session recorded as the gateway records one, for tests that drive its batches by
-hand (as a worker would) without starting it through the gateway."""
+hand (as a worker would) without starting it through the gateway; and a session's results
+followed through the API to its end, as a client does."""
 
 from __future__ import annotations
 
+import time
 from datetime import date
+from typing import Any
 
+import httpx
 from redis.asyncio import Redis
 
 from esteira_core import jobs
@@ -39,3 +43,21 @@ async def record_session(
         horizon_days=28,
         window_days=7,
     )
+
+
+def session_results(api: httpx.Client, session_id: str, timeout: float = 60) -> list[Any]:
+    """Every result of the session, read with long polls as a client reads them, once it is
+    done; fails the test if it is not done within `timeout` seconds."""
+    results: list[Any] = []
+    offset = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        page = api.get(
+            f"/api/v1/ruptura/sessions/{session_id}/results",
+            params={"offset": offset, "wait": 5, "limit": 5000},
+        ).json()
+        results += page["results"]
+        offset = page["next_offset"]
+        if page["done"]:
+            return results
+        assert time.monotonic() < deadline, f"the session stopped at {offset}"
