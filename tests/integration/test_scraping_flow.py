@@ -8,14 +8,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis as redis_lib
 from sqlalchemy import Engine, func, select
 
 from esteira_api.apikeys import generate_key, key_digest
 from esteira_cli.processes import free_port
+from esteira_core import keys
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
 from esteira_portal.records import FIRST_OS
 from esteira_scraping.processes import descendants
+from esteira_scraping.runner import STAGES_EVERY_SECONDS
 from esteira_scraping.tables import clientes, equipamentos, ordens_servico
 
 pytestmark = pytest.mark.integration
@@ -247,6 +250,7 @@ def test_a_long_poll_answers_at_each_change_of_the_task_and_at_once_once_it_ende
         task = changed
     assert task["status"] == "success"
     assert len(answers) <= 8  # a handful of changes, not a request every 100 ms for 1.5 s
+    assert "searching" in answers  # the stage the portal held for 1.5 s was shown
     assert waited > 500  # one answer waited for the portal's 1.5 s, and said so
     began = time.monotonic()
     ended = stack.api.get(
@@ -254,6 +258,37 @@ def test_a_long_poll_answers_at_each_change_of_the_task_and_at_once_once_it_ende
         params={"since": task["updated_at"], "wait": 20},
     )
     assert ended.json()["status"] == "success" and time.monotonic() - began < 5
+
+
+def test_the_followers_of_a_fast_lookup_are_woken_by_its_start_and_end_not_by_every_stage(
+    scraping_stack, redis_url
+):
+    """Each change of a task wakes everyone following it (hundreds, for a popular OS): a
+    lookup's stages reach them at most every STAGES_EVERY_SECONDS, seen as they see them, on
+    the channel the gateway listens to."""
+    stack = scraping_stack()
+    warm = stack.api.post(f"/api/v1/scraping/os/{OS_A}").json()["task_id"]
+    assert stack.wait_task(warm)["status"] == "success"  # a logged-in browser: a fast lookup
+    listener = redis_lib.Redis.from_url(redis_url).pubsub()
+    listener.psubscribe(keys.scrape_task_events("*"))
+    assert listener.get_message(timeout=5)["type"] == "psubscribe"
+    task_id = stack.api.post(f"/api/v1/scraping/os/{OS_B}").json()["task_id"]
+    channel = keys.scrape_task_events(task_id).encode()
+    published: list[tuple[float, bytes]] = []
+    while not published or published[-1][1] != b"finished":
+        message = listener.get_message(timeout=30)
+        assert message is not None, f"the task stopped changing: {published}"
+        if message["type"] == "pmessage" and message["channel"] == channel:
+            published.append((time.monotonic(), message["data"]))
+    listener.close()
+    ended = stack.task(task_id)
+    # No stage written after the end: it would show a finished task still saving.
+    assert (ended["status"], ended["stage"], ended["progress"]) == ("success", "done", 100)
+    stages = [seen for seen, _ in published[:-1]]  # its start and stages, before its end
+    gaps = [later - earlier for earlier, later in zip(stages, stages[1:], strict=False)]
+    # Five stages and a start, a few milliseconds apart, before: now 0.5 s apart at least
+    # (less what the publishing and the listener's reading may shift a message by).
+    assert all(gap > STAGES_EVERY_SECONDS - 0.1 for gap in gaps), published
 
 
 def test_garbage_fails_the_task_with_a_clear_error_and_the_worker_goes_on(scraping_stack):

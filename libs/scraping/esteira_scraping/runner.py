@@ -77,6 +77,62 @@ def result_of(scraped: ScrapedOS, saved: SavedOS) -> dict[str, Any]:
     }
 
 
+# A running task's stages reach its followers at most this often. Each change wakes every client
+# following the task (hundreds, for an OS many people ask for at once), and stages a few tens of
+# milliseconds apart tell a person nothing; on a slow portal every stage still shows. A task's
+# start and end are written at once.
+STAGES_EVERY_SECONDS = 0.5
+
+
+class StageUpdates:
+    """A running task's stages (`report`, from any thread), written at most once every
+    `every` seconds: a stage reported sooner waits, replaced by any later one; what still
+    waits when the attempt ends is dropped (the end says more), and `close` returns only once
+    every write has landed, so none lands after the end."""
+
+    def __init__(self, redis: Redis, task_id: str, every: float = STAGES_EVERY_SECONDS):
+        self.redis = redis
+        self.task_id = task_id
+        self.every = every
+        self.loop = asyncio.get_running_loop()
+        self.written_at = self.loop.time()  # the task's start, just written
+        self.waiting: tuple[str, int] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.writes: set[asyncio.Task[bool]] = set()
+        self.closed = False
+
+    def report(self, stage: str, percent: int) -> None:
+        self.loop.call_soon_threadsafe(self._offer, stage, percent)
+
+    def _offer(self, stage: str, percent: int) -> None:
+        if self.closed:
+            return
+        self.waiting = (stage, percent)
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.written_at + self.every, self._write)
+
+    def _write(self) -> None:
+        self.timer = None
+        if self.waiting is None:
+            return
+        (stage, percent), self.waiting = self.waiting, None
+        self.written_at = self.loop.time()
+        write = self.loop.create_task(
+            tasks.update(self.redis, self.task_id, stage=stage, progress=percent)
+        )
+        self.writes.add(write)
+        write.add_done_callback(self.writes.discard)
+
+    async def close(self) -> None:
+        self.closed = True
+        self.waiting = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        # A write that failed is only a stage lost; the end is written next.
+        await asyncio.gather(*self.writes, return_exceptions=True)
+
+
 async def _failed_for_good(
     redis: Redis, task_id: str, numero_os: str, code: str, message: str
 ) -> None:
@@ -150,15 +206,12 @@ class Scraper:
         await tasks.update(
             redis, task_id, status="in_progress", stage="starting", progress=5, attempts=attempt
         )
-        loop = asyncio.get_running_loop()
-
-        def progress(stage: str, percent: int) -> None:  # called from the browser's thread too
-            asyncio.run_coroutine_threadsafe(
-                tasks.update(redis, task_id, stage=stage, progress=percent), loop
-            )
-
+        stages = StageUpdates(redis, task_id)
         try:
-            result = await self.scrape_and_save(numero_os, progress)
+            try:
+                result = await self.scrape_and_save(numero_os, stages.report)
+            finally:
+                await asyncio.shield(stages.close())
         except asyncio.CancelledError:
             # Handed back (a draining gateway or worker): queued again for whoever is alive, and
             # the attempt is not counted.
