@@ -18,6 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from esteira_api.dispatch import too_busy
@@ -181,6 +183,22 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database refused, dropped or did not answer (or held a lock past the gateway's lock
+    timeout) under a route that reads it: the client is told to come back. Only the error's
+    kind is logged: its text names the server, and may carry more."""
+    logger.warning(
+        "database unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
+    )
+    return error_response(
+        request,
+        503,
+        "database_unavailable",
+        "The database is unavailable or busy; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error(
         "unhandled error", exc_info=exc, extra={"path": request.url.path, "method": request.method}
@@ -196,4 +214,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     for redis_error in (RedisError, CircuitOpen):
         app.add_exception_handler(redis_error, _redis_unavailable)
+    for database_error in (OperationalError, PoolTimeout):
+        app.add_exception_handler(database_error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

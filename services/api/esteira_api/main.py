@@ -44,7 +44,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         redis = create_redis(settings)
-        db = create_db_engine(settings)
+        db = create_db_engine(settings, lock_timeout_seconds=settings.database_lock_timeout_seconds)
         gateway = Gateway(
             settings=settings,
             redis=redis,

@@ -45,6 +45,13 @@ class ApiSettings(RupturaSettings, ScrapingSettings):
     auth_refusal_burst: int = Field(
         20, ge=1, description="401s one client address may get at once above that rate."
     )
+    database_lock_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="A request's PostgreSQL statement waiting longer than this for a lock "
+        "someone else holds (a migration, a DBA's transaction) fails: the client gets 503 "
+        "database_unavailable, and the gateway's threads are not held for as long as the lock.",
+    )
     readiness_timeout_seconds: float = Field(
         2.0, gt=0, description="How long /readyz waits for each dependency."
     )

@@ -27,7 +27,17 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_db_engine(settings: CoreSettings | URL | str) -> Engine:
+# A PostgreSQL server that does not answer (a host gone, its packets dropped) fails a connection
+# after this long, not after the operating system's two minutes of retries.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def create_db_engine(
+    settings: CoreSettings | URL | str, *, lock_timeout_seconds: float | None = None
+) -> Engine:
+    """An engine for the URL. `lock_timeout_seconds` (PostgreSQL): a statement that waits
+    longer than that for a lock someone else holds (a migration, a DBA's transaction) fails
+    with an OperationalError instead of waiting for as long as the lock is held."""
     url = database_url(settings) if isinstance(settings, CoreSettings) else make_url(settings)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -35,7 +45,17 @@ def create_db_engine(settings: CoreSettings | URL | str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _enable_sqlite_pragmas)
         return engine
-    return create_engine(url, pool_size=5, max_overflow=10, pool_pre_ping=True, pool_recycle=1800)
+    connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    if lock_timeout_seconds is not None:
+        connect_args["options"] = f"-c lock_timeout={round(lock_timeout_seconds * 1000)}"
+    return create_engine(
+        url,
+        pool_size=5,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args=connect_args,
+    )
 
 
 def ping(engine: Engine) -> None:
