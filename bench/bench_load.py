@@ -42,11 +42,12 @@ a flow unfinished VISIT_TIMEOUT_SECONDS after its user arrived (a lost job looks
 A 503 `gateway_busy` is asked again after its Retry-After, up to three times, as esteira.js
 does; each try is a request as the client saw it, and the retries are counted.
 
-The client is aiohttp, one session for every user: httpx's pool spent more CPU choosing among a
-thousand connections (or, one client per user, building a TLS context each) than the gateway
-spent answering, which made the load generator the bottleneck. It runs on the
-same two cores as the stack; its event loop's lag is reported, as it is part of what a client
-measures here.
+The client (bench.http_client) is one pool of keep-alive connections for every user, its
+answers parsed by httptools: it runs on the same two cores as the stack, so every millisecond
+of CPU it spends is taken from what it measures. httpx's pool spent more CPU choosing among a
+thousand connections than the gateway spent answering; aiohttp about a millisecond a request,
+as much as the gateway (side by side at 2,000 users: the README's Load section). Its event
+loop's lag is reported, as it is part of what a client measures here.
 
 A run takes 2-5 minutes on this machine (every flow is bounded: VISIT_TIMEOUT_SECONDS after its
 user arrived); `python -m bench.bench_load --users 200` is a quick one, and BENCH_LOAD_USERS sets
@@ -73,12 +74,13 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from typing import Any
 
-import aiohttp
+import httptools
 import httpx
 import orjson
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.http_client import HttpClient
 from esteira_api.apikeys import generate_key, key_digest
 from esteira_cli.processes import free_port
 from esteira_core import keys as redis_keys
@@ -259,7 +261,7 @@ class User:
 
     def __init__(
         self,
-        client: aiohttp.ClientSession,
+        client: HttpClient,
         key: str,
         orders: list[str],
         results: Results,
@@ -273,31 +275,35 @@ class User:
         self.random = random.Random(index)
 
     async def request(
-        self, endpoint: str, method: str, url: str, expect: tuple[int, ...] = (200,), **kwargs: Any
+        self,
+        endpoint: str,
+        method: str,
+        url: str,
+        expect: tuple[int, ...] = (200,),
+        json: Any = None,
     ) -> tuple[Poll, int, dict[str, Any]] | None:
         """The request as seen, the status and the JSON body of an expected answer; None (an
         error counted) otherwise."""
+        body = None if json is None else orjson.dumps(json)
         for attempt in range(BUSY_RETRIES + 1):
             sent = time.monotonic()
             try:
-                async with self.client.request(
-                    method, url, headers=self.headers, **kwargs
-                ) as answer:
-                    body = await answer.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                answer = await self.client.request(method, url, self.headers, body)
+            except (OSError, TimeoutError, httptools.HttpParserError) as exc:
                 self.results.error(f"{endpoint}: {type(exc).__name__}", str(exc))
                 return None
             poll = Poll(endpoint, sent, time.monotonic())
             self.results.polls.append(poll)
-            if answer.status != 503 or attempt == BUSY_RETRIES or b"gateway_busy" not in body:
+            busy = answer.status == 503 and b"gateway_busy" in answer.body
+            if not busy or attempt == BUSY_RETRIES:
                 break
             # As esteira.js does: a gateway too busy to read Redis in time is asked again.
             self.results.busy_retries += 1
-            await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
+            await asyncio.sleep(float(answer.headers.get(b"retry-after", b"1")))
         if answer.status not in expect:
-            self.results.error(f"{endpoint}: {answer.status}", repr(body[:200]))
+            self.results.error(f"{endpoint}: {answer.status}", repr(answer.body[:200]))
             return None
-        return poll, answer.status, orjson.loads(body)
+        return poll, answer.status, orjson.loads(answer.body)
 
     async def visit(self) -> None:
         await asyncio.sleep(self.random.uniform(0, RAMP_SECONDS))
@@ -409,6 +415,9 @@ class StackSampler:
         self.processes_by_root: dict[str, int] = defaultdict(int)
         self._cpu_at_start = {name: _tree_cpu_seconds(pid) for name, pid in roots.items()}
         self.cpu_seconds: dict[str, float] = {}
+        # The load generator's own (this process: the users and this sampler), over the load.
+        self._own_cpu_at_start = time.process_time()
+        self.own_cpu_seconds = 0.0
         # (when, CPU seconds used by every sampled process and the load generator since start)
         self.cpu_timeline: list[tuple[float, float]] = []
         self._stop = threading.Event()
@@ -421,6 +430,7 @@ class StackSampler:
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self.own_cpu_seconds = time.process_time() - self._own_cpu_at_start
 
     def _run(self) -> None:
         samples = 0
@@ -481,19 +491,21 @@ async def _probe_loop_lag(results: Results, stop: asyncio.Event) -> None:
 
 async def _load(base_url: str, keys: list[str], orders: list[str], users: int) -> Results:
     results = Results()
-    # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them under
-    # a request, as browsers do.
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4)
-    timeout = aiohttp.ClientTimeout(total=60)
     stop_probe = asyncio.Event()
     probe = asyncio.create_task(_probe_loop_lag(results, stop_probe))
-    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as client:
+    server = httpx.URL(base_url)
+    # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them under
+    # a request, as browsers do.
+    client = HttpClient(server.host, server.port or 80, keep_alive=4, timeout=60)
+    try:
         await asyncio.gather(
             *(
                 User(client, keys[index % len(keys)], orders, results, index).visit()
                 for index in range(users)
             )
         )
+    finally:
+        client.close()
     stop_probe.set()
     await probe
     return results
@@ -776,7 +788,8 @@ def _print_processes(sampler: StackSampler, requests: int) -> None:
         peak = sampler.peak_rss_by_root[name] / 1024
         print(f"| {shown} | {sampler.processes_by_root[name]} | {peak:.0f} | {seconds:.1f} |")
     own_peak = _field_kib(Path("/proc/self/status"), "VmHWM:") / 1024
-    print(f"| load generator (not in the stack) | 1 | {own_peak:.0f} | {time.process_time():.1f} |")
+    own_cpu = sampler.own_cpu_seconds
+    print(f"| load generator (not in the stack) | 1 | {own_peak:.0f} | {own_cpu:.1f} |")
     stack_cpu = sum(s for name, s in sampler.cpu_seconds.items() if name not in sampler.apart)
     print(
         f"| the stack, summed | | {sampler.peak_rss_kib / 1024:.0f} "
