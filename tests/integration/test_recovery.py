@@ -163,7 +163,8 @@ def test_a_job_past_its_time_on_every_try_ends_its_orders_in_error_not_dropped_b
     """Another transaction holds the carteira's tables for longer than the job's timeout: each
     try waits for them until the job's own deadline, short of arq's timeout, and is tried again
     later; its last try writes its orders in error, so the session ends. (A job arq timed out
-    was dropped with no retry, and its session waited forever.)"""
+    was dropped with no retry, and its session waited forever.) Its statements stop waiting for
+    the lock with their job."""
     stack, database_url, orders, session_id = _session_on_postgresql(
         redis_url, postgres_server, esteira_processes
     )
@@ -175,10 +176,28 @@ def test_a_job_past_its_time_on_every_try_ends_its_orders_in_error_not_dropped_b
             ESTEIRA_JOB_COMPLETION_WAIT_SECONDS="4",
         )
         results = stack.results(session_id, timeout=90)
+        # Nor does any try's statement still wait for the lock (each held a thread of the
+        # worker and a backend of the database for as long as the lock was held).
+        wait_until(
+            lambda: _waiting_for_locks(database_url) == 0, 15, "statements still wait for it"
+        )
     assert sorted(r["num_pedido"] for r in results) == orders
     assert {r["status"] for r in results} == {"erro"}
     output = worker.output()
     assert "TimeoutError" in output and "given up" in output
+
+
+def _waiting_for_locks(database_url: str) -> int:
+    """The database's statements waiting for a lock, as a DBA sees them."""
+    engine = create_db_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).scalar_one()
+    finally:
+        engine.dispose()
 
 
 def test_a_job_whose_worker_dies_in_it_every_time_ends_its_orders_in_error(

@@ -70,7 +70,10 @@ def job_context(pool: Pool, member: str, path: str, **shared: Any) -> Ctx:
 async def startup(ctx: Ctx) -> None:
     settings: WorkerPoolSettings = ctx["settings"]
     pool: Pool = ctx["pool"]
-    ctx["db"] = create_db_engine(settings)
+    # A statement waiting for a lock someone else holds (a DBA's transaction, a nightly load)
+    # gives up when its job would have: its job has ended by then, and a thread (and a
+    # database backend) each try left waiting would otherwise be held as long as the lock.
+    ctx["db"] = create_db_engine(settings, lock_timeout_seconds=ctx["job_timeout"])
     ctx["heartbeat"] = Heartbeat(
         ctx["redis"],
         pool.value,
