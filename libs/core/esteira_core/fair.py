@@ -37,11 +37,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from arq.constants import expires_extra_ms, job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
@@ -95,6 +96,26 @@ class Job:
     job_id: str
     payload: JobPayload
     units: int = 1
+
+
+@dataclass(frozen=True)
+class Record:
+    """What submitted jobs belong to (a ruptura session), written with them, all or none: a
+    hash of `fields` kept `ttl` seconds, whose `member` is listed in the sorted set `index`
+    (scored `score`) for as long. Neither exists unless its jobs were taken."""
+
+    key: str
+    fields: Mapping[str, str | int | float]
+    ttl: int
+    index: str
+    member: str
+    score: float
+
+    def encoded(self) -> bytes:
+        flat = [str(item) for pair in self.fields.items() for item in pair]
+        return orjson.dumps(
+            {"fields": flat, "ttl": str(self.ttl), "member": self.member, "score": repr(self.score)}
+        )
 
 
 @dataclass(frozen=True)
@@ -211,33 +232,43 @@ _FEED = (
 """
 )
 
-# KEYS: the tenant's list, then the feed's keys. ARGV: tenant, limit, units, then the feed's
-# arguments, then the entries. Refuses everything ({0, units waiting}), or takes everything
-# and feeds ({1, units waiting now, then what the feed returns}).
+# KEYS: the tenant's list, the record's hash and its index (both unused without a record), then
+# the feed's keys. ARGV: tenant, limit, units, the record ('' without one), then the feed's
+# arguments, then the entries. Refuses everything ({0, units waiting}), or writes the record,
+# takes every job and feeds ({1, units waiting now, then what the feed returns}).
 _SUBMIT = (
     _FEED_LUA
     + """
 local tenant, limit, units = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local ttl = tonumber(ARGV[11])
-local waiting = tonumber(redis.call('HGET', KEYS[2], 'units:' .. tenant) or '0')
+local ttl = tonumber(ARGV[12])
+local waiting = tonumber(redis.call('HGET', KEYS[4], 'units:' .. tenant) or '0')
 if waiting + units > limit then
   return {0, waiting}
 end
-local first_entry = 4 + 12
-for i = first_entry, #ARGV do
-  redis.call('RPUSH', KEYS[1], ARGV[i])
+if ARGV[4] ~= '' then
+  local record = cjson.decode(ARGV[4])
+  redis.call('HSET', KEYS[2], unpack(record.fields))
+  redis.call('EXPIRE', KEYS[2], record.ttl)
+  redis.call('ZADD', KEYS[3], record.score, record.member)
+  redis.call('EXPIRE', KEYS[3], record.ttl)
 end
+local first_entry = 5 + 12
 local jobs = #ARGV - first_entry + 1
-redis.call('HINCRBY', KEYS[2], 'units:' .. tenant, units)
-redis.call('HINCRBY', KEYS[2], 'jobs:' .. tenant, jobs)
-redis.call('HINCRBY', KEYS[2], 'jobs', jobs)
-redis.call('ZADD', KEYS[3], 'NX', redis.call('HGET', KEYS[2], 'clock') or '0', tenant)
-for i = 1, 3 do
-  redis.call('EXPIRE', KEYS[i], ttl)
+if jobs > 0 then
+  for i = first_entry, #ARGV do
+    redis.call('RPUSH', KEYS[1], ARGV[i])
+  end
+  redis.call('HINCRBY', KEYS[4], 'units:' .. tenant, units)
+  redis.call('HINCRBY', KEYS[4], 'jobs:' .. tenant, jobs)
+  redis.call('HINCRBY', KEYS[4], 'jobs', jobs)
+  redis.call('ZADD', KEYS[5], 'NX', redis.call('HGET', KEYS[4], 'clock') or '0', tenant)
+  for _, key in ipairs({KEYS[1], KEYS[4], KEYS[5]}) do
+    redis.call('EXPIRE', key, ttl)
+  end
 end
-local fed = feed(KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8], KEYS[7], ARGV[4],
-  ARGV[5], ARGV[6], ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10], ttl, tonumber(ARGV[12]),
-  tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15]))
+local fed = feed(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[10], KEYS[9], ARGV[5],
+  ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11], ttl, tonumber(ARGV[13]),
+  tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]))
 return {1, waiting + units, fed[1], fed[2], fed[3]}
 """
 )
@@ -283,10 +314,13 @@ async def submit(
     jobs: Sequence[Job],
     tenant: str,
     quota: Quota,
+    record: Record | None = None,
 ) -> Fed:
     """Puts a tenant's jobs in the pool's fair queue, all or none (QuotaExceeded beyond the
-    tenant's quota, TooLarge when they alone exceed it), then feeds arq's queue, in one script
-    (one round trip: the gateway submits on every POST). Returns what that feed did."""
+    tenant's quota, TooLarge when they alone exceed it), with the `record` they belong to, then
+    feeds arq's queue, in one script (one round trip: the gateway submits on every POST; and
+    no record without its jobs, nor jobs without their record, whatever dies in between).
+    Returns what that feed did."""
     units = sum(job.units for job in jobs)
     if units > quota.limit:
         raise TooLarge(
@@ -300,11 +334,17 @@ async def submit(
     accepted, waiting, *fed = await run_script(
         redis,
         _SUBMIT,
-        [keys.fair_waiting(queue.pool.value, tenant), *feed_keys],
+        [
+            keys.fair_waiting(queue.pool.value, tenant),
+            record.key if record else "",
+            record.index if record else "",
+            *feed_keys,
+        ],
         [
             tenant,
             str(quota.limit),
             str(units),
+            record.encoded() if record else "",
             *feed_arguments,
             *(_entry(function, job, now_ms) for job in jobs),
         ],

@@ -232,6 +232,38 @@ def test_a_submission_over_the_quota_is_refused_whole(redis_url: str) -> None:
     assert waiting_with_b == 6  # another tenant's quota is its own
 
 
+def test_the_record_jobs_belong_to_is_written_with_them_or_not_at_all(redis_url: str) -> None:
+    """A ruptura session's hash and its jobs are one write: a session refused over quota leaves
+    no record, and no record is written without its jobs (a process or a Redis failing
+    between two writes left a session that never started, or jobs of a session unknown)."""
+
+    def record(name: str) -> fair.Record:
+        return fair.Record(
+            f"test:record:{name}", {"total": 40, "at": 1.25}, 60, "test:records", name, 7.5
+        )
+
+    async def scenario(redis: Redis) -> tuple[list[Any], list[Any]]:
+        queue = _queue(window=1)
+        quota = fair.Quota(30, "orders", 9)
+        await fair.submit(redis, queue, CANARY, _jobs("a", 2, units=15), "a", quota, record("a"))
+        with pytest.raises(QuotaExceeded):
+            await fair.submit(
+                redis, queue, CANARY, _jobs("b", 1, units=20), "a", quota, record("b")
+            )
+        written = [
+            await redis.hgetall("test:record:a"),
+            0 < await redis.ttl("test:record:a") <= 60,
+            await redis.zrange("test:records", 0, -1, withscores=True),
+            await redis.llen(keys.fair_waiting(POOL.value, "a")),
+        ]
+        refused = [await redis.exists("test:record:b"), await redis.zscore("test:records", "b")]
+        return written, refused
+
+    written, refused = _run(scenario, redis_url)
+    assert written == [{b"total": b"40", b"at": b"1.25"}, True, [(b"a", 7.5)], 1]
+    assert refused == [0, None]
+
+
 def test_a_tenant_whose_list_expired_is_forgotten(redis_url: str) -> None:
     async def scenario(redis: Redis) -> tuple[int, int, int]:
         queue = _queue(window=1)

@@ -14,7 +14,7 @@ from datetime import date
 
 from redis.asyncio import Redis
 
-from esteira_core import jobs, keys
+from esteira_core import fair, jobs, keys
 from esteira_core.errors import NotFound
 from esteira_core.jobs import RupturaMode
 from esteira_core.redis import run_script
@@ -106,8 +106,7 @@ class SessionInfo:
         return round(100.0 * self.processed / self.total, 1) if self.total else 100.0
 
 
-async def create(
-    redis: Redis,
+def record(
     *,
     session_id: str,
     owner: str,
@@ -120,30 +119,30 @@ async def create(
     horizon_days: int,
     window_days: int,
     ttl: int = keys.RUPTURA_SESSION_TTL_SECONDS,
-) -> None:
-    key = keys.ruptura_session(session_id)
+) -> fair.Record:
+    """A new session's record, which fair.submit writes with the session's jobs: its hash, and
+    its place among the open sessions (what the recovery of lost batches scans)."""
     now = time.time()
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(
-            key,
-            mapping={
-                "owner": owner,
-                "total": total,
-                "batches": batches,
-                "batches_per_job": batches_per_job,
-                "mode": mode.value,
-                "status": "queued",
-                "path": path,
-                "reference_date": reference_date.isoformat(),
-                "horizon_days": horizon_days,
-                "window_days": window_days,
-                "created_at": now,
-            },
-        )
-        pipe.expire(key, ttl)
-        pipe.zadd(keys.ruptura_sessions_open(), {session_id: now})
-        pipe.expire(keys.ruptura_sessions_open(), ttl)
-        await pipe.execute()
+    return fair.Record(
+        key=keys.ruptura_session(session_id),
+        fields={
+            "owner": owner,
+            "total": total,
+            "batches": batches,
+            "batches_per_job": batches_per_job,
+            "mode": mode.value,
+            "status": "queued",
+            "path": path,
+            "reference_date": reference_date.isoformat(),
+            "horizon_days": horizon_days,
+            "window_days": window_days,
+            "created_at": now,
+        },
+        ttl=ttl,
+        index=keys.ruptura_sessions_open(),
+        member=session_id,
+        score=now,
+    )
 
 
 def _session_keys(session_id: str) -> list[str]:

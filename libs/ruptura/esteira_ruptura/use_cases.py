@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from esteira_core import fair, jobs, keys, metrics
-from esteira_core.errors import DomainError, Invalid, NotFound, TooLarge
+from esteira_core.errors import Invalid, NotFound, TooLarge
 from esteira_core.jobs import RupturaBatchPayload, RupturaMode
 from esteira_core.serialization import deserialize_job
 from esteira_ruptura import data, judged, sessions
@@ -143,16 +143,15 @@ async def start_session(
     queue: fair.FairQueue,
     max_queued_orders: int,
 ) -> SessionStarted:
-    """Records the session and submits its batches to the pool's fair queue as the owner's
-    (QuotaExceeded, and no session, when the owner would have more than `max_queued_orders`
-    orders waiting). Whoever serves the queue runs them: the ruptura workers, or a gateway's
-    standby worker while none is online (`path` says which the gateway expected, for the
-    record)."""
+    """Records the session and submits its batches to the pool's fair queue as the owner's, in
+    one script (QuotaExceeded, and no session, when the owner would have more than
+    `max_queued_orders` orders waiting). Whoever serves the queue runs them: the ruptura
+    workers, or a gateway's standby worker while none is online (`path` says which the gateway
+    expected, for the record)."""
     session_id = uuid.uuid4().hex
     planned = plan(session_id, wanted, mode, horizon)
     batches = -(-len(wanted) // jobs.RUPTURA_BATCH_SIZE)
-    await sessions.create(
-        redis,
+    record = sessions.record(
         session_id=session_id,
         owner=owner,
         total=len(wanted),
@@ -166,11 +165,7 @@ async def start_session(
     )
     named = [fair.Job(job_id(job), job, units=len(job.pedidos)) for job in planned]
     quota = fair.Quota(max_queued_orders, "orders", QUOTA_RETRY_AFTER_SECONDS)
-    try:
-        await fair.submit(redis, queue, jobs.RUPTURA_ANALYSE_BATCH, named, owner, quota)
-    except DomainError:
-        await redis.delete(keys.ruptura_session(session_id))
-        raise
+    await fair.submit(redis, queue, jobs.RUPTURA_ANALYSE_BATCH, named, owner, quota, record)
     metrics.JOBS_ENQUEUED.labels(jobs.RUPTURA_QUEUE).inc(len(named))
     logger.info(
         "ruptura session started",

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis
 
-from esteira_core import jobs
-from esteira_core.jobs import RupturaMode
+from esteira_core import fair, jobs
+from esteira_core.jobs import Pool, RupturaMode
 from esteira_ruptura import sessions
 
 REFERENCE = date(2026, 3, 2)
@@ -29,9 +29,8 @@ async def record_session(
     reference_date: date = REFERENCE,
 ) -> None:
     """Records session `session_id` of tenant "t" (queue path, the default 28-day horizon and
-    7-day window)."""
-    await sessions.create(
-        redis,
+    7-day window), as the gateway does but with no job."""
+    record = sessions.record(
         session_id=session_id,
         owner="t",
         total=total,
@@ -43,6 +42,9 @@ async def record_session(
         horizon_days=28,
         window_days=7,
     )
+    queue = fair.FairQueue(Pool.RUPTURA, window=1, heartbeat_interval=1.0)
+    quota = fair.Quota(total, "orders", 1)
+    await fair.submit(redis, queue, jobs.RUPTURA_ANALYSE_BATCH, [], "t", quota, record)
 
 
 def session_results(api: httpx.Client, session_id: str, timeout: float = 60) -> list[Any]:
