@@ -91,8 +91,8 @@ class HttpClient:
     async def request(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
     ) -> Answer:
-        """The whole answer; OSError when the connection fails, TimeoutError past `timeout`."""
-        connection = await self._connection()
+        """The whole answer; OSError when the connection fails, TimeoutError past `timeout`
+        (connecting included)."""
         head = [f"{method} {path} HTTP/1.1\r\n".encode(), self._host_header]
         head += [f"{name}: {value}\r\n".encode() for name, value in headers.items()]
         if body is not None:
@@ -100,15 +100,16 @@ class HttpClient:
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n".encode()
             )
         head.append(b"\r\n")
-        connection.answered = asyncio.get_running_loop().create_future()
-        assert connection.transport is not None
-        connection.transport.write(b"".join(head) + (body or b""))
-        try:
-            async with asyncio.timeout(self.timeout):
+        async with asyncio.timeout(self.timeout):
+            connection = await self._connection()
+            connection.answered = asyncio.get_running_loop().create_future()
+            assert connection.transport is not None
+            connection.transport.write(b"".join(head) + (body or b""))
+            try:
                 answer, keep_alive = await connection.answered
-        except BaseException:
-            connection.close()
-            raise
+            except BaseException:
+                connection.close()
+                raise
         if keep_alive and not connection.closed:
             connection.idle_since = time.monotonic()
             self.idle.append(connection)

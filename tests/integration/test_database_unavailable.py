@@ -12,7 +12,10 @@ import pytest
 from esteira_cli.processes import free_port
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
+from esteira_portal.records import FIRST_OS
 from esteira_testing.components import PostgresServer
+from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
+from esteira_testing.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 OS_NUMBER = "4242"
@@ -20,7 +23,8 @@ OS_NUMBER = "4242"
 
 @contextmanager
 def os_table_locked(database_url: str) -> Iterator[None]:
-    """Another transaction holds the recorded OS's table: whoever reads it waits for its end."""
+    """Another transaction holds the recorded OS's table: whoever reads or writes it waits for
+    its end."""
     engine = create_db_engine(database_url)
     try:
         with engine.begin() as connection:
@@ -30,7 +34,7 @@ def os_table_locked(database_url: str) -> Iterator[None]:
         engine.dispose()
 
 
-def _gateway(esteira_processes, redis_url: str, database_url: str) -> httpx.Client:
+def _gateway(esteira_processes, redis_url: str, database_url: str, **env: str) -> httpx.Client:
     upgrade(create_db_engine(database_url).url)
     port = free_port()
     env = {
@@ -38,6 +42,7 @@ def _gateway(esteira_processes, redis_url: str, database_url: str) -> httpx.Clie
         "ESTEIRA_REDIS_URL": redis_url,
         "ESTEIRA_DATABASE_URL": database_url,
         "ESTEIRA_DATABASE_LOCK_TIMEOUT_SECONDS": "1",
+        **env,
     }
     esteira_processes("api", ["api", "--port", str(port)], env, port=port)
     # Longer than the lock timeout, far shorter than the lock is held: a request that waits
@@ -78,3 +83,45 @@ def test_a_lookup_while_postgresql_is_down_is_told_to_come_back(redis_url, estei
         server.close()
     _assert_told_to_come_back(api.post(f"/api/v1/scraping/os/{OS_NUMBER}1"), "database_unavailable")
     assert api.get("/readyz").status_code == 503  # and the probe says so
+
+
+def test_a_scrape_that_cannot_be_recorded_is_tried_again_not_failed_for_good(
+    redis_url, postgres_server, esteira_processes, demo_portal
+):
+    """The portal answered, but the database would not take the OS (a lock held past the lock
+    timeout): the lookup is tried again later, as a portal's own failure is, and succeeds once
+    the lock is gone (it failed for good, as an internal error). Scraped by the gateway's own
+    standby scraper: no worker is online."""
+    database_url = postgres_server.create_database()
+    api = _gateway(
+        esteira_processes,
+        redis_url,
+        database_url,
+        ESTEIRA_PORTAL_URL=demo_portal,
+        ESTEIRA_PORTAL_USERNAME=DEMO_PORTAL_USERNAME,
+        ESTEIRA_PORTAL_PASSWORD=DEMO_PORTAL_PASSWORD,
+        ESTEIRA_SCRAPER_GRACE_SECONDS="0",
+        ESTEIRA_SCRAPE_BACKOFF_SECONDS="1",
+    )
+    task_id = ""
+
+    def task_once(*statuses: str) -> dict | None:
+        found = api.get(f"/api/v1/scraping/tasks/{task_id}").json()
+        return found if found["status"] in statuses else None
+
+    engine = create_db_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            # Writes to the table wait, reads do not: the lookup's read goes through, and the
+            # scraped OS's record waits for the lock.
+            connection.exec_driver_sql("LOCK TABLE clientes IN EXCLUSIVE MODE")
+            task_id = api.post(f"/api/v1/scraping/os/{FIRST_OS}").json()["task_id"]
+            first = wait_until(
+                lambda: task_once("retrying", "failed", "success"), 90, "no attempt ended"
+            )
+            assert first["status"] == "retrying", first
+            assert first["error"]["code"] == "database_unavailable"
+    finally:
+        engine.dispose()
+    ended = wait_until(lambda: task_once("success", "failed"), 90, "the lookup never ended")
+    assert ended["status"] == "success" and ended["attempts"] >= 2, ended

@@ -235,7 +235,8 @@ _FEED = (
 # KEYS: the tenant's list, the record's hash and its index (both unused without a record), then
 # the feed's keys. ARGV: tenant, limit, units, the record ('' without one), then the feed's
 # arguments, then the entries. Refuses everything ({0, units waiting}), or writes the record,
-# takes every job and feeds ({1, units waiting now, then what the feed returns}).
+# takes every job and feeds ({1, units waiting now, then what the feed returns}); with no job,
+# only writes the record.
 _SUBMIT = (
     _FEED_LUA
     + """
@@ -254,17 +255,18 @@ if ARGV[4] ~= '' then
 end
 local first_entry = 5 + 12
 local jobs = #ARGV - first_entry + 1
-if jobs > 0 then
-  for i = first_entry, #ARGV do
-    redis.call('RPUSH', KEYS[1], ARGV[i])
-  end
-  redis.call('HINCRBY', KEYS[4], 'units:' .. tenant, units)
-  redis.call('HINCRBY', KEYS[4], 'jobs:' .. tenant, jobs)
-  redis.call('HINCRBY', KEYS[4], 'jobs', jobs)
-  redis.call('ZADD', KEYS[5], 'NX', redis.call('HGET', KEYS[4], 'clock') or '0', tenant)
-  for _, key in ipairs({KEYS[1], KEYS[4], KEYS[5]}) do
-    redis.call('EXPIRE', key, ttl)
-  end
+if jobs == 0 then
+  return {1, waiting, {}, tonumber(redis.call('HGET', KEYS[4], 'jobs') or '0'), '0'}
+end
+for i = first_entry, #ARGV do
+  redis.call('RPUSH', KEYS[1], ARGV[i])
+end
+redis.call('HINCRBY', KEYS[4], 'units:' .. tenant, units)
+redis.call('HINCRBY', KEYS[4], 'jobs:' .. tenant, jobs)
+redis.call('HINCRBY', KEYS[4], 'jobs', jobs)
+redis.call('ZADD', KEYS[5], 'NX', redis.call('HGET', KEYS[4], 'clock') or '0', tenant)
+for _, key in ipairs({KEYS[1], KEYS[4], KEYS[5]}) do
+  redis.call('EXPIRE', key, ttl)
 end
 local fed = feed(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[10], KEYS[9], ARGV[5],
   ARGV[6], ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), ARGV[11], ttl, tonumber(ARGV[13]),
@@ -292,7 +294,7 @@ end
 """
 
 
-def _record(function: str, job: Job, now_ms: int) -> bytes:
+def _arq_record(function: str, job: Job, now_ms: int) -> bytes:
     """The job's arq record exactly as arq's enqueue_job writes it, with our JSON serializer, so
     a worker cannot tell a fed job from one arq queued."""
     return serialize_job(
@@ -304,7 +306,7 @@ def _entry(function: str, job: Job, now_ms: int) -> bytes:
     """`<units> <job id> <arq job record>`."""
     if " " in job.job_id:
         raise ValueError(f"a job id has no spaces: {job.job_id!r}")
-    return f"{job.units} {job.job_id} ".encode() + _record(function, job, now_ms)
+    return f"{job.units} {job.job_id} ".encode() + _arq_record(function, job, now_ms)
 
 
 async def submit(
@@ -390,7 +392,13 @@ async def requeue(redis: Redis, queue: FairQueue, function: str, job: Job, finis
         redis,
         _REQUEUE,
         [job_key_prefix + job.job_id, result_key_prefix + job.job_id, queue.pool.queue],
-        [finished, _record(function, job, now_ms), str(expires_extra_ms), str(now_ms), job.job_id],
+        [
+            finished,
+            _arq_record(function, job, now_ms),
+            str(expires_extra_ms),
+            str(now_ms),
+            job.job_id,
+        ],
     )
     return bool(requeued)
 

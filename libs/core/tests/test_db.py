@@ -72,3 +72,19 @@ def test_concurrent_migrations_of_a_fresh_postgresql_never_fail(postgres_server)
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
         engine.dispose()
         assert len(versions) == 1
+
+
+def test_a_lock_timeout_keeps_the_urls_own_options(postgres_server) -> None:
+    """An operator's `options` in the database URL (a search_path) still reach the server when
+    the engine adds its lock timeout: given as connection arguments, they replaced the URL's."""
+    url = postgres_server.create_database() + "?options=-csearch_path%3Dcarteira,public"
+    engine = create_db_engine(url, lock_timeout_seconds=1.5)
+    try:
+        with engine.connect() as connection:
+            shown = [
+                connection.execute(text(f"SHOW {name}")).scalar_one()
+                for name in ("search_path", "lock_timeout")
+            ]
+    finally:
+        engine.dispose()
+    assert shown == ["carteira,public", "1500ms"]

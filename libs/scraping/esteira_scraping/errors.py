@@ -59,3 +59,10 @@ class BrowserFailure(ScrapeError):
     """The browser or chromedriver failed (crashed, killed, unreachable)."""
 
     code = "browser_failure"
+
+
+class DatabaseUnavailable(ScrapeError):
+    """The OS was scraped but could not be recorded: the database refused, dropped or did not
+    answer, or held a lock too long. Tried again later, as the portal's own failures are."""
+
+    code = "database_unavailable"

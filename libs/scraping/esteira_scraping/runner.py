@@ -19,10 +19,17 @@ from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from esteira_core import keys, metrics, ratelimit
 from esteira_scraping import tasks
-from esteira_scraping.errors import BrowserFailure, HardTimeLimit, ScrapeError
+from esteira_scraping.errors import (
+    BrowserFailure,
+    DatabaseUnavailable,
+    HardTimeLimit,
+    ScrapeError,
+)
 from esteira_scraping.flow import Deadline, Progress, ScrapedOS, ScrapeFlow
 from esteira_scraping.persistence import SavedOS, save_os
 from esteira_scraping.pool import BrowserPool
@@ -121,7 +128,13 @@ class StageUpdates:
             tasks.update(self.redis, self.task_id, stage=stage, progress=percent)
         )
         self.writes.add(write)
-        write.add_done_callback(self.writes.discard)
+        write.add_done_callback(self._written)
+
+    def _written(self, write: asyncio.Task[bool]) -> None:
+        self.writes.discard(write)
+        if not write.cancelled() and write.exception() is not None:
+            # Only a stage lost (Redis away); the task's end is written after it.
+            logger.warning("stage not written", extra={"task_id": self.task_id})
 
     async def close(self) -> None:
         self.closed = True
@@ -129,7 +142,6 @@ class StageUpdates:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        # A write that failed is only a stage lost; the end is written next.
         await asyncio.gather(*self.writes, return_exceptions=True)
 
 
@@ -237,7 +249,10 @@ class Scraper:
         scraped = await self._scrape(numero_os, progress)
         started = time.perf_counter()
         progress("saving", 90)
-        saved = await asyncio.to_thread(save_os, self.engine, scraped)
+        try:
+            saved = await asyncio.to_thread(save_os, self.engine, scraped)
+        except (OperationalError, PoolTimeout):  # its text names the server: not kept
+            raise DatabaseUnavailable("the database could not record the OS") from None
         metrics.SCRAPE_PHASE_DURATION.labels("persist").observe(time.perf_counter() - started)
         return result_of(scraped, saved)
 

@@ -45,9 +45,15 @@ def create_db_engine(
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _enable_sqlite_pragmas)
         return engine
-    connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    # Given as connection arguments, they replace the URL's own: what the URL says is kept.
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     if lock_timeout_seconds is not None:
-        connect_args["options"] = f"-c lock_timeout={round(lock_timeout_seconds * 1000)}"
+        options = url.query.get("options", "")
+        own = " ".join(options) if isinstance(options, tuple) else options
+        bound = f"-c lock_timeout={max(1, round(lock_timeout_seconds * 1000))}"
+        connect_args["options"] = f"{own} {bound}".strip()
     return create_engine(
         url,
         pool_size=5,
