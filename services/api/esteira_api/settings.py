@@ -48,9 +48,10 @@ class ApiSettings(RupturaSettings, ScrapingSettings):
     database_lock_timeout_seconds: float = Field(
         2.0,
         gt=0,
-        description="A request's PostgreSQL statement waiting longer than this for a lock "
-        "someone else holds (a migration, a DBA's transaction) fails: the client gets 503 "
-        "database_unavailable, and the gateway's threads are not held for as long as the lock.",
+        description="A gateway's PostgreSQL statement waiting longer than this for a lock "
+        "someone else holds (a migration, a DBA's transaction) fails: a request gets 503 "
+        "database_unavailable, and the gateway's threads are not held for as long as the lock; "
+        "a job its standby worker runs fails, and is tried again.",
     )
     readiness_timeout_seconds: float = Field(
         2.0, gt=0, description="How long /readyz waits for each dependency."
