@@ -171,32 +171,32 @@ async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is not None and not gateway.dispatcher.blame_redis(exc):
         return await _domain_error(request, too_busy())
-    logger.warning(
-        "redis unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
-    )
-    return error_response(
+    return _unavailable(
         request,
-        503,
+        exc,
         "redis_unavailable",
         "The session and task store is unavailable; try again shortly.",
-        headers={"Retry-After": "5"},
     )
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """The database refused, dropped or did not answer (or held a lock past the gateway's lock
-    timeout) under a route that reads it: the client is told to come back. Only the error's
-    kind is logged: its text names the server, and may carry more."""
-    logger.warning(
-        "database unavailable", extra={"path": request.url.path, "error": type(exc).__name__}
-    )
-    return error_response(
+    timeout) under a route that reads it."""
+    return _unavailable(
         request,
-        503,
+        exc,
         "database_unavailable",
         "The database is unavailable or busy; try again shortly.",
-        headers={"Retry-After": "5"},
     )
+
+
+def _unavailable(request: Request, exc: Exception, code: str, message: str) -> JSONResponse:
+    """A store the route needs failed: 503, and the client is told to come back. Only the
+    error's kind is logged: its text names the server, and may carry more."""
+    logger.warning(
+        code.replace("_", " "), extra={"path": request.url.path, "error": type(exc).__name__}
+    )
+    return error_response(request, 503, code, message, headers={"Retry-After": "5"})
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
