@@ -9,8 +9,11 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import orjson
 import pytest
+import uvloop
 
+from esteira_cli.processes import free_port
 from esteira_core import keys
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
@@ -90,3 +93,35 @@ def test_each_request_is_judged_by_when_the_listener_saw_its_change(
     assert judged.change_to_client[bench_load.HELD] == pytest.approx([0.05])
     assert judged.change_to_client[bench_load.AT_ONCE] == pytest.approx([0.52])
     assert judged.unmatched == 1
+
+
+def test_the_load_client_reads_each_answer_whole_on_a_kept_alive_connection(
+    bench_load: ModuleType, esteira_processes
+) -> None:
+    """The bench's own HTTP client against a real uvicorn (the demo portal's), on uvloop as
+    the bench runs it: each answer read whole and given to its own request, a JSON body sent,
+    one connection kept alive for requests one after another, and none kept past its answer
+    when the server closes it."""
+    from bench.http_client import HttpClient
+
+    port = free_port()
+    esteira_processes("portal", ["portal", "--port", str(port)], {}, port=port)
+
+    async def scenario() -> tuple[list[tuple[int, bytes]], int, dict]:
+        client = HttpClient("127.0.0.1", port)
+        answers = []
+        for path in ("/healthz", "/no-such-page", "/healthz"):
+            answer = await client.request("GET", path, {"Accept": "application/json"})
+            answers.append((answer.status, answer.body))
+        kept = len(client.idle)
+        switches = orjson.loads((await client.request("GET", "/admin/switches", {})).body)
+        changed = {**switches, "latency_ms": 7}
+        put = await client.request("PUT", "/admin/switches", {}, orjson.dumps(changed))
+        client.close()
+        return answers, kept, orjson.loads(put.body)
+
+    answers, kept, written = uvloop.run(scenario())
+    assert answers[0] == (200, b'{"status":"ok"}') and answers[2] == answers[0]
+    assert answers[1][0] == 404
+    assert kept == 1  # three requests, one connection
+    assert written["latency_ms"] == 7

@@ -23,6 +23,7 @@ from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 from esteira_portal.records import FIRST_OS
 from esteira_ruptura.worker import TRIES
+from esteira_scraping.browser import OWN_FILES
 from esteira_scraping.processes import descendants
 from esteira_testing.components import RedisServer, seeded_database
 from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
@@ -330,7 +331,12 @@ def _scrape_killed_mid_lookup(redis_url, tmp_path, esteira_processes, demo_porta
 def test_a_sigkilled_scrapers_task_is_retried_by_the_next_one_and_its_browser_dies(
     redis_url, tmp_path, esteira_processes, demo_portal
 ):
-    stack, task = _scrape_killed_mid_lookup(redis_url, tmp_path, esteira_processes, demo_portal)
+    pod_tmp = tmp_path / "pod-tmp"  # a pod's /tmp: it outlives its containers' restarts
+    pod_tmp.mkdir()
+    stack, task = _scrape_killed_mid_lookup(
+        redis_url, tmp_path, esteira_processes, demo_portal, TMPDIR=str(pod_tmp)
+    )
+    assert list(pod_tmp.iterdir())  # what the killed worker's browser left
     stack.worker("survivor", "scraper")
     # The scrape's 330 s job timeout has not passed: its worker's silence freed it, and the
     # lease of its dead scraper was taken over.
@@ -338,6 +344,10 @@ def test_a_sigkilled_scrapers_task_is_retried_by_the_next_one_and_its_browser_di
     assert ended["status"] == "success" and ended["result"]["data"]["numero_os"] == str(FIRST_OS)
     assert ended["attempts"] == 2
     assert _keys_without_expiry(redis_url) == []
+    # The survivor's first browser removed the killed one's profile (a few MiB; Chromium's own
+    # temporary files inside it): what is left belongs to live processes.
+    left = [(entry.name, OWN_FILES.match(entry.name)) for entry in pod_tmp.iterdir()]
+    assert all(found and alive(int(found[1])) for _, found in left), [n for n, _ in left]
 
 
 def test_a_lookup_whose_every_allowed_attempt_died_with_its_worker_fails_as_abandoned(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -83,6 +84,46 @@ class BrowserBinaries:
         return leashed(cls(chromium=chromium, chromedriver=driver))
 
 
+# What a process's browsers keep in the temporary folder: each browser's profile (Chromium's own
+# temporary files inside it) and the process's leash scripts, named after their owner.
+OWN_FILES = re.compile(r"^esteira-(?:chromium|leash)-(\d+)-(\d+)-")
+
+
+def _started(pid: int) -> str | None:
+    """When a process started (clock ticks since boot), or None when it is not running."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _owner() -> str:
+    """This process, as the owner of its browsers' files: its pid and when it started (a pid
+    alone comes back: a container's processes get the same ones after every restart)."""
+    return f"{os.getpid()}-{_started(os.getpid())}"
+
+
+def remove_stale_browser_files(folder: str | None = None) -> int:
+    """Removes what the browsers of processes no longer running left in the temporary folder (a
+    process killed with SIGKILL leaves each browser's profile, a few MiB, in a pod's /tmp,
+    which outlives the container's restarts); returns how many it removed."""
+    removed = 0
+    for entry in os.scandir(folder or tempfile.gettempdir()):
+        found = OWN_FILES.match(entry.name)
+        if found and _started(int(found[1])) != found[2]:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+@functools.cache
+def _tidied() -> None:
+    """Once a process, before its first browser: what dead ones left, removed."""
+    removed = remove_stale_browser_files()
+    if removed:
+        logger.info("stale browser files removed", extra={"folders": removed})
+
+
 CAP_SETPCAP, CAP_SYS_NICE = 8, 23
 
 
@@ -110,7 +151,7 @@ def leashed(binaries: BrowserBinaries) -> BrowserBinaries:
         return binaries
     keep_priority = _capable(CAP_SYS_NICE) and _capable(CAP_SETPCAP)
     options = "--pdeathsig KILL" + (" --bounding-set -sys_nice" if keep_priority else "")
-    folder = Path(tempfile.mkdtemp(prefix="esteira-leash-"))
+    folder = Path(tempfile.mkdtemp(prefix=f"esteira-leash-{_owner()}-"))
     wrapped = {}
     for name, target in (("chromium", binaries.chromium), ("chromedriver", binaries.chromedriver)):
         script = folder / name
@@ -121,11 +162,13 @@ def leashed(binaries: BrowserBinaries) -> BrowserBinaries:
 
 
 class Browser:
-    """One headless Chromium with its own fresh profile, removed when the browser quits."""
+    """One headless Chromium with its own fresh profile, removed when the browser quits (or,
+    after its process was killed, by the next process to start a browser)."""
 
     def __init__(self, binaries: BrowserBinaries | None = None, page_load_timeout: float = 30):
+        _tidied()
         binaries = binaries or BrowserBinaries.discover()
-        self.profile = Path(tempfile.mkdtemp(prefix="esteira-chromium-"))
+        self.profile = Path(tempfile.mkdtemp(prefix=f"esteira-chromium-{_owner()}-"))
         options = webdriver.ChromeOptions()
         options.binary_location = binaries.chromium
         for flag in CHROMIUM_FLAGS:
@@ -133,7 +176,10 @@ class Browser:
         options.add_argument(f"--user-data-dir={self.profile}")
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         self.service = Service(
-            executable_path=binaries.chromedriver, service_args=CHROMEDRIVER_FLAGS
+            executable_path=binaries.chromedriver,
+            service_args=CHROMEDRIVER_FLAGS,
+            # Chromium's own temporary files in the profile too, removed with it.
+            env={**os.environ, "TMPDIR": str(self.profile)},
         )
         try:
             self.driver = LAUNCHERS.submit(
