@@ -198,7 +198,8 @@ def test_with_auth_on_the_operator_page_asks_for_a_key_and_says_when_it_is_refus
         ),
         message="a refused key was not said",
     )
-    assert "chave de API inválida" in driver.find_element(By.ID, "queues").text
+    # The queues panel says so too, at its next refresh (it was seen to lag the banner).
+    page.until(driver, lambda d: "chave de API inválida" in d.find_element(By.ID, "queues").text)
 
     # The right key, late: the carteira appears without a reload, and analysing works.
     driver.find_element(By.ID, "auth-key").send_keys(site.key)

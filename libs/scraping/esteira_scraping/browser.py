@@ -106,7 +106,9 @@ def _owner() -> str:
 def remove_stale_browser_files(folder: str | None = None) -> int:
     """Removes what the browsers of processes no longer running left in the temporary folder (a
     process killed with SIGKILL leaves each browser's profile, a few MiB, in a pod's /tmp,
-    which outlives the container's restarts); returns how many it removed."""
+    which outlives the container's restarts); returns how many folders it removed. Chromium's
+    and chromedriver's own empty folders there (org.chromium.*, a few KiB) name no owner: they
+    stay."""
     removed = 0
     for entry in os.scandir(folder or tempfile.gettempdir()):
         found = OWN_FILES.match(entry.name)
@@ -176,10 +178,7 @@ class Browser:
         options.add_argument(f"--user-data-dir={self.profile}")
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         self.service = Service(
-            executable_path=binaries.chromedriver,
-            service_args=CHROMEDRIVER_FLAGS,
-            # Chromium's own temporary files in the profile too, removed with it.
-            env={**os.environ, "TMPDIR": str(self.profile)},
+            executable_path=binaries.chromedriver, service_args=CHROMEDRIVER_FLAGS
         )
         try:
             self.driver = LAUNCHERS.submit(
