@@ -3,9 +3,6 @@ holds a table it reads (a migration, a DBA), or the server is down. A client is 
 back (503 with Retry-After and a clear error), in its API's shape; never a 500, never a request
 that hangs for as long as the lock is held."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import httpx
 import pytest
 
@@ -13,25 +10,12 @@ from esteira_cli.processes import free_port
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
 from esteira_portal.records import FIRST_OS
-from esteira_testing.components import PostgresServer
+from esteira_testing.components import PostgresServer, tables_locked
 from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
 from esteira_testing.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 OS_NUMBER = "4242"
-
-
-@contextmanager
-def os_table_locked(database_url: str) -> Iterator[None]:
-    """Another transaction holds the recorded OS's table: whoever reads or writes it waits for
-    its end."""
-    engine = create_db_engine(database_url)
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql("LOCK TABLE ordens_servico IN ACCESS EXCLUSIVE MODE")
-            yield
-    finally:
-        engine.dispose()
 
 
 def _gateway(esteira_processes, redis_url: str, database_url: str, **env: str) -> httpx.Client:
@@ -61,7 +45,7 @@ def test_a_lookup_while_someone_holds_the_os_table_is_told_to_come_back_not_held
 ):
     database_url = postgres_server.create_database()
     api = _gateway(esteira_processes, redis_url, database_url)
-    with os_table_locked(database_url):
+    with tables_locked(database_url, "ordens_servico"):
         # Each lookup waited for as long as the lock was held, holding one of the gateway's
         # few threads: a handful of them stopped every lookup of the gateway.
         for _ in range(8):
@@ -109,19 +93,12 @@ def test_a_scrape_that_cannot_be_recorded_is_tried_again_not_failed_for_good(
         found = api.get(f"/api/v1/scraping/tasks/{task_id}").json()
         return found if found["status"] in statuses else None
 
-    engine = create_db_engine(database_url)
-    try:
-        with engine.begin() as connection:
-            # Writes to the table wait, reads do not: the lookup's read goes through, and the
-            # scraped OS's record waits for the lock.
-            connection.exec_driver_sql("LOCK TABLE clientes IN EXCLUSIVE MODE")
-            task_id = api.post(f"/api/v1/scraping/os/{FIRST_OS}").json()["task_id"]
-            first = wait_until(
-                lambda: task_once("retrying", "failed", "success"), 90, "no attempt ended"
-            )
-            assert first["status"] == "retrying", first
-            assert first["error"]["code"] == "database_unavailable"
-    finally:
-        engine.dispose()
+    # Writes to the table wait, reads do not: the lookup's read goes through, and the scraped
+    # OS's record waits for the lock.
+    with tables_locked(database_url, "clientes", mode="EXCLUSIVE"):
+        task_id = api.post(f"/api/v1/scraping/os/{FIRST_OS}").json()["task_id"]
+        first = wait_until(lambda: task_once("retrying", "failed", "success"), 90, "no attempt")
+        assert first["status"] == "retrying", first
+        assert first["error"]["code"] == "database_unavailable"
     ended = wait_until(lambda: task_once("success", "failed"), 90, "the lookup never ended")
     assert ended["status"] == "success" and ended["attempts"] >= 2, ended

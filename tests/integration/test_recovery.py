@@ -10,8 +10,6 @@ import signal
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -28,7 +26,7 @@ from esteira_portal.records import FIRST_OS
 from esteira_ruptura.worker import TRIES
 from esteira_scraping.browser import OWN_FILES
 from esteira_scraping.processes import descendants
-from esteira_testing.components import RedisServer, seeded_database
+from esteira_testing.components import RedisServer, seeded_database, tables_locked
 from esteira_testing.plugin import DEMO_PORTAL_PASSWORD, DEMO_PORTAL_USERNAME
 from esteira_testing.ruptura import session_results
 from esteira_testing.waiting import alive, wait_until
@@ -70,20 +68,13 @@ class Stack:
         return [result["num_pedido"] for result in self.results(session_id, timeout)]
 
 
-@contextmanager
-def carteira_locked(database_url: str) -> Iterator[None]:
-    """Someone else's transaction holds every carteira table of a PostgreSQL database: whoever
-    reads them waits until it ends."""
-    engine = create_db_engine(database_url)
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(
-                "LOCK TABLE carteira_itens, estoque, programacao_producao, saidas_previstas, "
-                "carteira_versao IN ACCESS EXCLUSIVE MODE"
-            )
-            yield
-    finally:
-        engine.dispose()
+CARTEIRA_TABLES = (
+    "carteira_itens",
+    "estoque",
+    "programacao_producao",
+    "saidas_previstas",
+    "carteira_versao",
+)
 
 
 def test_a_sigkilled_workers_batches_run_again_once_it_is_silent_not_after_their_timeout(
@@ -172,7 +163,7 @@ def test_a_job_past_its_time_on_every_try_ends_its_orders_in_error_not_dropped_b
     stack, database_url, orders, session_id = _session_on_postgresql(
         redis_url, postgres_server, esteira_processes
     )
-    with carteira_locked(database_url):
+    with tables_locked(database_url, *CARTEIRA_TABLES):
         worker = stack.worker(
             "waiting",
             "ruptura",
@@ -216,7 +207,7 @@ def test_a_job_whose_worker_dies_in_it_every_time_ends_its_orders_in_error(
     store = redis.Redis.from_url(redis_url)
     running = lambda: list(store.scan_iter("arq:in-progress:*"))  # noqa: E731
     queue = lambda: store.zrange("arq:queue:ruptura", 0, -1, withscores=True)  # noqa: E731
-    with carteira_locked(database_url):
+    with tables_locked(database_url, *CARTEIRA_TABLES):
         for n in range(TRIES):
             doomed = stack.worker(f"doomed-{n}", "ruptura")
             try:

@@ -59,10 +59,10 @@ def job_context(pool: Pool, member: str, path: str, **shared: Any) -> Ctx:
         "pool": pool,
         "worker_id": member,
         "path": path,
-        # Shared by the copies of ctx arq hands its jobs: counts the jobs ended in this process,
-        # and tells a running job the process drains (a job's own copy of "draining" never
-        # changes once it runs).
-        "jobs_ended": itertools.count(1),
+        # Shared by the copies of ctx arq hands its jobs: counts the fair-queue places the jobs
+        # ended in this process freed, and tells a running job the process drains (a job's own
+        # copy of "draining" never changes once it runs).
+        "places_freed": itertools.count(1),
         "stopping": threading.Event(),
     }
 
@@ -190,8 +190,9 @@ async def feed_after_job(ctx: Ctx) -> None:
     queue: fair.FairQueue | None = ctx.get("fair_queue")
     if queue is None:
         return
-    every, freed = max(1, queue.window // 4), int(ctx.get(FAIR_PLACES, 1))
-    if not [n for n in (next(ctx["jobs_ended"]) for _ in range(freed)) if n % every == 0]:
+    every = max(1, queue.window // 4)
+    freed = list(itertools.islice(ctx["places_freed"], int(ctx.get(FAIR_PLACES, 1))))
+    if all(n % every for n in freed):  # none of the places freed is an every-th
         return
     try:
         await fair.feed(ctx["redis"], queue)

@@ -18,6 +18,8 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from esteira_scraping.processes import started
+
 # Headless on a server: no sandbox (containers run it unprivileged), no GPU, no /dev/shm (small
 # in containers), and nothing that phones home (no network is reachable but the portal's).
 CHROMIUM_FLAGS = (
@@ -89,18 +91,10 @@ class BrowserBinaries:
 OWN_FILES = re.compile(r"^esteira-(?:chromium|leash)-(\d+)-(\d+)-")
 
 
-def _started(pid: int) -> str | None:
-    """When a process started (clock ticks since boot), or None when it is not running."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def _owner() -> str:
     """This process, as the owner of its browsers' files: its pid and when it started (a pid
     alone comes back: a container's processes get the same ones after every restart)."""
-    return f"{os.getpid()}-{_started(os.getpid())}"
+    return f"{os.getpid()}-{started(os.getpid())}"
 
 
 def remove_stale_browser_files(folder: str | None = None) -> int:
@@ -112,7 +106,7 @@ def remove_stale_browser_files(folder: str | None = None) -> int:
     removed = 0
     for entry in os.scandir(folder or tempfile.gettempdir()):
         found = OWN_FILES.match(entry.name)
-        if found and _started(int(found[1])) != found[2]:
+        if found and started(int(found[1])) != found[2]:
             shutil.rmtree(entry.path, ignore_errors=True)
             removed += 1
     return removed

@@ -1,5 +1,6 @@
-"""Killing a browser's whole process tree: chromedriver and every Chromium process under it
-(renderers, GPU and zygote processes included), found from /proc."""
+"""Processes as /proc shows them: when one started, its descendants, and killing a browser's
+whole process tree (chromedriver and every Chromium process under it, renderers, GPU and zygote
+processes included)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,28 @@ import signal
 from contextlib import suppress
 
 
+def stat_fields(pid: int | str) -> list[bytes] | None:
+    """A process's /proc/<pid>/stat fields after its command (its state first: field 3 of
+    proc(5)), or None when it is not running."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def started(pid: int) -> str | None:
+    """When a process started (clock ticks since boot), or None when it is not running: with
+    its pid, what tells it from a later process given the same pid."""
+    fields = stat_fields(pid)
+    return None if fields is None else fields[19].decode()
+
+
 def process_parents() -> dict[int, int]:
     """Every live process and its parent, from /proc."""
     parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                    fields = stat.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
+        if entry.name.isdigit() and (fields := stat_fields(entry.name)) is not None:
             parents[int(entry.name)] = int(fields[1])
     return parents
 

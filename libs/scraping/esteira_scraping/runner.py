@@ -19,10 +19,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from esteira_core import keys, metrics, ratelimit
+from esteira_core.db import DATABASE_ERRORS
 from esteira_scraping import tasks
 from esteira_scraping.errors import (
     BrowserFailure,
@@ -251,7 +250,7 @@ class Scraper:
         progress("saving", 90)
         try:
             saved = await asyncio.to_thread(save_os, self.engine, scraped)
-        except (OperationalError, PoolTimeout):  # its text names the server: not kept
+        except DATABASE_ERRORS:  # its text names the server: not kept
             raise DatabaseUnavailable("the database could not record the OS") from None
         metrics.SCRAPE_PHASE_DURATION.labels("persist").observe(time.perf_counter() - started)
         return result_of(scraped, saved)

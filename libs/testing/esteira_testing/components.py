@@ -18,8 +18,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -625,6 +625,22 @@ class LocalStack:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+@contextmanager
+def tables_locked(
+    database_url: str, *tables: str, mode: str = "ACCESS EXCLUSIVE"
+) -> Iterator[None]:
+    """Someone else's transaction (a DBA's, a migration, a nightly load) holds tables of a
+    PostgreSQL database in `mode` until the block ends: ACCESS EXCLUSIVE, whoever reads or
+    writes them waits; EXCLUSIVE, only writers do."""
+    engine = create_db_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"LOCK TABLE {', '.join(tables)} IN {mode} MODE")
+            yield
+    finally:
+        engine.dispose()
 
 
 def seeded_database(database_url: str, orders: int, products: int, seed: int = 5) -> str:

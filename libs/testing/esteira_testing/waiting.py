@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
+
+from esteira_scraping.processes import stat_fields
 
 T = TypeVar("T")
 
@@ -21,8 +22,5 @@ def wait_until(condition: Callable[[], T], timeout: float, message: str) -> T:
 
 
 def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != b"Z"

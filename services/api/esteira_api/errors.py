@@ -18,12 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from esteira_api.dispatch import too_busy
 from esteira_core.breaker import CircuitOpen
+from esteira_core.db import DATABASE_ERRORS
 from esteira_core.errors import (
     Busy,
     DomainError,
@@ -214,6 +213,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     for redis_error in (RedisError, CircuitOpen):
         app.add_exception_handler(redis_error, _redis_unavailable)
-    for database_error in (OperationalError, PoolTimeout):
+    for database_error in DATABASE_ERRORS:
         app.add_exception_handler(database_error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

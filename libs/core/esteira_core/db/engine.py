@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from esteira_core.settings import CoreSettings
 
@@ -27,6 +29,9 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# What a failing database raises: refused, dropped, not answering, a lock held past the lock
+# timeout (OperationalError), or no pooled connection free in time.
+DATABASE_ERRORS = (OperationalError, PoolTimeout)
 # A PostgreSQL server that does not answer (a host gone, its packets dropped) fails a connection
 # after this long, not after the operating system's two minutes of retries.
 CONNECT_TIMEOUT_SECONDS = 10
