@@ -6,6 +6,7 @@ that hangs for as long as the lock is held."""
 import httpx
 import pytest
 
+from esteira_api.apikeys import generate_key, key_digest
 from esteira_cli.processes import free_port
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
@@ -58,14 +59,31 @@ def test_a_lookup_while_someone_holds_the_os_table_is_told_to_come_back_not_held
     assert api.post(f"/api/v1/scraping/os/{OS_NUMBER}").status_code == 202  # a scrape queued
 
 
-def test_a_lookup_while_postgresql_is_down_is_told_to_come_back(redis_url, esteira_processes):
+def test_a_front_end_on_another_origin_is_told_in_its_words_while_postgresql_is_down(
+    redis_url, esteira_processes
+):
+    """Who meets it first: the ERP's page on another origin, calling with its API key. The
+    503 must reach its script readable (CORS headers, Retry-After exposed), not as a network
+    error; and the operator's readiness probe says so too."""
+    key, origin = generate_key(), "https://erp.example"
     server = PostgresServer().start()
     try:
-        api = _gateway(esteira_processes, redis_url, server.create_database())
+        api = _gateway(
+            esteira_processes,
+            redis_url,
+            server.create_database(),
+            ESTEIRA_AUTH_DISABLED="false",
+            ESTEIRA_API_KEYS=f"erp:{key_digest(key)}",
+            ESTEIRA_CORS_ORIGINS=origin,
+        )
+        api.headers.update({"Authorization": f"Bearer {key}", "Origin": origin})
         assert api.post(f"/api/v1/scraping/os/{OS_NUMBER}").status_code == 202
     finally:
         server.close()
-    _assert_told_to_come_back(api.post(f"/api/v1/scraping/os/{OS_NUMBER}1"), "database_unavailable")
+    answer = api.post(f"/api/v1/scraping/os/{OS_NUMBER}1")
+    _assert_told_to_come_back(answer, "database_unavailable")
+    assert answer.headers["access-control-allow-origin"] in (origin, "*")
+    assert "retry-after" in answer.headers["access-control-expose-headers"].lower()
     assert api.get("/readyz").status_code == 503  # and the probe says so
 
 
