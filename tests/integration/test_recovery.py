@@ -4,6 +4,7 @@ worker's event loop. Nothing is lost, nothing runs twice, no browser survives it
 is left without an expiry."""
 
 import asyncio
+import functools
 import os
 import shutil
 import signal
@@ -207,11 +208,20 @@ def test_a_job_whose_worker_dies_in_it_every_time_ends_its_orders_in_error(
     store = redis.Redis.from_url(redis_url)
     running = lambda: list(store.scan_iter("arq:in-progress:*"))  # noqa: E731
     queue = lambda: store.zrange("arq:queue:ruptura", 0, -1, withscores=True)  # noqa: E731
+
+    def counted(runs: int) -> bool:
+        """The job runs, and arq has counted this run: it takes the job (in progress) before it
+        counts the run, and a worker killed in between has not used a try."""
+        return any(
+            int(store.get(f"arq:retry:{key.decode().rpartition(':')[2]}") or 0) >= runs
+            for key in running()
+        )
+
     with tables_locked(database_url, *CARTEIRA_TABLES):
         for n in range(TRIES):
             doomed = stack.worker(f"doomed-{n}", "ruptura")
             try:
-                wait_until(running, 60, f"try {n + 1} never started")
+                wait_until(functools.partial(counted, n + 1), 60, f"try {n + 1} never started")
                 os.kill(doomed.process.pid, signal.SIGKILL)
                 doomed.process.wait(10)
                 wait_until(lambda: not running(), 30, "the dead worker's job was never freed")
