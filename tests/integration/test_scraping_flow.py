@@ -397,6 +397,9 @@ def test_a_task_is_seen_only_by_the_tenants_that_started_or_joined_it(scraping_s
     for path in (f"/api/v1/scraping/tasks/{only_vendas}", f"/api/v1/scraping/tasks/{both}"):
         hidden = suporte.get(path)
         assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "task_not_found"
+        # A long poll on it is refused before any wait (the client would give up first).
+        held = suporte.get(path, params={"since": 0, "wait": 20}, timeout=5)
+        assert held.status_code == 404 and held.json()["error"]["code"] == "task_not_found"
     assert suporte.get(f"/api/desenvolvimento/scraping-status/{only_vendas}").status_code == 404
 
     joined = suporte.post(f"/api/v1/scraping/os/{OS_C}").json()

@@ -8,6 +8,12 @@ clients cost the gateway a thousand idle futures, not a thousand Redis connectio
 thousand requests a second. While it is not listening (Redis down, reconnecting) nobody
 waits: a long poll answers at once, as a plain poll would. The sessions' event streams are
 woken the same way.
+
+A popular OS's scrape task has a hundred followers or more, and each of its changes wakes them
+all at once. Their reads after the wake-up can be one: a read of what the channel is about
+(`answer(..., shared=True)`), begun after the message that woke them, answers every request
+waiting on the channel that asks while it is in flight. Each request then sees what it may of
+it (its own check, as on its first read, which is its own).
 """
 
 from __future__ import annotations
@@ -15,10 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from starlette.types import Scope
@@ -38,11 +43,23 @@ WAITED_SCOPE_KEY = "esteira.waited_seconds"
 Answer = TypeVar("Answer")
 
 
+class _Watched:
+    """A channel someone waits on: their events, and the shared read in flight (with when it
+    began), begun since the channel's last message."""
+
+    __slots__ = ("events", "reading", "reading_since")
+
+    def __init__(self) -> None:
+        self.events: set[asyncio.Event] = set()
+        self.reading: asyncio.Future[Any] | None = None
+        self.reading_since = 0.0
+
+
 class Changes:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self.listening = False
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._watched: dict[str, _Watched] = {}
 
     async def listen(self) -> None:
         """Runs for the gateway's life (a lifespan task), reconnecting after Redis errors."""
@@ -69,12 +86,16 @@ class Changes:
             await asyncio.sleep(RECONNECT_SECONDS)
 
     def _wake(self, channel: str) -> None:
-        for event in self._waiters.get(channel, ()):
-            event.set()
+        watched = self._watched.get(channel)
+        if watched is not None:
+            watched.reading = None  # it may have missed the change: later askers read again
+            for event in watched.events:
+                event.set()
 
     def _wake_everyone(self) -> None:
-        for waiting in self._waiters.values():
-            for event in waiting:
+        for watched in self._watched.values():
+            watched.reading = None
+            for event in watched.events:
                 event.set()
 
     @contextmanager
@@ -82,14 +103,16 @@ class Changes:
         """An event set at each message on the channel (and whenever the listener loses
         Redis); the watcher clears it."""
         event = asyncio.Event()
-        self._waiters[channel].add(event)
+        watched = self._watched.get(channel)
+        if watched is None:
+            watched = self._watched[channel] = _Watched()
+        watched.events.add(event)
         try:
             yield event
         finally:
-            waiting = self._waiters[channel]
-            waiting.discard(event)
-            if not waiting:
-                del self._waiters[channel]
+            watched.events.discard(event)
+            if not watched.events:
+                del self._watched[channel]
 
     async def answer(
         self,
@@ -98,11 +121,17 @@ class Changes:
         wait: float,
         read: Callable[[], Awaitable[Answer]],
         changed: Callable[[Answer], bool],
+        *,
+        shared: bool = False,
     ) -> Answer:
         """`read()` now if `changed` says its answer is news (or the caller does not wait, or
         nobody listens); else `read()` again after the channel's next message, or after
         `wait` seconds without one. Watching starts before the first read, so a change
-        between the two is not missed."""
+        between the two is not missed.
+
+        With `shared`, the read after the wait is shared (see the module): `read` must then
+        depend on the channel alone, never on who asks, and the caller checks what the
+        asker may see of its answer, as `changed` does of the first read's."""
         if wait <= 0 or not self.listening:
             return await read()
         with self.watching(channel) as event:
@@ -116,4 +145,28 @@ class Changes:
             except TimeoutError:
                 pass
             scope[WAITED_SCOPE_KEY] = time.perf_counter() - started
+            if shared:
+                return await self._read_shared(channel, read, waiting_since=started)
             return await read()
+
+    async def _read_shared(
+        self, channel: str, read: Callable[[], Awaitable[Answer]], waiting_since: float
+    ) -> Answer:
+        """The channel's shared read in flight, if it began after the channel's last message
+        and after this request started waiting (so it can show nothing older than what the
+        request would read itself); else a new one, which later askers share."""
+        watched = self._watched[channel]
+        reading = watched.reading
+        if reading is None or watched.reading_since < waiting_since:
+            watched.reading_since = time.perf_counter()
+            reading = watched.reading = asyncio.ensure_future(read())
+            reading.add_done_callback(lambda done: self._read_done(watched, done))
+        # Shielded: a client that goes away cancels its own wait, not the others' read.
+        answer: Answer = await asyncio.shield(reading)
+        return answer
+
+    @staticmethod
+    def _read_done(watched: _Watched, done: asyncio.Future[Any]) -> None:
+        """A read that has answered is not shared any more: a later asker reads anew."""
+        if watched.reading is done:
+            watched.reading = None

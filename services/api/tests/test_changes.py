@@ -102,3 +102,44 @@ def test_nobody_waits_while_the_listener_has_no_redis() -> None:
 
     elapsed, scope = asyncio.run(scenario())
     assert elapsed < 1 and WAITED_SCOPE_KEY not in scope
+
+
+def test_the_followers_one_change_wakes_share_one_read_and_a_leaver_takes_nothing_away(
+    redis_url,
+) -> None:
+    followers = 50
+
+    async def scenario() -> tuple[list[int], int, bool]:
+        redis, changes, listener = await _listening(redis_url)
+        state = {"version": 0}
+        reads = 0
+
+        async def read() -> int:
+            nonlocal reads
+            reads += 1
+            version = state["version"]
+            if version:  # the read after the change is slow: a follower leaves meanwhile
+                await asyncio.sleep(0.3)
+            return version
+
+        waiting = [
+            asyncio.create_task(
+                changes.answer({}, CHANNEL, 20, read, lambda found: found > 0, shared=True)
+            )
+            for _ in range(followers)
+        ]
+        await asyncio.sleep(0.2)  # every follower has read once and waits
+        state["version"] = 1
+        await redis.publish(CHANNEL, "changed")
+        await asyncio.sleep(0.15)
+        waiting[0].cancel()  # its client went away during the shared read
+        answers = await asyncio.gather(*waiting[1:])
+        left = waiting[0].cancelled()
+        listener.cancel()
+        await redis.aclose()
+        return answers, reads, left
+
+    answers, reads, left = asyncio.run(scenario())
+    assert answers == [1] * (followers - 1)
+    assert reads == followers + 1  # each one's own first read, then one for all of them
+    assert left

@@ -97,15 +97,19 @@ async def task_status(
     gateway, tenant = gateway_of(request), tenant_of(request)
 
     # The task now if it changed after `since` or has ended; else after its next change, or
-    # `wait` seconds. Without `since`, now.
-    def news(task: dict[str, Any]) -> bool:
-        return since is None or task["status"] in tasks.ENDED or task["updated_at"] > since
+    # `wait` seconds. Without `since`, now. A task this tenant does not own is a 404 before
+    # any wait. The read after a wait is shared by every follower of the task (the read is
+    # the same for all: each sees its part of it).
+    def news(task: dict[str, Any] | None) -> bool:
+        seen = tasks.seen_by(task, task_id, tenant)
+        return since is None or seen["status"] in tasks.ENDED or seen["updated_at"] > since
 
     task = await gateway.changes.answer(
         request.scope,
         keys.scrape_task_events(task_id),
         wait,
-        lambda: tasks.owned(gateway.redis, task_id, tenant),
+        lambda: tasks.get(gateway.redis, task_id),
         news,
+        shared=True,
     )
-    return model_json(TaskBody.model_validate(task))
+    return model_json(TaskBody.model_validate(tasks.seen_by(task, task_id, tenant)))

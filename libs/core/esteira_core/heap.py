@@ -1,0 +1,31 @@
+"""Python's garbage collector in a process that lives for days.
+
+A full collection walks every object the collector tracks, and the process's event loop waits
+for it. Most of them are what the process built before its first request or job and keeps for
+its whole life: modules, FastAPI's routes and models, pydantic's schemas, SQLAlchemy's tables.
+In a gateway process those are about 117,000 objects, and each full collection took 35-115 ms
+(every collection of both gateway processes timed under the 2,000-user load: three each during
+the arrivals, every request in flight held for as long).
+"""
+
+from __future__ import annotations
+
+import gc
+
+_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Called at the end of a process's start-up: one collection, then every object left is
+    moved out of the collector's sight (`gc.freeze`) and never walked again; the objects of
+    requests and jobs still are, and they are then all a full collection walks.
+
+    Once per process: a later call (a second app built in the same process, as tests do) does
+    nothing, since it would freeze the objects of whatever is in flight then, and a frozen
+    object in a reference cycle is never freed."""
+    global _frozen
+    if _frozen:
+        return
+    _frozen = True
+    gc.collect()
+    gc.freeze()

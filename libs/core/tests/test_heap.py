@@ -1,0 +1,44 @@
+"""The start-up heap frozen, in a process of its own (freezing this one would keep every
+reference cycle the later tests leave)."""
+
+import json
+import subprocess
+import sys
+
+SCRIPT = """
+import gc, json, weakref
+from esteira_core.heap import freeze_startup_heap
+
+class Node:
+    pass
+
+def cycle():
+    node = Node()
+    node.me = node
+    return weakref.ref(node)
+
+before = cycle()  # garbage already: the start-up collection frees it
+built = [Node() for _ in range(1000)]  # kept for the process's life
+freeze_startup_heap()
+frozen = gc.get_freeze_count()
+after = cycle()  # garbage made later: a later collection still frees it
+freeze_startup_heap()
+gc.collect()
+print(json.dumps({
+    "frozen": frozen,
+    "frozen_again": gc.get_freeze_count(),
+    "before_freed": before() is None,
+    "after_freed": after() is None,
+    "built_frozen": not any(node is built[0] for node in gc.get_objects()),
+}))
+"""
+
+
+def test_what_start_up_built_is_frozen_once_and_later_garbage_is_still_freed() -> None:
+    ran = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    found = json.loads(ran.stdout)
+    assert found["frozen"] >= 1000
+    assert found["frozen_again"] == found["frozen"]  # a second call freezes nothing more
+    assert found["before_freed"] and found["after_freed"]
+    assert found["built_frozen"]  # out of the collector's sight
