@@ -3,9 +3,9 @@
 A full collection walks every object the collector tracks, and the process's event loop waits
 for it. Most of them are what the process built before its first request or job and keeps for
 its whole life: modules, FastAPI's routes and models, pydantic's schemas, SQLAlchemy's tables.
-In a gateway process those are about 117,000 objects, and each full collection took 35-115 ms
-(every collection of both gateway processes timed under the 2,000-user load: three each during
-the arrivals, every request in flight held for as long).
+A gateway process holds some 300,000 of them; under a flood of connections, whose objects live
+a few seconds, a full collection came every few seconds and walked them all again, stalling
+the gateway 250-500 ms each time (README, "At the internet's edge").
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ _frozen = False
 
 
 def freeze_startup_heap() -> None:
-    """Called at the end of a process's start-up: one collection, then every object left is
-    moved out of the collector's sight (`gc.freeze`) and never walked again; the objects of
-    requests and jobs still are, and they are then all a full collection walks.
+    """Called at the end of a process's start-up, before its first request or job: one
+    collection, then every object left is moved out of the collector's sight (`gc.freeze`)
+    and never walked again; the objects of requests and jobs still are, and they are then all
+    a full collection walks.
 
     Once per process: a later call (a second app built in the same process, as tests do) does
     nothing, since it would freeze the objects of whatever is in flight then, and a frozen

@@ -36,7 +36,6 @@ sockets opened in the same second thus expire in slices instead of stalling the 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import resource
@@ -224,13 +223,7 @@ def process_edge() -> Edge:
     """This process's edge, made on its first connection (uvicorn makes one protocol per
     connection; each worker process of `ESTEIRA_API_WORKERS` has its own limits and counts).
     The connection cap is kept under the open-file limit: a process out of files cannot even
-    accept a connection to refuse it.
-
-    By the first connection the app and its libraries are loaded: they are frozen out of the
-    garbage collector's sight. Otherwise each full collection walks them all again (some
-    300,000 objects), and a flood of connections, whose objects live a few seconds, brings
-    one every few seconds: each stalled the gateway 250-500 ms."""
-    gc.freeze()
+    accept a connection to refuse it."""
     limits = EdgeLimits.from_settings(get_settings())
     room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - RESERVED_FILES
     if limits.max_connections > room:
