@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from esteira_core import fair, heartbeats, keys, metrics
 from esteira_core.db import create_db_engine
-from esteira_core.heap import freeze_startup_heap
+from esteira_core.heap import tune_collector
 from esteira_core.heartbeats import Heartbeat, worker_id
 from esteira_core.jobs import CanaryPayload, Pool
 from esteira_core.logging import bind, configure_logging
@@ -306,7 +306,7 @@ def run(
         serving=lambda: "heartbeat" in ctx,
     )
     probes.serve(settings.metrics_host, ctx["metrics_port"])
-    freeze_startup_heap()  # what every job would otherwise have a full collection walk again
+    tune_collector()  # what every job would otherwise have a full collection walk again
     try:
         # arq's loop ends with an exception when Redis goes away; the process stays and starts
         # the loop again once Redis answers (arq itself retries the first connection 5 times).

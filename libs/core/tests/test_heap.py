@@ -1,4 +1,4 @@
-"""The start-up heap frozen, in a process of its own (freezing this one would keep every
+"""The collector tuned for serving, in a process of its own (freezing this one would keep every
 reference cycle the later tests leave)."""
 
 import json
@@ -7,7 +7,7 @@ import sys
 
 SCRIPT = """
 import gc, json, weakref
-from esteira_core.heap import freeze_startup_heap
+from esteira_core.heap import FULL_COLLECTION_AFTER, tune_collector
 
 class Node:
     pass
@@ -19,10 +19,10 @@ def cycle():
 
 before = cycle()  # garbage already: the start-up collection frees it
 built = [Node() for _ in range(1000)]  # kept for the process's life
-freeze_startup_heap()
+tune_collector()
 frozen = gc.get_freeze_count()
 after = cycle()  # garbage made later: a later collection still frees it
-freeze_startup_heap()
+tune_collector()
 gc.collect()
 print(json.dumps({
     "frozen": frozen,
@@ -30,11 +30,12 @@ print(json.dumps({
     "before_freed": before() is None,
     "after_freed": after() is None,
     "built_frozen": not any(node is built[0] for node in gc.get_objects()),
+    "full_after": gc.get_threshold()[2] == FULL_COLLECTION_AFTER,
 }))
 """
 
 
-def test_what_start_up_built_is_frozen_once_and_later_garbage_is_still_freed() -> None:
+def test_start_up_frozen_once_later_garbage_still_freed_full_collections_rarer() -> None:
     ran = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
     found = json.loads(ran.stdout)
@@ -42,3 +43,4 @@ def test_what_start_up_built_is_frozen_once_and_later_garbage_is_still_freed() -
     assert found["frozen_again"] == found["frozen"]  # a second call freezes nothing more
     assert found["before_freed"] and found["after_freed"]
     assert found["built_frozen"]  # out of the collector's sight
+    assert found["full_after"]

@@ -31,7 +31,7 @@ from esteira_api.routes import (
 )
 from esteira_api.settings import ApiSettings, get_settings
 from esteira_core.db import create_db_engine
-from esteira_core.heap import freeze_startup_heap
+from esteira_core.heap import tune_collector
 from esteira_core.ratelimit import LeasedBuckets
 from esteira_core.redis import create_redis
 
@@ -61,7 +61,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "AUTHENTICATION IS OFF (ESTEIRA_AUTH_DISABLED=true): every caller is tenant "
                 "'anonymous'; never expose this gateway"
             )
-        freeze_startup_heap()
+        tune_collector()
         logger.info("gateway started")
         try:
             yield
