@@ -125,3 +125,15 @@ def test_the_load_client_reads_each_answer_whole_on_a_kept_alive_connection(
     assert answers[1][0] == 404
     assert kept == 1  # three requests, one connection
     assert written["latency_ms"] == 7
+
+
+def test_a_scrape_the_portals_errors_outlasted_counts_against_success_not_as_error(bench_load):
+    portal_failed = {"status": "failed", "error": {"code": "portal_error", "message": "..."}}
+    not_found = {"status": "failed", "error": {"code": "not_found", "message": "..."}}
+    scraped = {"status": "success", "error": None}
+    assert bench_load._scrape_outcome(True, portal_failed) == "failed"
+    assert bench_load._scrape_outcome(False, portal_failed) == "failed"
+    assert bench_load._scrape_outcome(True, scraped) == "success"
+    assert bench_load._scrape_outcome(False, not_found) == "success"
+    assert bench_load._scrape_outcome(False, scraped) == "wrong"  # an unknown number found
+    assert bench_load._scrape_outcome(True, not_found) == "failed"

@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Executable
 
+from esteira_core.db import create_db_engine
 from esteira_ruptura.settings import RupturaSettings
 from esteira_ruptura.tables import (
     carteira_itens,
@@ -278,17 +279,24 @@ def load_queries(path: Path) -> SourceQueries:
     return SourceQueries.model_validate(loaded)
 
 
-def configured(settings: RupturaSettings, db: Engine) -> CarteiraSource:
+def configured(
+    settings: RupturaSettings, db: Engine, *, lock_timeout_seconds: float | None = None
+) -> CarteiraSource:
     """The carteira a process reads (one constructor for the workers and the gateway): a team's
     database through its source profile when ESTEIRA_RUPTURA_SOURCE_URL and _PROFILE say so,
-    else Esteira's own tables on `db`. Nothing connects here."""
+    else Esteira's own tables on `db`. Nothing connects here. A team's PostgreSQL gets the same
+    timeouts as Esteira's (`lock_timeout_seconds`, as `create_db_engine` takes it): its nightly
+    load may hold its tables for as long as it runs."""
     if settings.ruptura_source_url is None or settings.ruptura_source_profile is None:
         return esteira_tables(db)
     url = make_url(settings.ruptura_source_url)
     if settings.ruptura_source_password is not None:
         url = url.set(password=settings.ruptura_source_password.get_secret_value())
     queries = load_queries(settings.ruptura_source_profile)
-    engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800)
+    if url.get_backend_name() == "postgresql":
+        engine = create_db_engine(url, lock_timeout_seconds=lock_timeout_seconds)
+    else:  # its driver's own arguments; and a team's SQLite file is not Esteira's to set up
+        engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800)
     logger.info(
         "carteira read through a source profile",
         extra={

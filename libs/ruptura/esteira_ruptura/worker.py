@@ -143,7 +143,9 @@ async def startup(ctx: worker.Ctx) -> None:
     gateway's standby worker finds the gateway's in its ctx instead), and the search for
     batches a Redis failover lost."""
     await worker.startup(ctx)
-    ctx["carteira"] = sources.configured(ctx["settings"], ctx["db"])
+    ctx["carteira"] = sources.configured(
+        ctx["settings"], ctx["db"], lock_timeout_seconds=ctx["job_timeout"]
+    )
     ctx["recovery"] = asyncio.create_task(recover_lost_batches(ctx), name="ruptura-recovery")
 
 

@@ -6,6 +6,7 @@ CSV (SQLite and PostgreSQL)."""
 import random
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 from sqlalchemy import Engine, create_engine, make_url, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 import esteira_ruptura
 from esteira_core.jobs import RupturaMode
@@ -25,7 +26,7 @@ from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis, judge_carteira
 from esteira_ruptura.settings import RupturaSettings
 from esteira_ruptura.sources import CarteiraSource, configured, esteira_tables, load_queries
-from esteira_testing.components import PostgresServer
+from esteira_testing.components import PostgresServer, tables_locked
 
 pytestmark = pytest.mark.integration
 PROFILES = Path(esteira_ruptura.__file__).with_name("profiles")
@@ -271,6 +272,24 @@ def test_the_source_only_reads_and_follows_the_legacy_version(
         rejudged = judge_carteira(profile, horizon, mode)
         assert rejudged.version == newer
         assert int(rejudged.verdicts.in_rupture.sum()) > int(judged.verdicts.in_rupture.sum())
+    finally:
+        profile.close()
+
+
+def test_a_teams_database_held_by_its_nightly_load_fails_a_read_instead_of_holding_it(
+    legacy_database: LegacyDatabase, migrated_engine: Engine
+) -> None:
+    legacy = generate(seed=3, orders=5, products=3)
+    fill_legacy(legacy_database.owner, legacy)
+    profile = configured(legacy_database.settings, migrated_engine, lock_timeout_seconds=0.5)
+    owner_url = legacy_database.owner.url.render_as_string(hide_password=False)
+    try:
+        with ThreadPoolExecutor(1) as reader, tables_locked(owner_url, "estoque_atual"):
+            # Unbounded, the read would wait for as long as the lock is held: here, for good.
+            read = reader.submit(profile.version)
+            with pytest.raises(OperationalError, match="lock timeout"):
+                read.result(timeout=60)
+        assert profile.version() != ""  # the load is over: the source reads again
     finally:
         profile.close()
 

@@ -107,7 +107,9 @@ class Dispatcher:
         }
         # Where ruptura reads the carteira: for its standby worker, its routes and Redis-down
         # sessions alike.
-        self.carteira = sources.configured(settings, db)
+        self.carteira = sources.configured(
+            settings, db, lock_timeout_seconds=settings.database_lock_timeout_seconds
+        )
         # The gateway's browsers: its standby scraper's and the Redis-down lookups' alike.
         self.scraper = scraper_pool.build_scraper(
             settings, db, settings.inline_scrape_limit, "gateway"
