@@ -9,11 +9,13 @@ thousand requests a second. While it is not listening (Redis down, reconnecting)
 waits: a long poll answers at once, as a plain poll would. The sessions' event streams are
 woken the same way.
 
-A popular OS's scrape task has a hundred followers or more, and each of its changes wakes them
-all at once. Their reads after the wake-up can be one: a read of what the channel is about
-(`answer(..., shared=True)`), begun after the message that woke them, answers every request
-waiting on the channel that asks while it is in flight. Each request then sees what it may of
-it (its own check, as on its first read, which is its own).
+A read of what a channel is about (a task) can be kept, and shared, until the channel's next
+message (`latest`): every change is published, so until the next message a read begun after
+the last one is what any other read would find. A popular OS's task has a hundred followers or
+more, and each of its changes wakes them all at once: their reads after the wake-up are one,
+and so are their polls until the next change. Each request then sees what it may of it. Only
+what is never changed without a message may be kept so, and a kept read is dropped after
+KEPT_SECONDS all the same (what changes without one: a key's expiry).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -36,6 +39,8 @@ logger = logging.getLogger(__name__)
 MAX_WAIT_SECONDS = 25.0
 RECONNECT_SECONDS = 1.0
 QUIET_READ_SECONDS = 1.0
+# How long a read is kept at most, without a message (see the module).
+KEPT_SECONDS = 1.0
 # Where a request notes how long it waited, for the latency histogram (which measures the
 # gateway's work, not the time a long poll held the line) and the Server-Timing header.
 WAITED_SCOPE_KEY = "esteira.waited_seconds"
@@ -43,23 +48,23 @@ WAITED_SCOPE_KEY = "esteira.waited_seconds"
 Answer = TypeVar("Answer")
 
 
-class _Watched:
-    """A channel someone waits on: their events, and the shared read in flight (with when it
-    began), begun since the channel's last message."""
+class _Kept:
+    """A read kept for a channel: its answer (or the read in flight), and when it began."""
 
-    __slots__ = ("events", "reading", "reading_since")
+    __slots__ = ("answer", "began")
 
-    def __init__(self) -> None:
-        self.events: set[asyncio.Event] = set()
-        self.reading: asyncio.Future[Any] | None = None
-        self.reading_since = 0.0
+    def __init__(self, answer: asyncio.Future[Any], began: float) -> None:
+        self.answer = answer
+        self.began = began
 
 
 class Changes:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self.listening = False
-        self._watched: dict[str, _Watched] = {}
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        # Insertion order is the order they began in, so the oldest are first.
+        self._kept: OrderedDict[str, _Kept] = OrderedDict()
 
     async def listen(self) -> None:
         """Runs for the gateway's life (a lifespan task), reconnecting after Redis errors."""
@@ -86,16 +91,14 @@ class Changes:
             await asyncio.sleep(RECONNECT_SECONDS)
 
     def _wake(self, channel: str) -> None:
-        watched = self._watched.get(channel)
-        if watched is not None:
-            watched.reading = None  # it may have missed the change: later askers read again
-            for event in watched.events:
-                event.set()
+        self._kept.pop(channel, None)  # it may have missed the change
+        for event in self._waiters.get(channel, ()):
+            event.set()
 
     def _wake_everyone(self) -> None:
-        for watched in self._watched.values():
-            watched.reading = None
-            for event in watched.events:
+        self._kept.clear()
+        for waiting in self._waiters.values():
+            for event in waiting:
                 event.set()
 
     @contextmanager
@@ -103,16 +106,45 @@ class Changes:
         """An event set at each message on the channel (and whenever the listener loses
         Redis); the watcher clears it."""
         event = asyncio.Event()
-        watched = self._watched.get(channel)
-        if watched is None:
-            watched = self._watched[channel] = _Watched()
-        watched.events.add(event)
+        waiting = self._waiters.setdefault(channel, set())
+        waiting.add(event)
         try:
             yield event
         finally:
-            watched.events.discard(event)
-            if not watched.events:
-                del self._watched[channel]
+            waiting.discard(event)
+            if not waiting:
+                del self._waiters[channel]
+
+    async def latest(self, channel: str, read: Callable[[], Awaitable[Answer]]) -> Answer:
+        """What `read()` answers, kept (see the module): the read kept for the channel, in
+        flight or done, if it began after the channel's last message and less than
+        KEPT_SECONDS ago; else a new one, kept in its place. `read` must depend on the channel
+        alone, never on who asks. A read that fails is not kept; while nobody listens nothing
+        is."""
+        if not self.listening:
+            return await read()
+        now = time.monotonic()
+        kept = self._kept.get(channel)
+        if kept is None or now - kept.began > KEPT_SECONDS:
+            kept = self._keep(channel, asyncio.ensure_future(read()), now)
+        # Shielded: a client that goes away cancels its own wait, not the others' read.
+        answer: Answer = await asyncio.shield(kept.answer)
+        return answer
+
+    def _keep(self, channel: str, answer: asyncio.Future[Any], now: float) -> _Kept:
+        kept = self._kept[channel] = _Kept(answer, now)
+        self._kept.move_to_end(channel)
+        answer.add_done_callback(lambda done: self._failed(channel, kept, done))
+        while self._kept:  # the reads too old to be used again
+            oldest = next(iter(self._kept.values()))
+            if now - oldest.began <= KEPT_SECONDS or not oldest.answer.done():
+                break
+            self._kept.popitem(last=False)
+        return kept
+
+    def _failed(self, channel: str, kept: _Kept, done: asyncio.Future[Any]) -> None:
+        if (done.cancelled() or done.exception() is not None) and self._kept.get(channel) is kept:
+            del self._kept[channel]
 
     async def answer(
         self,
@@ -121,17 +153,11 @@ class Changes:
         wait: float,
         read: Callable[[], Awaitable[Answer]],
         changed: Callable[[Answer], bool],
-        *,
-        shared: bool = False,
     ) -> Answer:
         """`read()` now if `changed` says its answer is news (or the caller does not wait, or
         nobody listens); else `read()` again after the channel's next message, or after
         `wait` seconds without one. Watching starts before the first read, so a change
-        between the two is not missed.
-
-        With `shared`, the read after the wait is shared (see the module): `read` must then
-        depend on the channel alone, never on who asks, and the caller checks what the
-        asker may see of its answer, as `changed` does of the first read's."""
+        between the two is not missed."""
         if wait <= 0 or not self.listening:
             return await read()
         with self.watching(channel) as event:
@@ -145,28 +171,4 @@ class Changes:
             except TimeoutError:
                 pass
             scope[WAITED_SCOPE_KEY] = time.perf_counter() - started
-            if shared:
-                return await self._read_shared(channel, read, waiting_since=started)
             return await read()
-
-    async def _read_shared(
-        self, channel: str, read: Callable[[], Awaitable[Answer]], waiting_since: float
-    ) -> Answer:
-        """The channel's shared read in flight, if it began after the channel's last message
-        and after this request started waiting (so it can show nothing older than what the
-        request would read itself); else a new one, which later askers share."""
-        watched = self._watched[channel]
-        reading = watched.reading
-        if reading is None or watched.reading_since < waiting_since:
-            watched.reading_since = time.perf_counter()
-            reading = watched.reading = asyncio.ensure_future(read())
-            reading.add_done_callback(lambda done: self._read_done(watched, done))
-        # Shielded: a client that goes away cancels its own wait, not the others' read.
-        answer: Answer = await asyncio.shield(reading)
-        return answer
-
-    @staticmethod
-    def _read_done(watched: _Watched, done: asyncio.Future[Any]) -> None:
-        """A read that has answered is not shared any more: a later asker reads anew."""
-        if watched.reading is done:
-            watched.reading = None

@@ -95,16 +95,25 @@ def test_nobody_waits_while_the_listener_has_no_redis() -> None:
         async def read() -> str:
             return "state"
 
+        reads = 0
+
+        async def counted() -> int:
+            nonlocal reads
+            reads += 1
+            return reads
+
         await changes.answer(scope, CHANNEL, 20, read, lambda _found: False)
         elapsed = time.perf_counter() - started
+        kept = [await changes.latest(CHANNEL, counted) for _ in range(2)]
         listener.cancel()
-        return elapsed, scope
+        return elapsed, scope, kept
 
-    elapsed, scope = asyncio.run(scenario())
+    elapsed, scope, kept = asyncio.run(scenario())
     assert elapsed < 1 and WAITED_SCOPE_KEY not in scope
+    assert kept == [1, 2]  # nothing is kept: no message would say it changed
 
 
-def test_the_followers_one_change_wakes_share_one_read_and_a_leaver_takes_nothing_away(
+def test_the_followers_share_one_read_until_the_next_change_and_a_leaver_takes_nothing_away(
     redis_url,
 ) -> None:
     followers = 50
@@ -122,12 +131,14 @@ def test_the_followers_one_change_wakes_share_one_read_and_a_leaver_takes_nothin
                 await asyncio.sleep(0.3)
             return version
 
-        waiting = [
-            asyncio.create_task(
-                changes.answer({}, CHANNEL, 20, read, lambda found: found > 0, shared=True)
+        def follow() -> asyncio.Task[int]:
+            return asyncio.create_task(
+                changes.answer(
+                    {}, CHANNEL, 20, lambda: changes.latest(CHANNEL, read), lambda v: v > 0
+                )
             )
-            for _ in range(followers)
-        ]
+
+        waiting = [follow() for _ in range(followers)]
         await asyncio.sleep(0.2)  # every follower has read once and waits
         state["version"] = 1
         await redis.publish(CHANNEL, "changed")
@@ -141,5 +152,46 @@ def test_the_followers_one_change_wakes_share_one_read_and_a_leaver_takes_nothin
 
     answers, reads, left = asyncio.run(scenario())
     assert answers == [1] * (followers - 1)
-    assert reads == followers + 1  # each one's own first read, then one for all of them
+    assert reads == 2  # one before the change for all of them, one after it
     assert left
+
+
+def test_a_kept_read_ends_at_its_channels_message_its_age_limit_or_its_failure(
+    redis_url, monkeypatch
+) -> None:
+    monkeypatch.setattr("esteira_api.changes.KEPT_SECONDS", 0.3)
+
+    async def scenario() -> list[object]:
+        redis, changes, listener = await _listening(redis_url)
+        reads: list[str] = []
+        failing = {"now": False}
+
+        async def read() -> int:
+            reads.append("read")
+            if failing["now"]:
+                raise ConnectionError("Redis went away")
+            return len(reads)
+
+        seen = [await changes.latest(CHANNEL, read), await changes.latest(CHANNEL, read)]
+        await redis.publish(OTHER_CHANNEL, "not this one")
+        await asyncio.sleep(0.1)
+        seen.append(await changes.latest(CHANNEL, read))  # kept: another channel's message
+        await redis.publish(CHANNEL, "changed")
+        await asyncio.sleep(0.1)
+        seen.append(await changes.latest(CHANNEL, read))  # read anew after its own
+        await asyncio.sleep(0.4)
+        seen.append(await changes.latest(CHANNEL, read))  # and after KEPT_SECONDS
+        await redis.publish(CHANNEL, "changed")
+        await asyncio.sleep(0.1)
+        failing["now"] = True
+        try:
+            await changes.latest(CHANNEL, read)
+        except ConnectionError:
+            seen.append("failed")
+        failing["now"] = False
+        seen.append(await changes.latest(CHANNEL, read))  # a failure is not kept
+        listener.cancel()
+        await redis.aclose()
+        return seen
+
+    assert asyncio.run(scenario()) == [1, 1, 1, 2, 3, "failed", 5]

@@ -98,18 +98,21 @@ async def task_status(
 
     # The task now if it changed after `since` or has ended; else after its next change, or
     # `wait` seconds. Without `since`, now. A task this tenant does not own is a 404 before
-    # any wait. The read after a wait is shared by every follower of the task (the read is
-    # the same for all: each sees its part of it).
+    # any wait.
     def news(task: dict[str, Any] | None) -> bool:
         seen = tasks.seen_by(task, task_id, tenant)
         return since is None or seen["status"] in tasks.ENDED or seen["updated_at"] > since
 
-    task = await gateway.changes.answer(
-        request.scope,
-        keys.scrape_task_events(task_id),
-        wait,
-        lambda: tasks.get(gateway.redis, task_id),
-        news,
-        shared=True,
-    )
+    channel = keys.scrape_task_events(task_id)
+
+    async def read() -> dict[str, Any] | None:
+        # Kept between two of the task's changes, for every poll of it (see Changes.latest).
+        # A tenant that joined the task since it was read (a join changes no stage: it is not
+        # published) reads it again.
+        task = await gateway.changes.latest(channel, lambda: tasks.get(gateway.redis, task_id))
+        if task is None or tenant not in task["owners"]:
+            task = await tasks.get(gateway.redis, task_id)
+        return task
+
+    task = await gateway.changes.answer(request.scope, channel, wait, read, news)
     return model_json(TaskBody.model_validate(tasks.seen_by(task, task_id, tenant)))
