@@ -128,12 +128,16 @@ def test_the_load_client_reads_each_answer_whole_on_a_kept_alive_connection(
 
 
 def test_a_scrape_the_portals_errors_outlasted_counts_against_success_not_as_error(bench_load):
-    portal_failed = {"status": "failed", "error": {"code": "portal_error", "message": "..."}}
-    not_found = {"status": "failed", "error": {"code": "not_found", "message": "..."}}
+    def failed(code: str, message: str) -> dict:
+        return {"status": "failed", "error": {"code": code, "message": message}}
+
+    injected = failed("portal_error", bench_load.INJECTED_PORTAL_ERROR)
+    late = failed("portal_error", "the portal did not answer in time")
+    not_found = failed("not_found", "OS not found")
     scraped = {"status": "success", "error": None}
-    assert bench_load._scrape_outcome(True, portal_failed) == "failed"
-    assert bench_load._scrape_outcome(False, portal_failed) == "failed"
-    assert bench_load._scrape_outcome(True, scraped) == "success"
-    assert bench_load._scrape_outcome(False, not_found) == "success"
-    assert bench_load._scrape_outcome(False, scraped) == "wrong"  # an unknown number found
-    assert bench_load._scrape_outcome(True, not_found) == "failed"
+    outcome = bench_load._scrape_outcome
+    assert outcome(True, injected) == outcome(False, injected) == "failed"  # the portal's
+    assert outcome(True, scraped) == "success" and outcome(False, not_found) == "success"
+    # Esteira's own failures, or wrong answers, are errors whatever the number.
+    assert outcome(True, late) == outcome(False, late) == "wrong"
+    assert outcome(False, scraped) == "wrong" and outcome(True, not_found) == "wrong"

@@ -27,13 +27,15 @@ _tuned = False
 
 
 def tune_collector() -> None:
-    """Called at the end of a process's start-up, before its first request or job: one
-    collection, then every object left is frozen (`gc.freeze`: never walked again), and full
-    collections made rarer.
+    """Called once a process has built what it keeps, before its first request or job (the
+    gateway: at the end of its start-up; a worker: before arq's, so its pool's own start-up is
+    not frozen): one collection, then every object left is frozen (`gc.freeze`: never walked
+    again, nor freed if it ever becomes garbage in a cycle), and full collections made rarer.
+    The first of them waits longer still: Python also waits for a quarter more objects than the
+    last full collection left, and that one left the whole start-up heap.
 
     Once per process: a later call (a second app built in the same process, as tests do) does
-    nothing, since it would freeze the objects of whatever is in flight then, and a frozen
-    object in a reference cycle is never freed."""
+    nothing, since it would freeze whatever is in flight then."""
     global _tuned
     if _tuned:
         return

@@ -306,7 +306,7 @@ def run(
         serving=lambda: "heartbeat" in ctx,
     )
     probes.serve(settings.metrics_host, ctx["metrics_port"])
-    tune_collector()  # what every job would otherwise have a full collection walk again
+    tune_collector()  # what every full collection would otherwise walk again, job after job
     try:
         # arq's loop ends with an exception when Redis goes away; the process stays and starts
         # the loop again once Redis answers (arq itself retries the first connection 5 times).

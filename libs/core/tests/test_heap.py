@@ -1,5 +1,5 @@
-"""The collector tuned for serving, in a process of its own (freezing this one would keep every
-reference cycle the later tests leave)."""
+"""The collector tuned for serving, in a process of its own: the freeze, and the threshold, are
+the whole process's."""
 
 import json
 import subprocess

@@ -36,6 +36,7 @@ from sqlalchemy import (
     cast,
     column,
     create_engine,
+    event,
     func,
     literal,
     make_url,
@@ -284,9 +285,11 @@ def configured(
 ) -> CarteiraSource:
     """The carteira a process reads (one constructor for the workers and the gateway): a team's
     database through its source profile when ESTEIRA_RUPTURA_SOURCE_URL and _PROFILE say so,
-    else Esteira's own tables on `db`. Nothing connects here. A team's PostgreSQL gets the same
-    timeouts as Esteira's (`lock_timeout_seconds`, as `create_db_engine` takes it): its nightly
-    load may hold its tables for as long as it runs."""
+    else Esteira's own tables on `db`. Nothing connects here. A team's PostgreSQL gets
+    Esteira's connect timeout, and its transactions wait for a lock at most
+    `lock_timeout_seconds` (its nightly load may hold its tables for as long as it runs): set
+    in each transaction (SET LOCAL), not as a connection's startup option, which a pooler in
+    front of the team's database (PgBouncer) may refuse."""
     if settings.ruptura_source_url is None or settings.ruptura_source_profile is None:
         return esteira_tables(db)
     url = make_url(settings.ruptura_source_url)
@@ -294,7 +297,16 @@ def configured(
         url = url.set(password=settings.ruptura_source_password.get_secret_value())
     queries = load_queries(settings.ruptura_source_profile)
     if url.get_backend_name() == "postgresql":
-        engine = create_db_engine(url, lock_timeout_seconds=lock_timeout_seconds)
+        engine = create_db_engine(url)
+        if lock_timeout_seconds is not None:
+            milliseconds = max(1, round(lock_timeout_seconds * 1000))
+            event.listen(
+                engine,
+                "begin",
+                lambda connection: connection.exec_driver_sql(
+                    f"SET LOCAL lock_timeout = {milliseconds}"
+                ),
+            )
     else:  # its driver's own arguments; and a team's SQLite file is not Esteira's to set up
         engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800)
     logger.info(

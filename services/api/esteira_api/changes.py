@@ -21,10 +21,11 @@ KEPT_SECONDS all the same (what changes without one: a key's expiry).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -58,6 +59,10 @@ class _Kept:
         self.began = began
 
 
+def _failed(answer: asyncio.Future[Any]) -> bool:
+    return answer.done() and (answer.cancelled() or answer.exception() is not None)
+
+
 class Changes:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -72,15 +77,24 @@ class Changes:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.psubscribe(*keys.CHANGE_PATTERNS)
-                    self.listening = True
+                    confirmed = 0
                     while True:
                         # Bounded reads: a quiet minute is not a lost connection (a plain
                         # listen() would fail on the client's socket timeout).
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=QUIET_READ_SECONDS
-                        )
-                        if message is not None and message["type"] == "pmessage":
+                        message = await pubsub.get_message(timeout=QUIET_READ_SECONDS)
+                        if message is None:
+                            continue
+                        if message["type"] == "pmessage":
                             self._wake(message["channel"].decode())
+                        elif message["type"] == "psubscribe":
+                            # Listening once Redis confirms every pattern. A client that
+                            # retries on connection errors (Sentinel's) reconnects and
+                            # subscribes again without a word: a confirmation more says so,
+                            # and whatever was published meanwhile was missed.
+                            confirmed += 1
+                            if confirmed > len(keys.CHANGE_PATTERNS):
+                                self._wake_everyone()
+                            self.listening = confirmed >= len(keys.CHANGE_PATTERNS)
             except Exception as exc:  # Redis errors above all; the listener must outlive them
                 logger.warning(
                     "change listener stopped, restarting", extra={"error": type(exc).__name__}
@@ -115,7 +129,7 @@ class Changes:
             if not waiting:
                 del self._waiters[channel]
 
-    async def latest(self, channel: str, read: Callable[[], Awaitable[Answer]]) -> Answer:
+    async def latest(self, channel: str, read: Callable[[], Coroutine[Any, Any, Answer]]) -> Answer:
         """What `read()` answers, kept (see the module): the read kept for the channel, in
         flight or done, if it began after the channel's last message and less than
         KEPT_SECONDS ago; else a new one, kept in its place. `read` must depend on the channel
@@ -125,8 +139,12 @@ class Changes:
             return await read()
         now = time.monotonic()
         kept = self._kept.get(channel)
-        if kept is None or now - kept.began > KEPT_SECONDS:
-            kept = self._keep(channel, asyncio.ensure_future(read()), now)
+        if kept is None or now - kept.began > KEPT_SECONDS or _failed(kept.answer):
+            # In a context of its own: it answers other requests than the one that began it.
+            began: asyncio.Task[Answer] = asyncio.get_running_loop().create_task(
+                read(), context=contextvars.Context()
+            )
+            kept = self._keep(channel, began, now)
         # Shielded: a client that goes away cancels its own wait, not the others' read.
         answer: Answer = await asyncio.shield(kept.answer)
         return answer
@@ -134,16 +152,14 @@ class Changes:
     def _keep(self, channel: str, answer: asyncio.Future[Any], now: float) -> _Kept:
         kept = self._kept[channel] = _Kept(answer, now)
         self._kept.move_to_end(channel)
-        answer.add_done_callback(lambda done: self._failed(channel, kept, done))
-        while self._kept:  # the reads too old to be used again
-            oldest = next(iter(self._kept.values()))
-            if now - oldest.began <= KEPT_SECONDS or not oldest.answer.done():
-                break
+        answer.add_done_callback(lambda _done: self._forget_failed(channel, kept))
+        # The reads too old to be used again (whoever awaits one still has it).
+        while self._kept and now - next(iter(self._kept.values())).began > KEPT_SECONDS:
             self._kept.popitem(last=False)
         return kept
 
-    def _failed(self, channel: str, kept: _Kept, done: asyncio.Future[Any]) -> None:
-        if (done.cancelled() or done.exception() is not None) and self._kept.get(channel) is kept:
+    def _forget_failed(self, channel: str, kept: _Kept) -> None:
+        if _failed(kept.answer) and self._kept.get(channel) is kept:
             del self._kept[channel]
 
     async def answer(

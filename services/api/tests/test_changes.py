@@ -6,6 +6,9 @@ import time
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError
 
 from esteira_api.changes import WAITED_SCOPE_KEY, Changes
 from esteira_core import keys
@@ -195,3 +198,46 @@ def test_a_kept_read_ends_at_its_channels_message_its_age_limit_or_its_failure(
         return seen
 
     assert asyncio.run(scenario()) == [1, 1, 1, 2, 3, "failed", 5]
+
+
+def test_a_listener_its_client_reconnects_unseen_forgets_what_it_kept_and_wakes_its_waiters(
+    redis_url, monkeypatch
+) -> None:
+    # Kept far longer than the test: only the reconnection may drop it.
+    monkeypatch.setattr("esteira_api.changes.KEPT_SECONDS", 600)
+
+    async def scenario() -> tuple[list[int], bool]:
+        # As Sentinel's client is made: a connection error is retried once, on a new
+        # connection, and the pub/sub subscribes again there without raising anything.
+        retried = {"retry": Retry(NoBackoff(), 1), "retry_on_error": [ConnectionError]}
+        redis = Redis.from_url(redis_url, socket_timeout=0.2, **retried)
+        changes = Changes(redis)
+        listener = asyncio.create_task(changes.listen())
+        while not changes.listening:
+            await asyncio.sleep(0.01)
+        reads = 0
+
+        async def read() -> int:
+            nonlocal reads
+            reads += 1
+            return reads
+
+        seen = [await changes.latest(CHANNEL, read), await changes.latest(CHANNEL, read)]
+        waiter = asyncio.create_task(changes.answer({}, CHANNEL, 20, read, lambda _found: False))
+        await asyncio.sleep(0.1)
+        admin = Redis.from_url(redis_url)
+        await admin.client_kill_filter(_type="pubsub")  # what a failover does to it
+        await admin.aclose()
+        for _ in range(100):  # whatever was published meanwhile went unseen
+            if waiter.done() and await changes.latest(CHANNEL, read) != seen[0]:
+                break
+            await asyncio.sleep(0.05)
+        seen.append(await changes.latest(CHANNEL, read))
+        woken = waiter.done()
+        listener.cancel()
+        await redis.aclose()
+        return seen, woken
+
+    seen, woken = asyncio.run(scenario())
+    assert seen[:2] == [1, 1] and seen[2] > 1  # read anew, though no message came
+    assert woken  # the long poll answered at once, well before its 20 s

@@ -107,10 +107,15 @@ async def task_status(
 
     async def read() -> dict[str, Any] | None:
         # Kept between two of the task's changes, for every poll of it (see Changes.latest).
-        # A tenant that joined the task since it was read (a join changes no stage: it is not
-        # published) reads it again.
+        # Read again: for a tenant that joined the task since (a join is not published), and
+        # when it is older than what the client has seen (another gateway process answered
+        # a change this one has not heard of yet).
         task = await gateway.changes.latest(channel, lambda: tasks.get(gateway.redis, task_id))
-        if task is None or tenant not in task["owners"]:
+        if (
+            task is None
+            or tenant not in task["owners"]
+            or (since is not None and task["updated_at"] < since)
+        ):
             task = await tasks.get(gateway.redis, task_id)
         return task
 
