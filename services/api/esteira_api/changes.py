@@ -21,7 +21,6 @@ KEPT_SECONDS all the same (what changes without one: a key's expiry).
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
 from collections import OrderedDict
@@ -57,6 +56,10 @@ class _Kept:
     def __init__(self, answer: asyncio.Future[Any], began: float) -> None:
         self.answer = answer
         self.began = began
+
+
+class _Abandoned(Exception):
+    """The request that began a kept read went away before it answered."""
 
 
 def _failed(answer: asyncio.Future[Any]) -> bool:
@@ -130,33 +133,45 @@ class Changes:
                 del self._waiters[channel]
 
     async def latest(self, channel: str, read: Callable[[], Coroutine[Any, Any, Answer]]) -> Answer:
-        """What `read()` answers, kept (see the module): the read kept for the channel, in
-        flight or done, if it began after the channel's last message and less than
-        KEPT_SECONDS ago; else a new one, kept in its place. `read` must depend on the channel
+        """What `read()` answers, kept (see the module): the read kept for the channel, done or
+        in flight, if it began after the channel's last message and less than KEPT_SECONDS
+        ago; else this request's own, kept in its place. `read` must depend on the channel
         alone, never on who asks. A read that fails is not kept; while nobody listens nothing
-        is."""
+        is. A kept answer is returned at once, and a request reads in its own turn: no task
+        of its own, no turn of the event loop more than an unkept read."""
         if not self.listening:
             return await read()
         now = time.monotonic()
         kept = self._kept.get(channel)
-        if kept is None or now - kept.began > KEPT_SECONDS or _failed(kept.answer):
-            # In a context of its own: it answers other requests than the one that began it.
-            began: asyncio.Task[Answer] = asyncio.get_running_loop().create_task(
-                read(), context=contextvars.Context()
-            )
-            kept = self._keep(channel, began, now)
-        # Shielded: a client that goes away cancels its own wait, not the others' read.
-        answer: Answer = await asyncio.shield(kept.answer)
+        if kept is not None and now - kept.began <= KEPT_SECONDS and not _failed(kept.answer):
+            if kept.answer.done():
+                answer: Answer = kept.answer.result()
+                return answer
+            try:
+                # Shielded: a client that goes away cancels its own wait, not the read.
+                answer = await asyncio.shield(kept.answer)
+                return answer
+            except _Abandoned:  # the request reading it went away first
+                return await read()
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._keep(channel, future, now)
+        try:
+            answer = await read()
+        except BaseException as error:
+            gone = isinstance(error, asyncio.CancelledError)
+            future.set_exception(_Abandoned() if gone else error)
+            future.exception()  # retrieved: nobody may be waiting for it
+            raise
+        future.set_result(answer)
         return answer
 
-    def _keep(self, channel: str, answer: asyncio.Future[Any], now: float) -> _Kept:
+    def _keep(self, channel: str, answer: asyncio.Future[Any], now: float) -> None:
         kept = self._kept[channel] = _Kept(answer, now)
         self._kept.move_to_end(channel)
         answer.add_done_callback(lambda _done: self._forget_failed(channel, kept))
         # The reads too old to be used again (whoever awaits one still has it).
         while self._kept and now - next(iter(self._kept.values())).began > KEPT_SECONDS:
             self._kept.popitem(last=False)
-        return kept
 
     def _forget_failed(self, channel: str, kept: _Kept) -> None:
         if _failed(kept.answer) and self._kept.get(channel) is kept:

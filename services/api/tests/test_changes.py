@@ -116,12 +116,10 @@ def test_nobody_waits_while_the_listener_has_no_redis() -> None:
     assert kept == [1, 2]  # nothing is kept: no message would say it changed
 
 
-def test_the_followers_share_one_read_until_the_next_change_and_a_leaver_takes_nothing_away(
-    redis_url,
-) -> None:
+def test_the_followers_a_change_wakes_share_one_read_until_the_next_change(redis_url) -> None:
     followers = 50
 
-    async def scenario() -> tuple[list[int], int, bool]:
+    async def scenario() -> tuple[list[int], int]:
         redis, changes, listener = await _listening(redis_url)
         state = {"version": 0}
         reads = 0
@@ -129,34 +127,62 @@ def test_the_followers_share_one_read_until_the_next_change_and_a_leaver_takes_n
         async def read() -> int:
             nonlocal reads
             reads += 1
-            version = state["version"]
-            if version:  # the read after the change is slow: a follower leaves meanwhile
-                await asyncio.sleep(0.3)
-            return version
+            await asyncio.sleep(0.05)
+            return state["version"]
 
-        def follow() -> asyncio.Task[int]:
-            return asyncio.create_task(
+        waiting = [
+            asyncio.create_task(
                 changes.answer(
                     {}, CHANNEL, 20, lambda: changes.latest(CHANNEL, read), lambda v: v > 0
                 )
             )
-
-        waiting = [follow() for _ in range(followers)]
+            for _ in range(followers)
+        ]
         await asyncio.sleep(0.2)  # every follower has read once and waits
         state["version"] = 1
         await redis.publish(CHANNEL, "changed")
-        await asyncio.sleep(0.15)
-        waiting[0].cancel()  # its client went away during the shared read
-        answers = await asyncio.gather(*waiting[1:])
-        left = waiting[0].cancelled()
+        answers = await asyncio.gather(*waiting)
         listener.cancel()
         await redis.aclose()
-        return answers, reads, left
+        return answers, reads
 
-    answers, reads, left = asyncio.run(scenario())
-    assert answers == [1] * (followers - 1)
+    answers, reads = asyncio.run(scenario())
+    assert answers == [1] * followers
     assert reads == 2  # one before the change for all of them, one after it
-    assert left
+
+
+def test_a_request_that_leaves_a_shared_read_takes_nothing_from_the_others(redis_url) -> None:
+    async def scenario() -> tuple[list[int], int, list[int], int]:
+        redis, changes, listener = await _listening(redis_url)
+        reads = 0
+
+        async def read() -> int:
+            nonlocal reads
+            reads += 1
+            await asyncio.sleep(0.2)
+            return 7
+
+        async def share(leaving: int) -> tuple[list[int], int]:
+            nonlocal reads
+            reads = 0
+            asking = [asyncio.create_task(changes.latest(CHANNEL, read)) for _ in range(4)]
+            await asyncio.sleep(0.05)  # the first reads; the others wait for its answer
+            asking[leaving].cancel()
+            stayed = [t for i, t in enumerate(asking) if i != leaving]
+            return list(await asyncio.gather(*stayed)), reads
+
+        joiner_left = await share(leaving=2)
+        await redis.publish(CHANNEL, "changed")  # what was kept is dropped
+        await asyncio.sleep(0.1)
+        reader_left = await share(leaving=0)
+        listener.cancel()
+        await redis.aclose()
+        return *joiner_left, *reader_left
+
+    answers, reads, answers_after, reads_after = asyncio.run(scenario())
+    assert answers == [7, 7, 7] and reads == 1  # a joiner left: the read went on
+    # The one reading left: the three others read for themselves, and still answer.
+    assert answers_after == [7, 7, 7] and reads_after == 4
 
 
 def test_a_kept_read_ends_at_its_channels_message_its_age_limit_or_its_failure(
