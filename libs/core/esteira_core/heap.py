@@ -10,8 +10,8 @@ for it:
   (README, "At the internet's edge"). They are frozen out of its sight.
 - The rest are those of the requests in flight. With 2,000 users arriving over 30 s, each
   gateway process still ran a full collection every 5 s or so (Python's default: after 10
-  collections of the middle generation, themselves after 10 of the youngest), each 40-320 ms
-  (timed in every collection of both processes, in four runs of the load). A full collection
+  collections of the middle generation, themselves after 10 of the youngest), each 27-316 ms
+  (timed in every collection of both processes, in eight runs of the load). A full collection
   now comes after 100 of the middle generation's: cycles that lived through both younger
   generations wait longer to be freed.
 """

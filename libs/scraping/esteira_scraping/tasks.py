@@ -187,14 +187,9 @@ async def get(redis: Redis, task_id: str) -> dict[str, Any] | None:
     return _parsed(await redis.hgetall(keys.scrape_task(task_id)))  # type: ignore[misc]
 
 
-async def owned(redis: Redis, task_id: str, tenant: str) -> dict[str, Any]:
-    """A task the tenant started or joined, as the tenant may see it (not who else shares it);
-    any other is, to this tenant, a task that does not exist."""
-    return seen_by(await get(redis, task_id), task_id, tenant)
-
-
 def seen_by(task: dict[str, Any] | None, task_id: str, tenant: str) -> dict[str, Any]:
-    """What `owned` answers, of a task read (None: gone)."""
+    """A task the tenant started or joined, as the tenant may see it (not who else shares it);
+    any other is, to this tenant, a task that does not exist (None: gone)."""
     if task is None or tenant not in task["owners"]:
         raise NotFound("task_not_found", f"Task {task_id} does not exist or expired.")
     return without_owners(task)

@@ -136,9 +136,9 @@ class Changes:
         """What `read()` answers, kept (see the module): the read kept for the channel, done or
         in flight, if it began after the channel's last message and less than KEPT_SECONDS
         ago; else this request's own, kept in its place. `read` must depend on the channel
-        alone, never on who asks. A read that fails is not kept; while nobody listens nothing
-        is. A kept answer is returned at once, and a request reads in its own turn: no task
-        of its own, no turn of the event loop more than an unkept read."""
+        alone, never on who asks. A read that failed is read again; while nobody listens
+        nothing is kept. A kept answer is returned at once, and a request reads in its own
+        turn: no task of its own, no turn of the event loop more than an unkept read."""
         if not self.listening:
             return await read()
         now = time.monotonic()
@@ -166,16 +166,11 @@ class Changes:
         return answer
 
     def _keep(self, channel: str, answer: asyncio.Future[Any], now: float) -> None:
-        kept = self._kept[channel] = _Kept(answer, now)
+        self._kept[channel] = _Kept(answer, now)
         self._kept.move_to_end(channel)
-        answer.add_done_callback(lambda _done: self._forget_failed(channel, kept))
         # The reads too old to be used again (whoever awaits one still has it).
         while self._kept and now - next(iter(self._kept.values())).began > KEPT_SECONDS:
             self._kept.popitem(last=False)
-
-    def _forget_failed(self, channel: str, kept: _Kept) -> None:
-        if _failed(kept.answer) and self._kept.get(channel) is kept:
-            del self._kept[channel]
 
     async def answer(
         self,

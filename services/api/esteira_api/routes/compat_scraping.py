@@ -8,7 +8,7 @@ from fastapi import Request
 
 from esteira_api.auth import authenticated_router, tenant_of
 from esteira_api.deps import gateway_of
-from esteira_api.routes.scraping import OsNumber, TaskId
+from esteira_api.routes.scraping import OsNumber, TaskId, kept_task
 from esteira_core.jobs import Pool
 from esteira_scraping import tasks
 
@@ -54,7 +54,9 @@ async def buscar_os_async(numero_os: OsNumber, request: Request) -> dict[str, An
 
 @router.get("/scraping-status/{task_id}")
 async def scraping_status(task_id: TaskId, request: Request) -> dict[str, Any]:
-    task = await tasks.owned(gateway_of(request).redis, task_id, tenant_of(request))
+    tenant = tenant_of(request)
+    found = await kept_task(gateway_of(request), task_id, tenant)
+    task = tasks.seen_by(found, task_id, tenant)
     body: dict[str, Any] = {
         "task_id": task_id,
         "status": _STATE.get(task["status"], "PENDING"),

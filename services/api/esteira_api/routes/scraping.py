@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from esteira_api.auth import authenticated_router, tenant_of
+from esteira_api.context import Gateway
 from esteira_api.deps import LongPollWait, gateway_of
 from esteira_api.responses import model_json
 from esteira_core import keys
@@ -103,21 +104,30 @@ async def task_status(
         seen = tasks.seen_by(task, task_id, tenant)
         return since is None or seen["status"] in tasks.ENDED or seen["updated_at"] > since
 
-    channel = keys.scrape_task_events(task_id)
-
-    async def read() -> dict[str, Any] | None:
-        # Kept between two of the task's changes, for every poll of it (see Changes.latest).
-        # Read again: for a tenant that joined the task since (a join is not published), and
-        # when it is older than what the client has seen (another gateway process answered
-        # a change this one has not heard of yet).
-        task = await gateway.changes.latest(channel, lambda: tasks.get(gateway.redis, task_id))
-        if (
-            task is None
-            or tenant not in task["owners"]
-            or (since is not None and task["updated_at"] < since)
-        ):
-            task = await tasks.get(gateway.redis, task_id)
-        return task
-
-    task = await gateway.changes.answer(request.scope, channel, wait, read, news)
+    task = await gateway.changes.answer(
+        request.scope,
+        keys.scrape_task_events(task_id),
+        wait,
+        lambda: kept_task(gateway, task_id, tenant, since),
+        news,
+    )
     return model_json(TaskBody.model_validate(tasks.seen_by(task, task_id, tenant)))
+
+
+async def kept_task(
+    gateway: Gateway, task_id: str, tenant: str, since: float | None = None
+) -> dict[str, Any] | None:
+    """The task as read between two of its changes, for every poll of it (Changes.latest), in
+    both APIs. Read again: for a tenant that joined it since (a join is not published), and
+    when it is older than what the client has seen (`since`: another gateway process answered
+    a change this one has not heard of yet)."""
+    task = await gateway.changes.latest(
+        keys.scrape_task_events(task_id), lambda: tasks.get(gateway.redis, task_id)
+    )
+    if (
+        task is None
+        or tenant not in task["owners"]
+        or (since is not None and task["updated_at"] < since)
+    ):
+        task = await tasks.get(gateway.redis, task_id)
+    return task
