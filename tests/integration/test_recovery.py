@@ -20,7 +20,7 @@ import redis
 from esteira_cli.processes import ManagedProcess, free_port
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
-from esteira_core.jobs import Pool
+from esteira_core.jobs import RUPTURA_BATCH_SIZE, RUPTURA_BATCHES_PER_BIG_JOB, Pool
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 from esteira_portal.records import FIRST_OS
@@ -273,7 +273,9 @@ def test_a_worker_whose_loop_started_again_after_redis_was_away_still_judges_the
 def test_a_draining_worker_starts_nothing_new_and_hands_its_queue_back(
     redis_url, tmp_path, esteira_processes
 ):
-    orders = 4000
+    """A 20,000-order session: its worker is told to stop (SIGTERM) in the middle of it. The
+    worker is frozen (SIGSTOP) for the count taken when the signal is sent to be exact."""
+    orders = 20_000
     stack = Stack(
         esteira_processes,
         {
@@ -288,12 +290,16 @@ def test_a_draining_worker_starts_nothing_new_and_hands_its_queue_back(
     body = {"all": True, "reference_date": REFERENCE}
     session_id = stack.api.post("/api/v1/ruptura/sessions", json=body).json()["session_id"]
     wait_until(lambda: stack.processed(session_id) > 0, 60, "the worker never started")
-    os.kill(draining.process.pid, signal.SIGTERM)
+    os.kill(draining.process.pid, signal.SIGSTOP)
     at_signal = stack.processed(session_id)
+    os.kill(draining.process.pid, signal.SIGTERM)
+    os.kill(draining.process.pid, signal.SIGCONT)
     assert draining.process.wait(60) == 0
     after = stack.processed(session_id)
-    # It finishes at most what it was running (2 batches of 20), never the queue behind them.
-    assert after <= at_signal + 2 * 20 < orders
+    # It ends at most the copies its two running jobs had begun (a copy takes what is judged
+    # of a job's batches in one call), never the queue behind them.
+    most = 2 * RUPTURA_BATCHES_PER_BIG_JOB * RUPTURA_BATCH_SIZE
+    assert after <= at_signal + most < orders
 
     stack.worker("next", "ruptura")
     numbers = stack.numbers(session_id, timeout=120)
@@ -385,7 +391,7 @@ def test_a_worker_started_without_redis_is_alive_and_serves_once_redis_comes(tmp
             import time
             from arq.worker import func
             from esteira_core import worker
-            from esteira_core.jobs import Pool
+            from esteira_core.jobs import RUPTURA_BATCH_SIZE, RUPTURA_BATCHES_PER_BIG_JOB, Pool
 
             async def block(ctx, payload):
                 time.sleep(30)  # holds the event loop: what liveness must notice

@@ -85,7 +85,8 @@ def rendered_reports(
         yield rendered_orders(group_by_order(lines), lines, verdicts, horizon, mode.value)
 
 
-def _pointer(horizon: Horizon, mode: RupturaMode, version: str) -> str:
+def pointer(horizon: Horizon, mode: RupturaMode, version: str) -> str:
+    """The key naming the judgement of the carteira's `version` for a horizon and a mode."""
     span = f"{horizon.start.isoformat()}:{horizon.days}:{horizon.window}"
     return keys.ruptura_judged(mode.value, span, version)
 
@@ -145,7 +146,7 @@ class ReportsLost(Exception):
 
 async def find(redis: Redis, horizon: Horizon, mode: RupturaMode, version: str) -> str | None:
     """The judgement of `version` (being judged, or finished and fresh), if there is one."""
-    found = await redis.get(_pointer(horizon, mode, version))
+    found = await redis.get(pointer(horizon, mode, version))
     return None if found is None else found.decode()
 
 
@@ -211,7 +212,7 @@ class Judges:
         version: str,
     ) -> str:
         """The id of the judgement of `version`: the one found, or one this process starts."""
-        pointer = _pointer(horizon, mode, version)
+        named = pointer(horizon, mode, version)
         while True:
             found = await find(redis, horizon, mode, version)
             if found is not None:
@@ -220,7 +221,7 @@ class Judges:
             claimed = await redis.eval(  # type: ignore[misc]
                 _CLAIM,
                 2,
-                pointer,
+                named,
                 keys.ruptura_judged_state(judged_id),
                 judged_id,
                 str(int(LEASE_SECONDS * 1000)),
@@ -229,7 +230,7 @@ class Judges:
             )
             if claimed:
                 task = asyncio.create_task(
-                    self._judge(redis, source, horizon, mode, judged_id, pointer),
+                    self._judge(redis, source, horizon, mode, judged_id, named),
                     name=f"judge-{judged_id}",
                 )
                 self._tasks.add(task)
@@ -243,7 +244,7 @@ class Judges:
         horizon: Horizon,
         mode: RupturaMode,
         judged_id: str,
-        pointer: str,
+        claimed_under: str,
     ) -> None:
         state = keys.ruptura_judged_state(judged_id)
         reports = keys.ruptura_judged_reports(judged_id)
@@ -277,7 +278,7 @@ class Judges:
                 raise
             return version, orders
 
-        renewing = asyncio.create_task(self._renew(redis, pointer, state))
+        renewing = asyncio.create_task(self._renew(redis, claimed_under, state))
         started = time.monotonic()
         self._announce(judged_id)
         try:
@@ -288,8 +289,8 @@ class Judges:
                 4,
                 state,
                 reports,
-                pointer,
-                _pointer(horizon, mode, version),
+                claimed_under,
+                pointer(horizon, mode, version),
                 judged_id,
                 version,
                 str(keys.RUPTURA_SESSION_TTL_SECONDS),
@@ -310,7 +311,7 @@ class Judges:
                     extra={"judged_id": judged_id, "error": type(exc).__name__},
                 )
             with suppress(*REDIS_ERRORS):
-                await redis.eval(_ABANDON, 2, state, pointer, judged_id)  # type: ignore[misc]
+                await redis.eval(_ABANDON, 2, state, claimed_under, judged_id)  # type: ignore[misc]
             return
         finally:
             renewing.cancel()
@@ -327,12 +328,12 @@ class Judges:
         )
 
     @staticmethod
-    async def _renew(redis: Redis, pointer: str, state: str) -> None:
+    async def _renew(redis: Redis, claimed_under: str, state: str) -> None:
         lease = int(LEASE_SECONDS * 1000)
         while True:
             await asyncio.sleep(RENEW_SECONDS)
             with suppress(*REDIS_ERRORS):
                 async with redis.pipeline(transaction=False) as pipe:
-                    pipe.pexpire(pointer, lease)
+                    pipe.pexpire(claimed_under, lease)
                     pipe.pexpire(state, lease)
                     await pipe.execute()

@@ -82,12 +82,12 @@ class SessionAnalysis:
         self._loaded_products: set[str] = set()
         self._judged: JudgedCarteira | None = None
 
-    def version(self) -> str:
-        """The version of the data when the session started (read by its first call here)."""
-        with self._lock:
-            if self._version is None:
-                self._version = self.source.version()
-            return self._version
+    async def version(self) -> str:
+        """The version of the data when the session started: read once here, by its first job
+        in this process (after the session started, then)."""
+        if self._version is None:
+            self._version = await self.source.current_version()
+        return self._version
 
     def _projection_for(self, carteira: CarteiraReading, products: set[str]) -> Projection:
         missing = sorted(products - self._loaded_products)

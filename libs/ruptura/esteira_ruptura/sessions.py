@@ -19,10 +19,10 @@ from esteira_core.errors import NotFound
 from esteira_core.jobs import RupturaMode
 from esteira_core.redis import run_script
 
-# KEYS: the session's hash, results, batches written, events. ARGV: batch index, ttl, now.
+# KEYS: the session's hash, results, batches written, events. ARGV[2]: ttl, ARGV[3]: now.
 # `record` appends one batch's documents (after its index was added to the batches written).
 _RECORD_LUA = """
-local function record(documents)
+local function record(index, documents)
   redis.call('RPUSH', KEYS[2], unpack(documents))
   local processed = redis.call('LLEN', KEYS[2])
   local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
@@ -36,43 +36,64 @@ local function record(documents)
     redis.call('HSET', KEYS[1], 'status', 'running')
   end
   redis.call('PUBLISH', KEYS[4], cjson.encode({
-    batch = tonumber(ARGV[1]), processed = processed, total = total, done = done}))
+    batch = tonumber(index), processed = processed, total = total, done = done}))
   return processed
 end
 """
-# ARGV 4..: the batch's results.
+# ARGV[1]: the batch's index; ARGV 4..: its results.
 _RECORD_BATCH = (
     _RECORD_LUA
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return -2 end
-return record({unpack(ARGV, 4)})
+return record(ARGV[1], {unpack(ARGV, 4)})
 """
 )
-# KEYS 5, 6: a judged carteira's reports and state. ARGV 4..: each order's number, then what to
-# record for it when the carteira has no such order. ARGV[2] is also the judged keys' new ttl.
-_COPY_BATCH = (
+# KEYS 5, 6: a judged carteira's reports and state. ARGV[1]: unused (the other scripts' batch
+# index); ARGV[2] is also the judged keys' new ttl. ARGV 4..: per batch, its index, its number
+# of orders, then each order's number and what to record for it when the carteira has no such
+# order. Each batch is written and announced on
+# its own, in order, up to the first that cannot be yet; returns a code per batch tried.
+_COPY_BATCHES = (
     _RECORD_LUA
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('SISMEMBER', KEYS[3], ARGV[1]) == 1 then return -2 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local complete = redis.call('HGET', KEYS[6], 'complete')
-if not complete and redis.call('EXISTS', KEYS[6]) == 0 then return -3 end
-local numbers = {}
-for i = 4, #ARGV, 2 do numbers[#numbers + 1] = ARGV[i] end
-local documents = redis.call('HMGET', KEYS[5], unpack(numbers))
-for i, document in ipairs(documents) do
-  if not document then
-    if not complete then return -4 end
-    documents[i] = ARGV[3 + 2 * i]
+local judged = complete or redis.call('EXISTS', KEYS[6]) == 1
+local codes = {}
+local at = 4
+while at <= #ARGV do
+  local index, count = ARGV[at], tonumber(ARGV[at + 1])
+  local first = at + 2
+  at = first + 2 * count
+  if redis.call('SISMEMBER', KEYS[3], index) == 1 then
+    codes[#codes + 1] = -2
+  else
+    if not judged then
+      codes[#codes + 1] = -3
+      return codes
+    end
+    local numbers = {}
+    for i = first, at - 1, 2 do numbers[#numbers + 1] = ARGV[i] end
+    local documents = redis.call('HMGET', KEYS[5], unpack(numbers))
+    for i, document in ipairs(documents) do
+      if not document then
+        if not complete then
+          codes[#codes + 1] = -4
+          return codes
+        end
+        documents[i] = ARGV[first - 1 + 2 * i]
+      end
+    end
+    redis.call('SADD', KEYS[3], index)
+    codes[#codes + 1] = record(index, documents)
   end
 end
-redis.call('SADD', KEYS[3], ARGV[1])
 if complete then  -- while it is judged, its lease alone keeps it: a dead judge's expires
   redis.call('EXPIRE', KEYS[5], ARGV[2])
   redis.call('EXPIRE', KEYS[6], ARGV[2])
 end
-return record(documents)
+return codes
 """
 )
 SESSION_GONE = -1
@@ -173,29 +194,34 @@ async def record_batch(
     return written
 
 
-async def copy_batch(
+async def copy_batches(
     redis: Redis,
     session_id: str,
-    batch_index: int,
     judged_id: str,
-    orders: Sequence[tuple[str, bytes]],
+    batches: Sequence[tuple[int, Sequence[tuple[str, bytes]]]],
     ttl: int = keys.RUPTURA_SESSION_TTL_SECONDS,
-) -> int:
-    """Appends one batch's reports from a judged carteira (`orders`: each order's number and
-    what to record when the carteira has no such order); returns the results now stored, or
-    SESSION_GONE / DUPLICATE_BATCH / JUDGED_GONE / NOT_JUDGED_YET when nothing was written.
-    A finished judged carteira then lives `ttl` longer: as long as the sessions using it."""
-    written: int = await run_script(
+) -> list[int]:
+    """Appends batches' reports from a judged carteira, each batch on its own and in order, in
+    one call (`batches`: each one's index and orders, an order being its number and what to
+    record when the carteira has no such order). Returns, for each batch up to the first that
+    could not be written, the results then stored, or DUPLICATE_BATCH; the last may be
+    JUDGED_GONE or NOT_JUDGED_YET, which stops the copy there; [SESSION_GONE] alone when the
+    session is gone. A finished judged carteira then lives `ttl` longer: as long as the
+    sessions using it."""
+    arguments: list[str | bytes] = [str(ttl), str(time.time())]
+    for index, orders in batches:
+        arguments += [str(index), str(len(orders)), *(part for order in orders for part in order)]
+    codes: list[int] = await run_script(
         redis,
-        _COPY_BATCH,
+        _COPY_BATCHES,
         [
             *_session_keys(session_id),
             keys.ruptura_judged_reports(judged_id),
             keys.ruptura_judged_state(judged_id),
         ],
-        [str(batch_index), str(ttl), str(time.time()), *(part for o in orders for part in o)],
+        ["", *arguments],
     )
-    return written
+    return codes
 
 
 def _info(session_id: str, fields: dict[bytes, bytes], processed: int) -> SessionInfo:
@@ -276,22 +302,38 @@ async def delete(redis: Redis, session_id: str, tenant: str) -> None:
         raise NotFound("session_not_found", f"Session {session_id} does not exist or expired.")
 
 
-async def pending_batches(
-    redis: Redis, session_id: str, batch_indexes: Sequence[int]
+# KEYS: the session's hash, its batches written, and (optional) the pointer to a judged carteira
+# of the version the job read. ARGV: the job's batch indexes. The session's judged carteira: the
+# one it reads already, else the pointer's, which it reads from now on (pinned).
+_PREPARE_JOB = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local judged = redis.call('HGET', KEYS[1], 'judged')
+if not judged and KEYS[3] then
+  judged = redis.call('GET', KEYS[3])
+  if judged then redis.call('HSET', KEYS[1], 'judged', judged) end
+end
+return {judged or '', redis.call('SMISMEMBER', KEYS[2], unpack(ARGV))}
+"""
+
+
+async def prepare_job(
+    redis: Redis, session_id: str, batch_indexes: Sequence[int], judged_pointer: str | None = None
 ) -> tuple[list[int], str | None] | None:
     """Of `batch_indexes`, those not written yet, and the judged carteira the session reads
-    (None when it reads none yet); None when the session is gone."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hget(keys.ruptura_session(session_id), "judged")
-        pipe.exists(keys.ruptura_session(session_id))
-        pipe.smismember(
-            keys.ruptura_session_batches_done(session_id), [str(i) for i in batch_indexes]
-        )
-        judged, exists, written = await pipe.execute()
-    if not exists:
+    (None when it reads none): the one it reads already, else the one `judged_pointer` names,
+    if any, which it reads from then on. None when the session is gone. One round trip."""
+    session_keys = [keys.ruptura_session(session_id), keys.ruptura_session_batches_done(session_id)]
+    found = await run_script(
+        redis,
+        _PREPARE_JOB,
+        session_keys if judged_pointer is None else [*session_keys, judged_pointer],
+        [str(index) for index in batch_indexes],
+    )
+    if found is None:
         return None
+    judged, written = found
     pending = [index for index, done in zip(batch_indexes, written, strict=True) if not done]
-    return pending, None if judged is None else judged.decode()
+    return pending, judged.decode() or None
 
 
 # The session's judged carteira, if it is still `ARGV[1]`, is forgotten (it died with its judge).

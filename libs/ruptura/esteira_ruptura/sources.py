@@ -17,9 +17,11 @@ constant version "": its answers are then only as fresh as a judgement's reuse (
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +102,64 @@ def version_token(value: object) -> str:
     return hashlib.blake2b(str(value).encode(), digest_size=8).hexdigest()
 
 
+class SharedReads:
+    """Reads of one value made one at a time in a process (`read`, in a thread), and shared:
+    every caller gets the answer of a read begun after it asked, never of one begun before,
+    which could miss a change made in between; whoever asks while a read is under way shares
+    the one that follows it. A busy worker's jobs, started together, share a read instead of
+    making one each (each read of a version is a pooled connection's ping, a transaction and a
+    query: four database round trips)."""
+
+    def __init__(self, read: Callable[[], str]) -> None:
+        self._read = read
+        self._running: asyncio.Future[str] | None = None
+        self._begun = threading.Event()  # the running read has begun (in its thread)
+        self._following: asyncio.Future[str] | None = None  # begins once the running one ends
+
+    async def __call__(self) -> str:
+        loop = asyncio.get_running_loop()
+        if self._running is None or self._running.get_loop() is not loop:
+            self._following = None
+            answer = self._running = self._begin()
+        elif not self._begun.is_set():  # it begins after this call: it will do
+            answer = self._running
+        else:
+            if self._following is None:
+                self._following = loop.create_future()
+            answer = self._following
+        return await asyncio.shield(answer)
+
+    def _begin(self) -> asyncio.Future[str]:
+        begun = self._begun = threading.Event()
+
+        def read() -> str:
+            begun.set()
+            return self._read()
+
+        reading = asyncio.ensure_future(asyncio.to_thread(read))
+        reading.add_done_callback(self._ended)
+        return reading
+
+    def _ended(self, reading: asyncio.Future[str]) -> None:
+        if reading is not self._running:
+            return  # a read of a loop since abandoned
+        waiting, self._running, self._following = self._following, None, None
+        if waiting is not None:
+            self._running = self._begin()
+            self._running.add_done_callback(lambda answer: _settle(waiting, answer))
+
+
+def _settle(waiting: asyncio.Future[str], answer: asyncio.Future[str]) -> None:
+    if waiting.done():
+        return
+    if answer.cancelled():
+        waiting.cancel()
+    elif (error := answer.exception()) is not None:
+        waiting.set_exception(error)
+    else:
+        waiting.set_result(answer.result())
+
+
 @dataclass(frozen=True)
 class CarteiraSource:
     """The carteira's four relations on one database, and how to read its version."""
@@ -115,6 +175,10 @@ class CarteiraSource:
     # Its lines' columns are of types PostgreSQL's binary format gives psycopg as they are in
     # text (str, float, date; a team's database may have types it would give as bytes).
     binary_lines: bool = field(default=False)
+    _version_reads: SharedReads = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_version_reads", SharedReads(self.version))
 
     @contextmanager
     def reading(self) -> Iterator[CarteiraReading]:
@@ -139,6 +203,11 @@ class CarteiraSource:
             with self.engine.connect() as own:
                 return version_token(own.execute(self.version_query).scalar())
         return version_token(connection.execute(self.version_query).scalar())
+
+    async def current_version(self) -> str:
+        """The version of the data now: from a read begun after the call, shared with the
+        calls made while it is under way (SharedReads)."""
+        return await self._version_reads()
 
     def close(self) -> None:
         """Closes the source's own connections (never those of an engine it was lent)."""

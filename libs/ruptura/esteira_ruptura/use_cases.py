@@ -196,25 +196,35 @@ async def analyse_batch(
 ) -> int:
     """Analyses and stores a job's batches, each on its own (a batch already written, by a
     previous try of the job, is skipped); returns the orders stored. Between two batches, a
-    process `stopping` (draining) hands the rest back: Stopped, for another try elsewhere."""
-    found = await sessions.pending_batches(redis, job.session_id, [i for i, _ in job.batches()])
+    process `stopping` (draining) hands the rest back: Stopped, for another try elsewhere.
+
+    The session reads a judged carteira (pinned in its hash, so every worker serving it reads
+    the same) when one of its version is there, or when it judges the whole carteira and
+    claims one; otherwise its batches judge their own orders here."""
+    analysis = cache.get(
+        job.session_id,
+        carteira,
+        horizon_of(job),
+        job.mode,
+        whole_carteira=whole_carteira(job.session_orders),
+    )
+    version = await analysis.version()
+    found = await sessions.prepare_job(
+        redis,
+        job.session_id,
+        [index for index, _ in job.batches()],
+        judged.pointer(horizon_of(job), job.mode, version),
+    )
     if found is None:
         return 0
     pending, judged_id = found
     batches = [(index, orders) for index, orders in job.batches() if index in pending]
     if not batches:
         return 0
+    if judged_id is None and analysis.whole_carteira:
+        judged_id = await _claim(redis, carteira, judges, job, version)
     if judged_id is None:
-        analysis = cache.get(
-            job.session_id,
-            carteira,
-            horizon_of(job),
-            job.mode,
-            whole_carteira=whole_carteira(job.session_orders),
-        )
-        judged_id = await _judgement(redis, carteira, judges, job, analysis)
-        if judged_id is None:
-            return await _analyse_batches(redis, analysis, job, batches, stopping)
+        return await _analyse_batches(redis, analysis, job, batches, stopping)
     return await _copy_batches(redis, carteira, judges, job, batches, judged_id, stopping)
 
 
@@ -238,7 +248,7 @@ async def _analyse_batches(
 async def fail_batches(redis: Redis, job: RupturaBatchPayload) -> int:
     """A job's last try failed: its batches not written yet are written with every order in
     error (OrderFailed), so that its session ends; returns the orders written so."""
-    found = await sessions.pending_batches(redis, job.session_id, [i for i, _ in job.batches()])
+    found = await sessions.prepare_job(redis, job.session_id, [i for i, _ in job.batches()])
     if found is None:
         return 0
     pending = set(found[0])
@@ -303,25 +313,17 @@ def _stop_between_batches(
         raise Stopped(index)
 
 
-async def _judgement(
+async def _claim(
     redis: Redis,
     carteira: CarteiraSource,
     judges: judged.Judges,
     job: RupturaBatchPayload,
-    analysis: SessionAnalysis,
-) -> str | None:
-    """The judged carteira the session reads from now on (pinned in its hash, so every worker
-    serving it reads the same): claimed when the session judges the whole carteira, else only
-    one of its version that is there anyway. None: the session's batches judge their orders."""
-    version = await asyncio.to_thread(analysis.version)
-    horizon = horizon_of(job)
-    if analysis.whole_carteira:
-        found: str | None = await judges.claim(redis, carteira, horizon, job.mode, version)
-    else:
-        found = await judged.find(redis, horizon, job.mode, version)
-    if found is None:
-        return None
-    return await sessions.pin_judged(redis, job.session_id, found)
+    version: str,
+) -> str:
+    """The judged carteira of `version` the session reads from now on: found, or judged here
+    (pinned in its hash, unless another worker pinned one first: that one, then)."""
+    claimed = await judges.claim(redis, carteira, horizon_of(job), job.mode, version)
+    return await sessions.pin_judged(redis, job.session_id, claimed)
 
 
 async def _copy_batches(
@@ -333,30 +335,30 @@ async def _copy_batches(
     judged_id: str,
     stopping: Callable[[], bool],
 ) -> int:
-    """Copies each batch's reports from the judged carteira as soon as they are written; a
-    judged carteira that died with its judge is claimed again (at most JUDGE_ATTEMPTS times)."""
+    """Copies the batches' reports from the judged carteira, as many at a time as are written
+    (one Lua call); a judged carteira that died with its judge is claimed again (at most
+    JUDGE_ATTEMPTS times), on the data's version then."""
     stored = 0
     attempts = 1
-    for index, orders in batches:
-        _stop_between_batches(stopping, index, job)
-        documents = [(number, not_found(number)) for number in orders]
-        while True:
-            written = await sessions.copy_batch(redis, job.session_id, index, judged_id, documents)
-            if written == sessions.NOT_JUDGED_YET:
-                await judges.written(judged_id)
-            elif written == sessions.JUDGED_GONE:
-                if attempts >= JUDGE_ATTEMPTS:
-                    raise RuntimeError(f"the carteira could not be judged {attempts} times")
-                attempts += 1
-                await sessions.unpin_judged(redis, job.session_id, judged_id)
-                analysis = SessionAnalysis(carteira, horizon_of(job), job.mode, whole_carteira=True)
-                judged_id = await _judgement(redis, carteira, judges, job, analysis) or judged_id
-            else:
-                break
-        if written == sessions.SESSION_GONE:
+    remaining = [(index, [(n, not_found(n)) for n in orders]) for index, orders in batches]
+    while remaining:
+        _stop_between_batches(stopping, remaining[0][0], job)
+        codes = await sessions.copy_batches(redis, job.session_id, judged_id, remaining)
+        if codes == [sessions.SESSION_GONE]:
             break
-        if written >= 0:
-            stored += len(orders)
+        written = zip(remaining, codes, strict=False)  # up to the batch that stopped the copy
+        stored += sum(len(orders) for (_, orders), code in written if code >= 0)
+        if codes[-1] == sessions.NOT_JUDGED_YET:
+            await judges.written(judged_id)
+        elif codes[-1] == sessions.JUDGED_GONE:
+            if attempts >= JUDGE_ATTEMPTS:
+                raise RuntimeError(f"the carteira could not be judged {attempts} times")
+            attempts += 1
+            await sessions.unpin_judged(redis, job.session_id, judged_id)
+            judged_id = await _claim(redis, carteira, judges, job, await carteira.current_version())
+        else:
+            break
+        remaining = remaining[len(codes) - 1 :]
     return stored
 
 
@@ -384,7 +386,7 @@ async def analyse_order(
     ttl = settings.ruptura_order_cache_seconds
     cache_key = ""
     if ttl:
-        version = await asyncio.to_thread(carteira.version)
+        version = await carteira.current_version()
         cache_key = keys.ruptura_order_cache(num_pedido, mode.value, version)
         try:
             cached = await redis.get(cache_key)

@@ -8,7 +8,7 @@ import hashlib
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -128,17 +128,62 @@ def test_a_batch_copies_its_reports_and_records_unknown_orders_as_not_found(
             )
             await asyncio.gather(*judges._tasks)
             documents = [(number, not_found(number)) for number in orders]
-            first = await sessions.copy_batch(redis, session_id, 0, judged_id, documents)
-            again = await sessions.copy_batch(redis, session_id, 0, judged_id, documents)
+            first = await sessions.copy_batches(redis, session_id, judged_id, [(0, documents)])
+            again = await sessions.copy_batches(redis, session_id, judged_id, [(0, documents)])
             page = await sessions.results_since(redis, session_id, "t", 0, 10)
             return first, again, page.results
         finally:
             await redis.aclose()
 
     first, again, results = asyncio.run(scenario())
-    assert (first, again) == (len(orders), sessions.DUPLICATE_BATCH)
+    assert (first, again) == ([len(orders)], [sessions.DUPLICATE_BATCH])
     assert [orjson.loads(raw) for raw in results] == expected
     assert expected[-1]["status"] == "nao_encontrado"
+
+
+def test_a_jobs_batches_are_copied_in_one_call_each_announced_up_to_one_not_judged_yet(
+    redis_url: str,
+) -> None:
+    """A judgement under way (its state there, not complete) has written the reports of
+    orders a and c, not b's: of three batches, the first is written and announced, the copy
+    stops at the second, and the third waits with it."""
+
+    async def scenario() -> tuple[list[int], list[int], list[int], list[bytes], list[Any]]:
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        try:
+            session_id, judged_id = uuid.uuid4().hex, uuid.uuid4().hex
+            await record_session(redis, session_id, total=3, batches=3)
+            await redis.hset(keys.ruptura_judged_state(judged_id), "version", "1")
+            reports = keys.ruptura_judged_reports(judged_id)
+            await redis.hset(reports, mapping={"a": b'"A"', "c": b'"C"'})
+            pubsub = redis.pubsub()
+            await pubsub.subscribe(keys.ruptura_session_events(session_id))
+            batches = [(i, [(n, not_found(n))]) for i, n in enumerate("abc")]
+            stopped = await sessions.copy_batches(redis, session_id, judged_id, batches)
+            await redis.hset(reports, "b", b'"B"')
+            rest = await sessions.copy_batches(redis, session_id, judged_id, batches[1:])
+            again = await sessions.copy_batches(redis, session_id, judged_id, batches)
+            page = await sessions.results_since(redis, session_id, "t", 0, 10)
+            events: list[Any] = []
+            while len(events) < 3:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+                if message:
+                    events.append(orjson.loads(message["data"]))
+            await pubsub.aclose()
+            return stopped, rest, again, page.results, events
+        finally:
+            await redis.aclose()
+
+    stopped, rest, again, results, events = asyncio.run(scenario())
+    assert stopped == [1, sessions.NOT_JUDGED_YET]
+    assert rest == [2, 3]
+    assert again == [sessions.DUPLICATE_BATCH] * 3
+    assert results == [b'"A"', b'"B"', b'"C"']
+    assert [(e["batch"], e["processed"], e["done"]) for e in events] == [
+        (0, 1, False),
+        (1, 2, False),
+        (2, 3, True),
+    ]
 
 
 def test_a_judge_that_dies_leaves_its_batches_free_to_claim_a_new_one(
@@ -160,9 +205,12 @@ def test_a_judge_that_dies_leaves_its_batches_free_to_claim_a_new_one(
                 task.cancel()
             await redis.hset(keys.ruptura_judged_reports(dead_id), second, b'{"n": 2}')
 
-            def copy(index: int, number: str, judged_id: str) -> Awaitable[int]:
+            async def copy(index: int, number: str, judged_id: str) -> int:
                 documents = [(number, not_found(number))]
-                return sessions.copy_batch(redis, session_id, index, judged_id, documents)
+                (code,) = await sessions.copy_batches(
+                    redis, session_id, judged_id, [(index, documents)]
+                )
+                return code
 
             waiting = await copy(0, first, dead_id)
             written = await copy(1, second, dead_id)  # what it wrote is copied at once

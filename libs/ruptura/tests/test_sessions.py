@@ -34,9 +34,9 @@ def test_a_batch_is_written_once_however_often_it_is_delivered(redis_url: str) -
         await pubsub.subscribe(f"esteira:ruptura:session:{SID}:events")
         first = await sessions.record_batch(redis, SID, 0, [b'{"n": 1}', b'{"n": 2}'])
         again = await sessions.record_batch(redis, SID, 0, [b'{"n": 1}', b'{"n": 2}'])
-        pending_before = await sessions.pending_batches(redis, SID, [0, 1])
+        pending_before = await sessions.prepare_job(redis, SID, [0, 1])
         last = await sessions.record_batch(redis, SID, 1, [b'{"n": 3}'])
-        pending_after = await sessions.pending_batches(redis, SID, [0, 1])
+        pending_after = await sessions.prepare_job(redis, SID, [0, 1])
         page = await sessions.results_since(redis, SID, "t", 1, 100)
         limited = (await sessions.results_since(redis, SID, "t", 0, 1)).results
         info, tail = page.info, page.results
@@ -61,6 +61,29 @@ def test_a_batch_is_written_once_however_often_it_is_delivered(redis_url: str) -
         {"batch": 0, "processed": 2, "total": 3, "done": False},
         {"batch": 1, "processed": 3, "total": 3, "done": True},
     ]
+
+
+def test_a_job_finds_its_batches_pending_and_pins_the_judged_carteira_its_version_names(
+    redis_url: str,
+) -> None:
+    async def scenario():
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        await _create(redis, total=40)
+        await sessions.record_batch(redis, SID, 1, [b"{}"] * 20)
+        alone = await sessions.prepare_job(redis, SID, [0, 1], "pointer:v1")  # nothing named
+        await redis.set("pointer:v1", "j1")
+        named = await sessions.prepare_job(redis, SID, [0, 1], "pointer:v1")
+        await redis.set("pointer:v2", "j2")  # a later job, another version: the pin holds
+        later = await sessions.prepare_job(redis, SID, [0, 1], "pointer:v2")
+        without = await sessions.prepare_job(redis, SID, [0, 1])
+        gone = await sessions.prepare_job(redis, "f" * 32, [0], "pointer:v1")
+        await redis.aclose()
+        return alone, named, later, without, gone
+
+    alone, named, later, without, gone = asyncio.run(scenario())
+    assert alone == ([0], None)
+    assert named == later == without == ([0], "j1")
+    assert gone is None
 
 
 def test_nothing_is_written_for_a_deleted_session(redis_url: str) -> None:

@@ -1,0 +1,92 @@
+"""A source's version read once for whoever asks while a read is under way (SharedReads): every
+caller gets a read begun after it asked, never one begun before."""
+
+import asyncio
+import threading
+
+import pytest
+
+from esteira_ruptura.sources import SharedReads
+
+
+class Reads:
+    """A read that counts itself and holds until let go."""
+
+    def __init__(self) -> None:
+        self.made = 0
+        self.go = threading.Event()
+        self.fail = False
+
+    def __call__(self) -> str:
+        self.made += 1
+        made = self.made
+        self.go.wait(10)
+        if self.fail:
+            raise ConnectionError("the database went away")
+        return f"v{made}"
+
+
+async def _under_way(reads: Reads, made: int) -> None:
+    while reads.made < made:
+        await asyncio.sleep(0.001)
+
+
+def test_callers_asking_together_share_one_read() -> None:
+    async def scenario() -> tuple[list[str], int]:
+        reads = Reads()
+        shared = SharedReads(reads)
+        callers = [asyncio.ensure_future(shared()) for _ in range(10)]
+        await _under_way(reads, 1)
+        reads.go.set()
+        return await asyncio.gather(*callers), reads.made
+
+    answers, made = asyncio.run(scenario())
+    assert answers == ["v1"] * 10 and made == 1
+
+
+def test_a_caller_asking_during_a_read_gets_the_next_one() -> None:
+    async def scenario() -> tuple[str, list[str], str, int]:
+        reads = Reads()
+        shared = SharedReads(reads)
+        first = asyncio.ensure_future(shared())
+        await _under_way(reads, 1)  # read 1 has begun: it may miss what changed since
+        during = [asyncio.ensure_future(shared()) for _ in range(5)]
+        reads.go.set()
+        answers = await asyncio.gather(first, *during)
+        after = await shared()  # nothing under way: a read of its own
+        return answers[0], answers[1:], after, reads.made
+
+    first, during, after, made = asyncio.run(scenario())
+    assert first == "v1"
+    assert during == ["v2"] * 5
+    assert (after, made) == ("v3", 3)
+
+
+def test_a_failed_read_fails_its_callers_and_the_next_call_reads_again() -> None:
+    async def scenario() -> tuple[list[BaseException | str], str]:
+        reads = Reads()
+        shared = SharedReads(reads)
+        reads.fail = True
+        reads.go.set()
+        failed = await asyncio.gather(shared(), shared(), return_exceptions=True)
+        reads.fail = False
+        return failed, await shared()
+
+    failed, again = asyncio.run(scenario())
+    assert all(isinstance(answer, ConnectionError) for answer in failed)
+    assert again == "v2"
+
+
+def test_a_caller_that_leaves_takes_nothing_from_the_others() -> None:
+    async def scenario() -> list[str]:
+        reads = Reads()
+        shared = SharedReads(reads)
+        leaving, staying = asyncio.ensure_future(shared()), asyncio.ensure_future(shared())
+        await _under_way(reads, 1)
+        leaving.cancel()
+        reads.go.set()
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        return [await staying]
+
+    assert asyncio.run(scenario()) == ["v1"]
