@@ -5,8 +5,8 @@ the worker. So a big session (and allocated mode, and a busy process's small one
 judge the carteira in each worker that serves it: the first batch to need it claims the judgement
 for the data's version (a key that is also the judge's lease), and that worker judges every
 active order once, in a background task, writing each order's report JSON to a hash as it goes.
-Every batch, on any worker, then copies its orders' reports into its session's results in one
-Lua call (sessions.copy_batch), as soon as they are written: nothing is judged twice, and the
+Every job, on any worker, then copies its batches' reports into its session's results in one
+Lua call (sessions.copy_batches), as far as they are written: nothing is judged twice, and the
 copying starts before the judging ends.
 
 - A session reads one judged carteira from its first batch to its last (the id pinned in its

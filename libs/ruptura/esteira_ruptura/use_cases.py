@@ -113,8 +113,9 @@ def plan(
     cost per job (arq's round trips, the session's state read, the instrumentation) is most of
     a small batch's, whether the batch copies reports judged for every worker or judges its
     own orders: a 40-order session is one job, not two. A session that reads the whole
-    carteira judged has its batches copied, each one Lua call: its jobs carry
-    RUPTURA_BATCHES_PER_BIG_JOB batches, so arq's round trips are a small part of a job's."""
+    carteira judged has a job's batches copied in one Lua call, as far as they are judged:
+    its jobs carry RUPTURA_BATCHES_PER_BIG_JOB batches, so arq's round trips are a small part
+    of a job's."""
     size = jobs.RUPTURA_BATCH_SIZE
     per_job = size * batches_per_job(len(wanted))
     return [
@@ -195,8 +196,9 @@ async def analyse_batch(
     stopping: Callable[[], bool] = lambda: False,
 ) -> int:
     """Analyses and stores a job's batches, each on its own (a batch already written, by a
-    previous try of the job, is skipped); returns the orders stored. Between two batches, a
-    process `stopping` (draining) hands the rest back: Stopped, for another try elsewhere.
+    previous try of the job, is skipped); returns the orders stored. Between two batches (two
+    copies, from a judged carteira), a process `stopping` (draining) hands the rest back:
+    Stopped, for another try elsewhere.
 
     The session reads a judged carteira (pinned in its hash, so every worker serving it reads
     the same) when one of its version is there, or when it judges the whole carteira and
