@@ -248,6 +248,12 @@ class ArqWorker(Worker):
                 self.sem.release()
                 return
             job_id = job_id_b.decode()
+            running = self.tasks.get(job_id)
+            if running is not None and not running.done():
+                # Its hold was lost (a Redis failover can lose the last writes): it is ours,
+                # and runs. arq would run it a second time beside itself.
+                self.sem.release()
+                continue
             try:
                 score = await run_script(
                     self.pool,

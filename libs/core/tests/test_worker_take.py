@@ -99,3 +99,34 @@ def test_a_deferred_job_and_one_held_elsewhere_are_left_alone(redis_url: str) ->
     assert early == ["free"]
     assert "held" not in after_defer
     assert sorted(ran) == ["free", "held", "later"]
+
+
+def test_a_running_job_whose_hold_was_lost_is_not_run_again_beside_itself(redis_url: str) -> None:
+    """A Redis failover can lose the last writes to the primary, a running job's hold among
+    them: the job is still queued (arq removes it once it ends) and looks free."""
+
+    async def scenario() -> tuple[int, int]:
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        await redis.flushdb()
+        release = asyncio.Event()
+        runs: Counter[str] = Counter()
+
+        async def run(ctx: dict[str, object], **_payload: object) -> None:
+            runs[str(ctx["job_id"])] += 1
+            await release.wait()
+
+        await jobs.enqueue(redis, Pool.RUPTURA, "run", jobs.CanaryPayload(), job_id="long")
+        worker = _worker(redis, run)
+        running = asyncio.create_task(worker.async_run())
+        await _until(lambda: runs["long"] == 1)
+        await redis.delete(in_progress_key_prefix + "long")  # lost in the failover
+        await asyncio.sleep(0.5)  # the worker polls its queue every 0.01 s
+        during = runs["long"]
+        release.set()
+        await asyncio.sleep(0.5)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await redis.aclose()
+        return during, runs["long"]
+
+    assert asyncio.run(scenario()) == (1, 1)
