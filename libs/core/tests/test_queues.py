@@ -5,14 +5,13 @@ import asyncio
 import time
 
 import pytest
-from arq.worker import Worker, func
 
 from esteira_core import heartbeats, jobs
 from esteira_core.jobs import Pool
 from esteira_core.queues import QueueStats, queue_stats
 from esteira_core.redis import create_redis
-from esteira_core.serialization import deserialize_job, serialize_job
 from esteira_core.settings import CoreSettings
+from esteira_testing.workers import in_process_worker
 
 pytestmark = pytest.mark.integration
 INTERVAL = 5.0
@@ -34,15 +33,8 @@ def test_running_jobs_count_as_in_progress_not_as_ready(redis_url: str) -> None:
             await jobs.enqueue(
                 redis, Pool.SCRAPER, "hold", jobs.CanaryPayload(), job_id=f"j{index}"
             )
-        worker = Worker(
-            functions=[func(hold, name="hold")],
-            queue_name=Pool.SCRAPER.queue,
-            redis_pool=redis,
-            max_jobs=3,
-            poll_delay=0.05,
-            handle_signals=False,
-            job_serializer=serialize_job,
-            job_deserializer=deserialize_job,
+        worker = in_process_worker(
+            redis, Pool.SCRAPER.queue, {"hold": hold}, max_jobs=3, poll_delay=0.05
         )
         running_worker = asyncio.create_task(worker.async_run())
         deadline = time.monotonic() + 30

@@ -5,34 +5,25 @@ by another worker, is left alone."""
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 import pytest
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
-from arq.worker import func
 
 from esteira_core import jobs
 from esteira_core.jobs import Pool
 from esteira_core.redis import create_redis
-from esteira_core.serialization import deserialize_job, serialize_job
 from esteira_core.settings import CoreSettings
 from esteira_core.worker import ArqWorker
+from esteira_testing.workers import in_process_worker
 
 pytestmark = pytest.mark.integration
 QUEUE = Pool.RUPTURA.queue
 
 
-def _worker(redis: ArqRedis, run: object) -> ArqWorker:
-    return ArqWorker(
-        functions=[func(run, name="run")],  # type: ignore[arg-type]
-        queue_name=QUEUE,
-        redis_pool=redis,
-        max_jobs=4,
-        poll_delay=0.01,
-        handle_signals=False,
-        job_serializer=serialize_job,
-        job_deserializer=deserialize_job,
-    )
+def _worker(redis: ArqRedis, run: Callable[..., Awaitable[None]]) -> ArqWorker:
+    return in_process_worker(redis, QUEUE, {"run": run}, max_jobs=4, poll_delay=0.01)
 
 
 async def _until(condition: object, timeout: float = 30) -> None:
