@@ -391,7 +391,7 @@ def test_a_worker_started_without_redis_is_alive_and_serves_once_redis_comes(tmp
             import time
             from arq.worker import func
             from esteira_core import worker
-            from esteira_core.jobs import RUPTURA_BATCH_SIZE, RUPTURA_BATCHES_PER_BIG_JOB, Pool
+            from esteira_core.jobs import Pool
 
             async def block(ctx, payload):
                 time.sleep(30)  # holds the event loop: what liveness must notice

@@ -45,8 +45,9 @@ RUPTURA_BATCH_SIZE = 20
 RUPTURA_BATCHES_PER_JOB = 5
 # A big session's batches only copy reports judged once for every worker (a fraction of a
 # millisecond each), so its jobs carry more of them: arq's cost per job is then a small part
-# of a job's, and a window of such jobs is still only tens of milliseconds of work. A job
-# stops between two batches when its worker drains, whatever its size.
+# of a job's, and a window of such jobs is still only tens of milliseconds of work. A draining
+# worker stops such a job between two copies (each copies all of the job's batches judged by
+# then): it stops only while the job waits for the judge.
 RUPTURA_BATCHES_PER_BIG_JOB = 25
 
 

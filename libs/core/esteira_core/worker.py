@@ -238,8 +238,9 @@ class ArqWorker(Worker):
     """arq's worker, taking each job in one Lua script. arq takes one with WATCH, EXISTS,
     ZSCORE and MULTI/EXEC: four round trips for every job, where a small ruptura job's own work
     makes two, and a round trip costs its client ~0.1 ms of CPU on loopback. The script decides
-    the same, atomically too. (It overrides arq's `start_jobs` and uses arq's internals: arq's
-    version is bounded in the project's dependencies.)"""
+    the same, atomically too; and a job this worker is running is not taken again, whatever
+    Redis says of it. (It overrides arq's `start_jobs` and uses arq's internals: arq's version
+    is bounded in the project's dependencies.)"""
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         for job_id_b in job_ids:

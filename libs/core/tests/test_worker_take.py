@@ -69,9 +69,9 @@ def test_a_deferred_job_and_one_held_elsewhere_are_left_alone(redis_url: str) ->
         async def run(ctx: dict[str, object], **_payload: object) -> None:
             ran.append(str(ctx["job_id"]))
 
-        await redis.enqueue_job("run", _job_id="later", _queue_name=QUEUE, _defer_by=1.0)
+        await redis.enqueue_job("run", _job_id="later", _queue_name=QUEUE, _defer_by=3.0)
         await jobs.enqueue(redis, Pool.RUPTURA, "run", jobs.CanaryPayload(), job_id="held")
-        await redis.set(in_progress_key_prefix + "held", b"1", px=3000)  # another worker's
+        await redis.set(in_progress_key_prefix + "held", b"1", px=6000)  # another worker's
         await jobs.enqueue(redis, Pool.RUPTURA, "run", jobs.CanaryPayload(), job_id="free")
         worker = _worker(redis, run)
         running = asyncio.create_task(worker.async_run())

@@ -9,6 +9,7 @@ version a session started on."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict, deque
@@ -77,17 +78,19 @@ class SessionAnalysis:
         self.mode = mode
         self.whole_carteira = whole_carteira or mode is RupturaMode.ALLOCATED
         self._lock = threading.Lock()
-        self._version: str | None = None
+        self._version: asyncio.Future[str] | None = None
         self._projection: Projection | None = None
         self._loaded_products: set[str] = set()
         self._judged: JudgedCarteira | None = None
 
     async def version(self) -> str:
-        """The version of the data when the session started: read once here, by its first job
-        in this process (after the session started, then)."""
-        if self._version is None:
-            self._version = await self.source.current_version()
-        return self._version
+        """The version of the data when the session started: read once here (by its first job
+        in this process, so after the session started), whichever of its jobs ask together; a
+        read that failed is made again by the next to ask."""
+        reading = self._version
+        if reading is None or (reading.done() and (reading.cancelled() or reading.exception())):
+            reading = self._version = asyncio.ensure_future(self.source.current_version())
+        return await asyncio.shield(reading)
 
     def _projection_for(self, carteira: CarteiraReading, products: set[str]) -> Projection:
         missing = sorted(products - self._loaded_products)

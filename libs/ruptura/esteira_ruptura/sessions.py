@@ -52,8 +52,8 @@ return record(ARGV[1], {unpack(ARGV, 4)})
 # KEYS 5, 6: a judged carteira's reports and state. ARGV[1]: unused (the other scripts' batch
 # index); ARGV[2] is also the judged keys' new ttl. ARGV 4..: per batch, its index, its number
 # of orders, then each order's number and what to record for it when the carteira has no such
-# order. Each batch is written and announced on
-# its own, in order, up to the first that cannot be yet; returns a code per batch tried.
+# order. Each batch is written and announced on its own, in order, up to the first that cannot
+# be yet; returns a code per batch tried.
 _COPY_BATCHES = (
     _RECORD_LUA
     + """

@@ -108,7 +108,7 @@ class SharedReads:
     which could miss a change made in between; whoever asks while a read is under way shares
     the one that follows it. A busy worker's jobs, started together, share a read instead of
     making one each (each read of a version is a pooled connection's ping, a transaction and a
-    query: four database round trips)."""
+    query: four database round trips). For one event loop at a time, as a process has."""
 
     def __init__(self, read: Callable[[], str]) -> None:
         self._read = read

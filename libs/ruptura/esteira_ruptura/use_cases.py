@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from esteira_core import fair, jobs, keys, metrics
+from esteira_core.db import DATABASE_ERRORS
 from esteira_core.errors import Invalid, NotFound, TooLarge
 from esteira_core.jobs import RupturaBatchPayload, RupturaMode
 from esteira_core.serialization import deserialize_job
@@ -210,12 +211,19 @@ async def analyse_batch(
         job.mode,
         whole_carteira=whole_carteira(job.session_orders),
     )
-    version = await analysis.version()
+    try:
+        version = await analysis.version()
+    except DATABASE_ERRORS as error:
+        # The database is away: a session that reads a judged carteira pinned already needs
+        # Redis alone. Any other job fails (and is tried again later).
+        unread: Exception | None = error
+    else:
+        unread = None
     found = await sessions.prepare_job(
         redis,
         job.session_id,
         [index for index, _ in job.batches()],
-        judged.pointer(horizon_of(job), job.mode, version),
+        None if unread else judged.pointer(horizon_of(job), job.mode, version),
     )
     if found is None:
         return 0
@@ -223,6 +231,8 @@ async def analyse_batch(
     batches = [(index, orders) for index, orders in job.batches() if index in pending]
     if not batches:
         return 0
+    if judged_id is None and unread:
+        raise unread
     if judged_id is None and analysis.whole_carteira:
         judged_id = await _claim(redis, carteira, judges, job, version)
     if judged_id is None:

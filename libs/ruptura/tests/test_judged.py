@@ -20,11 +20,11 @@ from esteira_core import keys, metrics
 from esteira_core.jobs import RupturaMode
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
-from esteira_ruptura import data, judged, sessions
+from esteira_ruptura import data, judged, sessions, use_cases
 from esteira_ruptura.analysis import not_found
 from esteira_ruptura.demo import DemoSpec, seed_demo
 from esteira_ruptura.projection import Horizon
-from esteira_ruptura.service import SessionAnalysis
+from esteira_ruptura.service import SessionAnalysis, SessionCache
 from esteira_ruptura.sources import CarteiraSource, esteira_tables
 from esteira_testing.components import RedisSentinelCluster
 from esteira_testing.ruptura import record_session
@@ -184,6 +184,38 @@ def test_a_jobs_batches_are_copied_in_one_call_each_announced_up_to_one_not_judg
         (1, 2, False),
         (2, 3, True),
     ]
+
+
+def test_a_draining_worker_stops_a_job_between_two_copies(
+    carteira: CarteiraSource, redis_url: str
+) -> None:
+    """A judgement under way has written the reports of the job's first batch only: the job
+    copies that batch, and a process that drains hands the rest back (Stopped at the second)
+    instead of waiting for the judge."""
+    mode = RupturaMode.INDEPENDENT
+    session_id, judged_id = uuid.uuid4().hex, uuid.uuid4().hex
+    orders = _orders(carteira)[:40]
+    (job,) = use_cases.plan(session_id, orders, mode, HORIZON)
+
+    async def scenario() -> tuple[int, int]:
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        try:
+            await record_session(redis, session_id, total=40, batches=2)
+            await redis.hset(keys.ruptura_judged_state(judged_id), "version", "1")
+            reports = dict.fromkeys(orders[:20], b"{}")
+            await redis.hset(keys.ruptura_judged_reports(judged_id), mapping=reports)
+            await redis.set(judged.pointer(HORIZON, mode, carteira.version()), judged_id)
+            draining = use_cases.analyse_batch(
+                redis, carteira, SessionCache(), judged.Judges(), job, stopping=lambda: True
+            )
+            with pytest.raises(use_cases.Stopped) as stopped:
+                await asyncio.wait_for(draining, 10)
+            written = await redis.llen(keys.ruptura_session_results(session_id))
+            return stopped.value.batch_index, written
+        finally:
+            await redis.aclose()
+
+    assert asyncio.run(scenario()) == (1, 20)
 
 
 def test_a_judge_that_dies_leaves_its_batches_free_to_claim_a_new_one(

@@ -6,7 +6,11 @@ import json
 from datetime import date
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
+from esteira_cli.processes import free_port
+from esteira_core import keys
+from esteira_core.db import create_db_engine
 from esteira_core.errors import NotFound
 from esteira_core.jobs import RUPTURA_BATCHES_PER_BIG_JOB, RUPTURA_BATCHES_PER_JOB, RupturaMode
 from esteira_core.redis import create_redis
@@ -170,6 +174,38 @@ def test_a_small_sessions_one_job_writes_and_announces_each_batch_on_its_own(
         (2, 45, True),
     ]
     assert numbers == wanted
+
+
+def test_a_session_reading_a_pinned_judged_carteira_is_written_while_the_database_is_away(
+    redis_url: str,
+) -> None:
+    """Its reports are in Redis: the job needs no database. A session with no judged carteira
+    pinned needs one, and its job fails (to be tried again), writing nothing."""
+    away = esteira_tables(
+        create_db_engine(f"postgresql+psycopg://esteira@127.0.0.1:{free_port()}/x")
+    )
+    horizon = Horizon(REFERENCE, 28, 7)
+    (pinned_job,) = use_cases.plan(SID, ["1", "2"], RupturaMode.INDEPENDENT, horizon)
+    (other_job,) = use_cases.plan("e" * 32, ["1", "2"], RupturaMode.INDEPENDENT, horizon)
+
+    async def scenario():
+        redis = create_redis(CoreSettings(redis_url=redis_url))
+        await record_session(redis, SID, total=2, batches=1)
+        await record_session(redis, "e" * 32, total=2, batches=1)
+        await redis.hset(keys.ruptura_judged_state("j1"), "complete", 1)
+        await redis.hset(keys.ruptura_judged_reports("j1"), mapping={"1": b"{}", "2": b"{}"})
+        await redis.hset(keys.ruptura_session(SID), "judged", "j1")
+        run = functools.partial(
+            use_cases.analyse_batch, redis, away, SessionCache(), judged.Judges()
+        )
+        stored = await run(pinned_job)
+        with pytest.raises(OperationalError):
+            await run(other_job)
+        unwritten = await redis.llen(keys.ruptura_session_results("e" * 32))
+        await redis.aclose()
+        return stored, unwritten
+
+    assert asyncio.run(scenario()) == (2, 0)
 
 
 def test_a_session_that_copies_judged_reports_is_planned_in_fewer_jobs_of_batches() -> None:

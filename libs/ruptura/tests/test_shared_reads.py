@@ -1,11 +1,16 @@
 """A source's version read once for whoever asks while a read is under way (SharedReads): every
-caller gets a read begun after it asked, never one begun before."""
+caller gets a read begun after it asked, never one begun before. And a session's version read
+once in a process, whichever of its jobs ask (SessionAnalysis.version)."""
 
 import asyncio
 import threading
+from datetime import date
 
 import pytest
 
+from esteira_core.jobs import RupturaMode
+from esteira_ruptura.projection import Horizon
+from esteira_ruptura.service import SessionAnalysis
 from esteira_ruptura.sources import SharedReads
 
 
@@ -90,3 +95,31 @@ def test_a_caller_that_leaves_takes_nothing_from_the_others() -> None:
         return [await staying]
 
     assert asyncio.run(scenario()) == ["v1"]
+
+
+def test_a_sessions_jobs_asking_together_read_its_version_once() -> None:
+    class Source:
+        def __init__(self) -> None:
+            self.reads = 0
+            self.fail = True
+
+        async def current_version(self) -> str:
+            self.reads += 1
+            await asyncio.sleep(0.01)
+            if self.fail:
+                self.fail = False
+                raise ConnectionError("the database went away")
+            return f"v{self.reads}"
+
+    async def scenario() -> tuple[list[BaseException | str], list[str], str, int]:
+        source = Source()
+        analysis = SessionAnalysis(source, Horizon(date(2026, 3, 2)), RupturaMode.INDEPENDENT)  # type: ignore[arg-type]
+        failed = await asyncio.gather(
+            *(analysis.version() for _ in range(3)), return_exceptions=True
+        )
+        read = await asyncio.gather(*(analysis.version() for _ in range(5)))
+        return failed, read, await analysis.version(), source.reads
+
+    failed, read, later, reads = asyncio.run(scenario())
+    assert all(isinstance(answer, ConnectionError) for answer in failed)
+    assert read == ["v2"] * 5 and later == "v2" and reads == 2
