@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -108,12 +109,18 @@ class SharedReads:
     which could miss a change made in between; whoever asks while a read is under way shares
     the one that follows it. A busy worker's jobs, started together, share a read instead of
     making one each (each read of a version is a pooled connection's ping, a transaction and a
-    query: four database round trips). For one event loop at a time, as a process has."""
+    query: four database round trips). A read still running after HANGING_SECONDS is left to
+    end on its own (a connection lost in the middle of a query waits for the operating system
+    to notice), and later callers share new reads. For one event loop at a time, as a process
+    has."""
+
+    HANGING_SECONDS = 5.0  # a version's read takes milliseconds
 
     def __init__(self, read: Callable[[], str]) -> None:
         self._read = read
         self._running: asyncio.Future[str] | None = None
         self._begun = threading.Event()  # the running read has begun (in its thread)
+        self._begun_at = 0.0
         self._following: asyncio.Future[str] | None = None  # begins once the running one ends
 
     async def __call__(self) -> str:
@@ -123,6 +130,12 @@ class SharedReads:
             answer = self._running = self._begin()
         elif not self._begun.is_set():  # it begins after this call: it will do
             answer = self._running
+        elif time.monotonic() - self._begun_at > self.HANGING_SECONDS:
+            # Left to hang: a new read, for this caller and those who waited for the next one.
+            waiting, self._following = self._following, None
+            answer = self._running = self._begin()
+            if waiting is not None:
+                answer.add_done_callback(lambda ended: _settle(waiting, ended))
         else:
             if self._following is None:
                 self._following = loop.create_future()
@@ -131,6 +144,7 @@ class SharedReads:
 
     def _begin(self) -> asyncio.Future[str]:
         begun = self._begun = threading.Event()
+        self._begun_at = time.monotonic()
 
         def read() -> str:
             begun.set()

@@ -97,6 +97,38 @@ def test_a_caller_that_leaves_takes_nothing_from_the_others() -> None:
     assert asyncio.run(scenario()) == ["v1"]
 
 
+def test_a_read_that_hangs_is_left_to_itself_and_later_callers_read_anew(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first read hangs (a connection lost mid-query): whoever waited for the next read,
+    and whoever asks once it has hung too long, share a new one; only its own callers wait."""
+    monkeypatch.setattr(SharedReads, "HANGING_SECONDS", 0.2)
+    hung = threading.Event()
+    made: list[int] = []
+
+    def read() -> str:
+        made.append(len(made) + 1)
+        number = len(made)
+        if number == 1:
+            hung.wait(10)
+        return f"v{number}"
+
+    async def scenario() -> tuple[str, str, str, int]:
+        shared = SharedReads(read)
+        first = asyncio.ensure_future(shared())
+        while not made:
+            await asyncio.sleep(0.001)
+        waiting = asyncio.ensure_future(shared())  # read 1 has begun: the next one, then
+        await asyncio.sleep(0.3)
+        late = await asyncio.wait_for(shared(), 5)
+        early = await asyncio.wait_for(waiting, 5)
+        hung.set()
+        return await first, early, late, len(made)
+
+    first, early, late, made_count = asyncio.run(scenario())
+    assert (first, early, late, made_count) == ("v1", "v2", "v2", 2)
+
+
 def test_a_sessions_jobs_asking_together_read_its_version_once() -> None:
     class Source:
         def __init__(self) -> None:
