@@ -1,11 +1,9 @@
 """The fair queue against a real redis-server: tenants take turns, the window and the token
 budget decide how much reaches arq's queue, a job is fed once, and quotas refuse whole."""
 
-import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,8 +14,7 @@ from esteira_core import fair, heartbeats, keys, ratelimit
 from esteira_core.errors import QuotaExceeded, TooLarge
 from esteira_core.jobs import CANARY, CanaryPayload, Pool
 from esteira_core.queues import queue_stats
-from esteira_core.redis import create_redis
-from esteira_core.settings import CoreSettings
+from esteira_testing.scenarios import on_redis
 
 pytestmark = pytest.mark.integration
 INTERVAL = 5.0
@@ -48,17 +45,6 @@ async def _finish(redis: Redis, job_ids: list[str]) -> None:
         await redis.delete(job_key_prefix + job_id)
 
 
-def _run(scenario: Callable[[Redis], Awaitable[Any]], redis_url: str) -> Any:
-    async def wrapped() -> Any:
-        redis = create_redis(CoreSettings(redis_url=redis_url))
-        try:
-            return await scenario(redis)
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(wrapped())
-
-
 async def _serve_one_at_a_time(redis: Redis, queue: fair.FairQueue, first: list[str]) -> list[str]:
     """Feeds with a window of one job, finishing each before the next: the order served."""
     served = list(first)
@@ -81,7 +67,7 @@ def test_tenants_take_turns_whatever_their_backlogs(redis_url: str) -> None:
         served = await _serve_one_at_a_time(redis, queue, first.job_ids)
         return served, await redis.zcard(keys.fair_tenants(POOL.value)), first.waiting
 
-    served, tenants_left, waiting_after_first = _run(scenario, redis_url)
+    served, tenants_left, waiting_after_first = on_redis(redis_url, scenario)
     assert waiting_after_first == 3
     assert served == ["a0", "b0", "c0", "a1", "c1", "a2", "a3"]
     assert tenants_left == 0
@@ -103,7 +89,7 @@ def test_a_tenant_that_arrives_is_served_within_one_round(redis_url: str) -> Non
             after += (await fair.feed(redis, queue)).job_ids
         return after
 
-    after = _run(scenario, redis_url)
+    after = on_redis(redis_url, scenario)
     # Two tenants were active: the newcomer's job is among the next two served, though it
     # sorts last by name and the others have 13 jobs each still waiting.
     assert "z0" in after[:2]
@@ -127,7 +113,7 @@ def test_the_window_bounds_arqs_due_jobs_per_worker_online(redis_url: str) -> No
         counts.append(await redis.zcard(POOL.queue))
         return counts
 
-    assert _run(scenario, redis_url) == [2, 0, 2, 2, 1, 7]
+    assert on_redis(redis_url, scenario) == [2, 0, 2, 2, 1, 7]
 
 
 def test_a_job_takes_a_place_in_the_window_per_units_per_place_it_carries(
@@ -151,7 +137,9 @@ def test_a_job_takes_a_place_in_the_window_per_units_per_place_it_carries(
         seen.append(await redis.ttl(places) > 0)
         return seen
 
-    fed, b_fed, after_big0, after_small0, after_big1, places, expires = _run(scenario, redis_url)
+    fed, b_fed, after_big0, after_small0, after_big1, places, expires = on_redis(
+        redis_url, scenario
+    )
     assert fed == ["big0", "big1"]  # 5 places each: the window of 10 is full
     assert b_fed == []
     # 5 places free: b's turn, then a's; a big job is fed while one place is free.
@@ -176,7 +164,7 @@ def test_a_job_already_queued_or_finished_is_not_fed_again(redis_url: str) -> No
         units = await redis.hget(keys.fair_queue(POOL.value), "units:a")
         return again, finished, record, ttl, await redis.zcard(POOL.queue), units
 
-    again, finished, record, ttl, queued, units = _run(scenario, redis_url)
+    again, finished, record, ttl, queued, units = on_redis(redis_url, scenario)
     assert again is not None and finished is not None
     assert (again.job_ids, again.waiting, finished.job_ids, finished.waiting) == ([], 0, [], 0)
     assert queued == 1 and units is None
@@ -197,7 +185,7 @@ def test_the_token_budget_decides_what_is_fed_and_tenants_take_turns_at_it(
         refilled = await fair.feed(redis, queue)
         return alpha, beta, refilled
 
-    alpha, beta, refilled = _run(scenario, redis_url)
+    alpha, beta, refilled = on_redis(redis_url, scenario)
     assert alpha is not None and beta is not None
     assert alpha.job_ids == ["a0", "a1"] and alpha.token_wait > 0  # the burst, then none
     assert beta.job_ids == [] and 90 < beta.token_wait <= 100  # no token: nothing fed
@@ -224,7 +212,7 @@ def test_a_submission_over_the_quota_is_refused_whole(redis_url: str) -> None:
         assert other is not None
         return over.value, alone.value, state, other.waiting
 
-    over, alone, state, waiting_with_b = _run(scenario, redis_url)
+    over, alone, state, waiting_with_b = on_redis(redis_url, scenario)
     assert over.code == "quota_exceeded" and over.retry_after == 9
     assert "40 orders" in over.message and "adds 80" in over.message and "100" in over.message
     assert alone.code == "over_quota"
@@ -259,7 +247,7 @@ def test_the_record_jobs_belong_to_is_written_with_them_or_not_at_all(redis_url:
         refused = [await redis.exists("test:record:b"), await redis.zscore("test:records", "b")]
         return written, refused
 
-    written, refused = _run(scenario, redis_url)
+    written, refused = on_redis(redis_url, scenario)
     assert written == [{b"total": b"40", b"at": b"1.25"}, True, [(b"a", 7.5)], 1]
     assert refused == [0, None]
 
@@ -274,7 +262,7 @@ def test_a_tenant_whose_list_expired_is_forgotten(redis_url: str) -> None:
         tenants = await redis.zcard(keys.fair_tenants(POOL.value))
         return len(fed.job_ids), fed.waiting, tenants
 
-    assert _run(scenario, redis_url) == (2, 0, 0)  # b's jobs fed, a's lost ones not counted
+    assert on_redis(redis_url, scenario) == (2, 0, 0)  # b's jobs fed, a's lost ones not counted
 
 
 def test_queue_stats_count_the_fair_queue_as_ready_and_age_it_from_submission(
@@ -300,7 +288,7 @@ def test_queue_stats_count_the_fair_queue_as_ready_and_age_it_from_submission(
             empty.oldest_ready_age_seconds,
         )
 
-    (fresh_ready, fresh_age), (stale_ready, stale_age), empty_age = _run(scenario, redis_url)
+    (fresh_ready, fresh_age), (stale_ready, stale_age), empty_age = on_redis(redis_url, scenario)
     assert fresh_ready == 5 and 0 <= fresh_age < 30
     assert stale_ready == 3 and 59 <= stale_age < 90
     assert empty_age == 0.0

@@ -19,19 +19,18 @@ from esteira_core.errors import NotFound
 from esteira_core.jobs import RupturaMode
 from esteira_core.redis import run_script
 
-# KEYS: the session's hash, results, batches written, events. ARGV[2]: ttl, ARGV[3]: now.
-# `record` appends one batch's documents (after its index was added to the batches written).
+# KEYS: the session's hash, results, batches written, events. `record` appends one batch's
+# documents (after its index was added to the batches written), the keys then living `ttl`.
 _RECORD_LUA = """
-local function record(index, documents)
+local function record(index, documents, ttl, now)
   redis.call('RPUSH', KEYS[2], unpack(documents))
   local processed = redis.call('LLEN', KEYS[2])
   local total = tonumber(redis.call('HGET', KEYS[1], 'total'))
-  local ttl = tonumber(ARGV[2])
   redis.call('EXPIRE', KEYS[2], ttl)
   redis.call('EXPIRE', KEYS[3], ttl)
   local done = processed >= total
   if done then
-    redis.call('HSET', KEYS[1], 'status', 'done', 'finished_at', ARGV[3])
+    redis.call('HSET', KEYS[1], 'status', 'done', 'finished_at', now)
   else
     redis.call('HSET', KEYS[1], 'status', 'running')
   end
@@ -40,20 +39,19 @@ local function record(index, documents)
   return processed
 end
 """
-# ARGV[1]: the batch's index; ARGV 4..: its results.
+# ARGV: the batch's index, ttl, now, then its results.
 _RECORD_BATCH = (
     _RECORD_LUA
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('SADD', KEYS[3], ARGV[1]) == 0 then return -2 end
-return record(ARGV[1], {unpack(ARGV, 4)})
+return record(ARGV[1], {unpack(ARGV, 4)}, ARGV[2], ARGV[3])
 """
 )
-# KEYS 5, 6: a judged carteira's reports and state. ARGV[1]: unused (the other scripts' batch
-# index); ARGV[2] is also the judged keys' new ttl. ARGV 4..: per batch, its index, its number
-# of orders, then each order's number and what to record for it when the carteira has no such
-# order. Each batch is written and announced on its own, in order, up to the first that cannot
-# be yet; returns a code per batch tried.
+# KEYS 5, 6: a judged carteira's reports and state. ARGV: ttl (the judged keys' new one too),
+# now, then per batch its index, its number of orders, then each order's number and what to
+# record for it when the carteira has no such order. Each batch is written and announced on its
+# own, in order, up to the first that cannot be yet; returns a code per batch tried.
 _COPY_BATCHES = (
     _RECORD_LUA
     + """
@@ -61,7 +59,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local complete = redis.call('HGET', KEYS[6], 'complete')
 local judged = complete or redis.call('EXISTS', KEYS[6]) == 1
 local codes = {}
-local at = 4
+local at = 3
 while at <= #ARGV do
   local index, count = ARGV[at], tonumber(ARGV[at + 1])
   local first = at + 2
@@ -86,12 +84,12 @@ while at <= #ARGV do
       end
     end
     redis.call('SADD', KEYS[3], index)
-    codes[#codes + 1] = record(index, documents)
+    codes[#codes + 1] = record(index, documents, ARGV[1], ARGV[2])
   end
 end
 if complete then  -- while it is judged, its lease alone keeps it: a dead judge's expires
-  redis.call('EXPIRE', KEYS[5], ARGV[2])
-  redis.call('EXPIRE', KEYS[6], ARGV[2])
+  redis.call('EXPIRE', KEYS[5], ARGV[1])
+  redis.call('EXPIRE', KEYS[6], ARGV[1])
 end
 return codes
 """
@@ -219,7 +217,7 @@ async def copy_batches(
             keys.ruptura_judged_reports(judged_id),
             keys.ruptura_judged_state(judged_id),
         ],
-        ["", *arguments],
+        arguments,
     )
     return codes
 

@@ -39,7 +39,6 @@ from sqlalchemy import (
     cast,
     column,
     create_engine,
-    event,
     func,
     literal,
     make_url,
@@ -127,15 +126,12 @@ class SharedReads:
         loop = asyncio.get_running_loop()
         if self._running is None or self._running.get_loop() is not loop:
             self._following = None
-            answer = self._running = self._begin()
+            answer = self._begin()
         elif not self._begun.is_set():  # it begins after this call: it will do
             answer = self._running
         elif time.monotonic() - self._begun_at > self.HANGING_SECONDS:
             # Left to hang: a new read, for this caller and those who waited for the next one.
-            waiting, self._following = self._following, None
-            answer = self._running = self._begin()
-            if waiting is not None:
-                answer.add_done_callback(lambda ended: _settle(waiting, ended))
+            answer = self._begin()
         else:
             if self._following is None:
                 self._following = loop.create_future()
@@ -143,6 +139,7 @@ class SharedReads:
         return await asyncio.shield(answer)
 
     def _begin(self) -> asyncio.Future[str]:
+        """A new running read, which whoever waited for the next one gets too."""
         begun = self._begun = threading.Event()
         self._begun_at = time.monotonic()
 
@@ -150,17 +147,19 @@ class SharedReads:
             begun.set()
             return self._read()
 
-        reading = asyncio.ensure_future(asyncio.to_thread(read))
+        reading = self._running = asyncio.ensure_future(asyncio.to_thread(read))
+        waiting, self._following = self._following, None
+        if waiting is not None:
+            reading.add_done_callback(lambda answer: _settle(waiting, answer))
         reading.add_done_callback(self._ended)
         return reading
 
     def _ended(self, reading: asyncio.Future[str]) -> None:
         if reading is not self._running:
-            return  # a read of a loop since abandoned
-        waiting, self._running, self._following = self._following, None, None
-        if waiting is not None:
-            self._running = self._begin()
-            self._running.add_done_callback(lambda answer: _settle(waiting, answer))
+            return  # a read left to hang, or of a loop since abandoned
+        self._running = None
+        if self._following is not None:
+            self._begin()
 
 
 def _settle(waiting: asyncio.Future[str], answer: asyncio.Future[str]) -> None:
@@ -380,16 +379,9 @@ def configured(
         url = url.set(password=settings.ruptura_source_password.get_secret_value())
     queries = load_queries(settings.ruptura_source_profile)
     if url.get_backend_name() == "postgresql":
-        engine = create_db_engine(url)
-        if lock_timeout_seconds is not None:
-            milliseconds = max(1, round(lock_timeout_seconds * 1000))
-            event.listen(
-                engine,
-                "begin",
-                lambda connection: connection.exec_driver_sql(
-                    f"SET LOCAL lock_timeout = {milliseconds}"
-                ),
-            )
+        engine = create_db_engine(
+            url, lock_timeout_seconds=lock_timeout_seconds, lock_timeout_per_transaction=True
+        )
     else:  # its driver's own arguments; and a team's SQLite file is not Esteira's to set up
         engine = create_engine(url, pool_pre_ping=True, pool_recycle=1800)
     logger.info(

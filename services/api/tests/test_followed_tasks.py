@@ -2,20 +2,13 @@
 meet it: the gateway answers a task's polls from one read kept between two of its changes, and
 none of them may tell, but for speed."""
 
-import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 import pytest
-from redis.asyncio import Redis
 
-from esteira_core.redis import create_redis
-from esteira_core.settings import CoreSettings
 from esteira_scraping import tasks
-
-T = TypeVar("T")
+from esteira_testing.scenarios import on_redis
 
 pytestmark = pytest.mark.integration
 
@@ -23,21 +16,8 @@ ERP, CRM = "https://erp.example", "https://crm.example"
 KEYS = {"vendas": "chave-de-vendas-0123456789", "suporte": "chave-de-suporte-0123456789"}
 
 
-def _on_redis(redis_url: str, act: Callable[[Redis], Awaitable[T]]) -> T:
-    """What a lookup POST or a worker does to a task, with the client the stack uses."""
-
-    async def run() -> T:
-        redis = create_redis(CoreSettings(redis_url=redis_url))
-        try:
-            return await act(redis)
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(run())
-
-
 def _start_or_join(redis_url: str, numero_os: str, tenant: str) -> str:
-    joined = _on_redis(
+    joined = on_redis(
         redis_url, lambda redis: tasks.start_or_join(redis, numero_os, tenant, active_ttl=600)
     )
     return joined.task_id
@@ -45,7 +25,7 @@ def _start_or_join(redis_url: str, numero_os: str, tenant: str) -> str:
 
 def _update(redis_url: str, task_id: str, **fields: object) -> None:
     """A worker's stage: the hash written and the change published."""
-    _on_redis(redis_url, lambda redis: tasks.update(redis, task_id, **fields))
+    on_redis(redis_url, lambda redis: tasks.update(redis, task_id, **fields))
 
 
 def test_two_tenants_on_other_origins_follow_one_task_and_see_each_change_a_third_sees_nothing(

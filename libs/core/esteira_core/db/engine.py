@@ -38,11 +38,17 @@ CONNECT_TIMEOUT_SECONDS = 10
 
 
 def create_db_engine(
-    settings: CoreSettings | URL | str, *, lock_timeout_seconds: float | None = None
+    settings: CoreSettings | URL | str,
+    *,
+    lock_timeout_seconds: float | None = None,
+    lock_timeout_per_transaction: bool = False,
 ) -> Engine:
     """An engine for the URL. `lock_timeout_seconds` (PostgreSQL): a statement that waits
-    longer than that for a lock someone else holds (a migration, a DBA's transaction) fails
-    with an OperationalError instead of waiting for as long as the lock is held."""
+    longer than that for a lock someone else holds (a migration, a DBA's transaction, a nightly
+    load) fails with an OperationalError instead of waiting for as long as the lock is held.
+    It is a connection's startup option, unless `lock_timeout_per_transaction`: then it is set
+    in each transaction (SET LOCAL, a round trip more each), which a pooler in front of the
+    database (PgBouncer) accepts where it may refuse startup options."""
     url = database_url(settings) if isinstance(settings, CoreSettings) else make_url(settings)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -54,12 +60,14 @@ def create_db_engine(
     connect_args: dict[str, Any] = {}
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
-    if lock_timeout_seconds is not None:
+    lock_timeout_ms = (
+        None if lock_timeout_seconds is None else max(1, round(lock_timeout_seconds * 1000))
+    )
+    if lock_timeout_ms is not None and not lock_timeout_per_transaction:
         options = url.query.get("options", "")
         own = " ".join(options) if isinstance(options, tuple) else options
-        bound = f"-c lock_timeout={max(1, round(lock_timeout_seconds * 1000))}"
-        connect_args["options"] = f"{own} {bound}".strip()
-    return create_engine(
+        connect_args["options"] = f"{own} -c lock_timeout={lock_timeout_ms}".strip()
+    engine = create_engine(
         url,
         pool_size=5,
         max_overflow=10,
@@ -67,6 +75,15 @@ def create_db_engine(
         pool_recycle=1800,
         connect_args=connect_args,
     )
+    if lock_timeout_ms is not None and lock_timeout_per_transaction:
+        event.listen(
+            engine,
+            "begin",
+            lambda connection: connection.exec_driver_sql(
+                f"SET LOCAL lock_timeout = {lock_timeout_ms}"
+            ),
+        )
+    return engine
 
 
 def ping(engine: Engine) -> None:
