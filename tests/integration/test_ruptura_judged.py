@@ -1,8 +1,9 @@
 """A big session served by two worker processes reads a carteira judged once, by one of them,
 for both (counted on the workers' /metrics); when that judge is SIGKILLed in the middle of its
 judgement, the other judges again and every order is still reported exactly once; a session
-started after a load reads the loaded data. Real processes: redis-server, PostgreSQL,
-`esteira api` and `esteira worker ruptura`."""
+whose judged carteira is pinned ends while PostgreSQL is down, served by a worker that never
+saw it before; a session started after a load reads the loaded data. Real processes:
+redis-server, PostgreSQL, `esteira api` and `esteira worker ruptura`."""
 
 import os
 import signal
@@ -128,6 +129,40 @@ def test_a_judge_sigkilled_mid_judgement_is_replaced_and_no_order_is_lost_or_dou
         (survivor,) = [processes[other] for other in workers if other != pid]
         assert _judgements(survivor) == 1  # it judged again, once
         assert store.hget(f"esteira:ruptura:session:{session_id}", "judged") != killed_judgement
+
+
+def test_a_session_reading_a_judged_carteira_ends_while_postgresql_is_down(tmp_path: Path) -> None:
+    """An operator's database crashes in the middle of a big session whose carteira is judged
+    already: its reports are in Redis, so the session ends, every order analysed once, served
+    by a worker started after the crash (it never read the session's data version)."""
+    postgres = PostgresServer().start()
+    try:
+        database_url = seeded_database(postgres.create_database(), orders=20000, products=200)
+        with LocalStack(
+            tmp_path,
+            database_url,
+            ESTEIRA_WORKER_CONCURRENCY="1",
+            ESTEIRA_HEARTBEAT_INTERVAL_SECONDS="0.5",
+        ) as stack:
+            first = stack.worker("ruptura")
+            gateway = stack.gateway()
+            judged_before = _by_order(_results(gateway, _start(gateway)))  # judged, and kept
+            session_id = _start(gateway)  # reads that judgement: the same data
+            status = f"{gateway}/api/v1/ruptura/sessions/{session_id}"
+            wait_until(lambda: httpx.get(status).json()["processed"] > 0, 60, "never started")
+            os.kill(first.process.pid, signal.SIGSTOP)  # its running job is held, then freed
+            try:
+                assert httpx.get(status).json()["processed"] < 20000
+                postgres.stop()
+                stack.worker("ruptura")
+                results = _results(gateway, session_id)
+            finally:
+                os.kill(first.process.pid, signal.SIGKILL)
+                first.process.wait(10)
+        assert _by_order(results) == judged_before
+        assert not [result for result in results if result["status"] == "erro"]
+    finally:
+        postgres.close()
 
 
 def test_a_session_started_after_a_load_reads_the_loaded_data(

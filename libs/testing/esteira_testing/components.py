@@ -434,10 +434,14 @@ class PostgresServer:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def stop(self) -> None:
+        """Stops the server as a crash would (immediate: no checkpoint, clients cut off)."""
+        if self.pid() is not None:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
     def close(self) -> None:
         try:
-            if self.data.exists():
-                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+            self.stop()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
