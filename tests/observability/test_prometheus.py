@@ -73,6 +73,10 @@ def test_the_autoscaling_signal_matches_the_load(
         rule_files=[RULES],
         labels={"namespace": "esteira"},
     )
+    # Both targets scraped once: the ruptura pool's demand is recorded with or without the
+    # worker's capacity (a default stands in), so its presence alone says nothing of the worker.
+    for job in ("esteira-api", "esteira-ruptura-worker"):
+        prometheus.wait_for(f'up{{job="{job}"}} == 1', timeout=60)
     deadline = time.monotonic() + 60
     while True:
         demand = {
