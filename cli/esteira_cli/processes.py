@@ -9,6 +9,7 @@ only the supervisor, which then stops the children in order.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,13 +19,53 @@ from contextlib import closing, suppress
 from pathlib import Path
 from typing import IO
 
+# Ports for the servers tests and benchmarks start: below the kernel's ephemeral range, where
+# no connection's own end and no `bind(0)` lands between the moment a port is chosen and the
+# moment its server binds it (in a CI run, a scraper's metrics server once took the port just
+# chosen for the gateway, and the gateway's readiness check saw the scraper's port open).
+_SERVER_PORTS = range(20_000, 32_768)
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def _own_share(ports: range) -> range:
+    """This pytest-xdist worker's share of `ports` (all of them outside xdist), so two workers
+    never hand out the same port."""
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    share = len(ports) // max(count, 1)
+    return range(ports.start + index * share, ports.start + (index + 1) * share)
+
+
+def _bindable(port: int) -> bool:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing is bound to right now and that this process has not
+    handed out before: servers started one after another never share one, even before the
+    first of them binds."""
+    low = _ephemeral_low()
+    stop = low if _SERVER_PORTS.start < low < _SERVER_PORTS.stop else _SERVER_PORTS.stop
+    ports = _own_share(range(_SERVER_PORTS.start, stop))
+    start = random.randrange(len(ports))
+    for offset in range(len(ports)):
+        port = ports[(start + offset) % len(ports)]
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free port left in {ports}")
 
 
 def port_is_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -1,6 +1,7 @@
 import os
 import sys
 import time
+from pathlib import Path
 
 from esteira_cli.processes import ManagedProcess, free_port, port_is_open
 
@@ -50,3 +51,21 @@ def test_free_port_is_free() -> None:
     port = free_port()
     assert not port_is_open(port)
     assert os.getpid() > 0
+
+
+def test_free_ports_in_a_row_are_distinct_and_outside_the_ephemeral_range() -> None:
+    # A port chosen and not bound yet is never chosen again (the gateway and a worker's
+    # metrics server once got the same one), nor is a connection's own end.
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == 200
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    assert max(ports) < ephemeral_low
+
+
+def test_two_xdist_workers_never_hand_out_the_same_port(monkeypatch) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    handed_out = {}
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        handed_out[worker] = {free_port() for _ in range(50)}
+    assert max(handed_out["gw0"]) < min(handed_out["gw1"])
