@@ -1,6 +1,7 @@
 """Migrations and the engine, on SQLite and on a real PostgreSQL."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -40,6 +41,39 @@ def test_ping_fails_on_an_unreachable_database() -> None:
     engine = create_db_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1")
     with pytest.raises(Exception, match="(?i)connect"):
         ping(engine)
+
+
+def _tcp_options(engine: Engine) -> dict[str, int]:
+    """The TCP options the operating system holds for a pooled connection's socket."""
+    with engine.connect() as connection:
+        descriptor = os.dup(connection.connection.dbapi_connection.fileno())
+    with socket.socket(fileno=descriptor) as sock:
+        return {
+            "keepalive": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+            "idle": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+            "interval": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+            "count": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+            "user_timeout_ms": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+        }
+
+
+def test_a_connection_to_a_server_gone_silent_is_closed_in_half_a_minute(postgres_server) -> None:
+    """What an operator's network cut leaves: an open connection whose server no longer
+    answers. The operating system closes it (keepalive probes, unacknowledged data) within
+    about 30 s, instead of two hours; a URL's own settings are kept."""
+    url = postgres_server.create_database()
+    engine = create_db_engine(url)
+    assert _tcp_options(engine) == {
+        "keepalive": 1,
+        "idle": 10,
+        "interval": 5,
+        "count": 3,
+        "user_timeout_ms": 30_000,
+    }
+    engine.dispose()
+    own = create_db_engine(f"{url}?keepalives_idle=60&tcp_user_timeout=5000")
+    assert _tcp_options(own)["idle"] == 60 and _tcp_options(own)["user_timeout_ms"] == 5000
+    own.dispose()
 
 
 def test_concurrent_migrations_of_a_fresh_postgresql_never_fail(postgres_server) -> None:

@@ -48,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Executable
 
-from esteira_core.db import create_db_engine
+from esteira_core.db import DatabaseNotAnswering, create_db_engine
 from esteira_ruptura.settings import RupturaSettings
 from esteira_ruptura.tables import (
     carteira_itens,
@@ -108,10 +108,14 @@ class SharedReads:
     which could miss a change made in between; whoever asks while a read is under way shares
     the one that follows it. A busy worker's jobs, started together, share a read instead of
     making one each (each read of a version is a pooled connection's ping, a transaction and a
-    query: four database round trips). A read still running after HANGING_SECONDS is left to
-    end on its own (a connection lost in the middle of a query waits for the operating system
-    to notice), and later callers share new reads. For one event loop at a time, as a process
-    has."""
+    query: four database round trips).
+
+    A read still running after HANGING_SECONDS hangs (a server paused, or its connection lost
+    in the middle of a query, which waits for the operating system to notice): no caller waits
+    longer than that, it gets DatabaseNotAnswering, as it would an error of the database. For
+    HANGING_SECONDS after that, callers get it at once (a job whose session reads a judged
+    carteira goes on from Redis, instead of each waiting in turn); then they share a new read,
+    the hung one left to end on its own. For one event loop at a time, as a process has."""
 
     HANGING_SECONDS = 5.0  # a version's read takes milliseconds
 
@@ -121,8 +125,11 @@ class SharedReads:
         self._begun = threading.Event()  # the running read has begun (in its thread)
         self._begun_at = 0.0
         self._following: asyncio.Future[str] | None = None  # begins once the running one ends
+        self._silent_until = 0.0  # a caller's wait ran out: until then, callers fail at once
 
     async def __call__(self) -> str:
+        if time.monotonic() < self._silent_until:
+            raise DatabaseNotAnswering("a read hung a moment ago: not asking again yet")
         loop = asyncio.get_running_loop()
         if self._running is None or self._running.get_loop() is not loop:
             self._following = None
@@ -136,7 +143,13 @@ class SharedReads:
             if self._following is None:
                 self._following = loop.create_future()
             answer = self._following
-        return await asyncio.shield(answer)
+        try:
+            return await asyncio.wait_for(asyncio.shield(answer), self.HANGING_SECONDS)
+        except TimeoutError:
+            self._silent_until = time.monotonic() + self.HANGING_SECONDS
+            raise DatabaseNotAnswering(
+                f"no answer within {self.HANGING_SECONDS:g} s: left to hang"
+            ) from None
 
     def _begin(self) -> asyncio.Future[str]:
         """A new running read, which whoever waited for the next one gets too."""

@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 
+from esteira_core.db import DatabaseNotAnswering
 from esteira_core.jobs import RupturaMode
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis
@@ -97,11 +98,13 @@ def test_a_caller_that_leaves_takes_nothing_from_the_others() -> None:
     assert asyncio.run(scenario()) == ["v1"]
 
 
-def test_a_read_that_hangs_is_left_to_itself_and_later_callers_read_anew(
+def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The first read hangs (a connection lost mid-query): whoever waited for the next read,
-    and whoever asks once it has hung too long, share a new one; only its own callers wait."""
+    """The first read hangs (a server paused, a connection lost mid-query): its caller, and
+    whoever waited for the read after it, get DatabaseNotAnswering once HANGING_SECONDS have
+    passed, not when the read ends; whoever asks within HANGING_SECONDS after that gets it at
+    once, without a read; whoever asks later gets a new read."""
     monkeypatch.setattr(SharedReads, "HANGING_SECONDS", 0.2)
     hung = threading.Event()
     made: list[int] = []
@@ -113,20 +116,23 @@ def test_a_read_that_hangs_is_left_to_itself_and_later_callers_read_anew(
             hung.wait(10)
         return f"v{number}"
 
-    async def scenario() -> tuple[str, str, str, int]:
+    async def scenario() -> tuple[list[BaseException | str], str, int]:
         shared = SharedReads(read)
         first = asyncio.ensure_future(shared())
         while not made:
             await asyncio.sleep(0.001)
         waiting = asyncio.ensure_future(shared())  # read 1 has begun: the next one, then
-        await asyncio.sleep(0.3)
+        failed = await asyncio.wait_for(asyncio.gather(first, waiting, return_exceptions=True), 5)
+        at_once = await asyncio.wait_for(asyncio.gather(shared(), return_exceptions=True), 0.1)
+        await asyncio.sleep(0.25)
         late = await asyncio.wait_for(shared(), 5)
-        early = await asyncio.wait_for(waiting, 5)
         hung.set()
-        return await first, early, late, len(made)
+        return failed + at_once, late, len(made)
 
-    first, early, late, made_count = asyncio.run(scenario())
-    assert (first, early, late, made_count) == ("v1", "v2", "v2", 2)
+    failed, late, made_count = asyncio.run(scenario())
+    assert len(failed) == 3
+    assert all(isinstance(answer, DatabaseNotAnswering) for answer in failed), failed
+    assert (late, made_count) == ("v2", 2)
 
 
 def test_a_sessions_jobs_asking_together_read_its_version_once() -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import redis
 from esteira_cli.processes import ManagedProcess, free_port, redis_server_argv
 from esteira_core.db import create_db_engine
 from esteira_core.db.migrate import upgrade
+from esteira_scraping.processes import descendants
 
 
 class RedisServer:
@@ -433,6 +435,21 @@ class PostgresServer:
         with psycopg.connect(dsn, autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+    def freeze(self) -> None:
+        """SIGSTOPs the server and every backend, as a paused VM or a stalled disk leaves it:
+        connections stay open, new ones are accepted by the kernel, nothing is answered."""
+        self._signal_all(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_all(signal.SIGCONT)
+
+    def _signal_all(self, signum: int) -> None:
+        postmaster = self.pid()
+        assert postmaster is not None, "PostgreSQL is not running"
+        for pid in (postmaster, *descendants(postmaster)):  # the postmaster first: no new forks
+            with suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     def stop(self) -> None:
         """Stops the server as a crash would (immediate: no checkpoint, clients cut off)."""

@@ -29,12 +29,27 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class DatabaseNotAnswering(Exception):
+    """A read Esteira bounds did not end in time: the server, or the network to it, hangs."""
+
+
 # What a failing database raises: refused, dropped, not answering, a lock held past the lock
-# timeout (OperationalError), or no pooled connection free in time.
-DATABASE_ERRORS = (OperationalError, PoolTimeout)
+# timeout (OperationalError), no pooled connection free in time, or a bounded read run out.
+DATABASE_ERRORS = (OperationalError, PoolTimeout, DatabaseNotAnswering)
 # A PostgreSQL server that does not answer (a host gone, its packets dropped) fails a connection
 # after this long, not after the operating system's two minutes of retries.
 CONNECT_TIMEOUT_SECONDS = 10
+# And a connection whose server went away while it was open (a host powered off, a network cut)
+# is closed by the operating system within about half a minute, instead of waiting on it for
+# the kernel's defaults (two hours for an idle one, fifteen minutes for one whose query was not
+# acknowledged): its thread and its place in the pool come back. libpq's names and units.
+TCP_LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 10,  # s of silence before the first probe
+    "keepalives_interval": 5,  # s between probes
+    "keepalives_count": 3,  # probes unanswered: closed
+    "tcp_user_timeout": 30_000,  # ms a sent query may stay unacknowledged
+}
 
 
 def create_db_engine(
@@ -57,9 +72,10 @@ def create_db_engine(
         event.listen(engine, "connect", _enable_sqlite_pragmas)
         return engine
     # Given as connection arguments, they replace the URL's own: what the URL says is kept.
-    connect_args: dict[str, Any] = {}
-    if "connect_timeout" not in url.query:
-        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    defaults = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **TCP_LIVENESS}
+    connect_args: dict[str, Any] = {
+        name: value for name, value in defaults.items() if name not in url.query
+    }
     lock_timeout_ms = (
         None if lock_timeout_seconds is None else max(1, round(lock_timeout_seconds * 1000))
     )
