@@ -1,7 +1,7 @@
 """The gateway when its PostgreSQL database is not there for it: someone else's transaction
-holds a table it reads (a migration, a DBA), or the server is down. A client is told to come
-back (503 with Retry-After and a clear error), in its API's shape; never a 500, never a request
-that hangs for as long as the lock is held."""
+holds a table it reads (a migration, a DBA), the server is down, or it hangs. A client is told
+to come back (503 with Retry-After and a clear error), in its API's shape; never a 500, never a
+request that hangs for as long as the lock is held or the server hangs."""
 
 import httpx
 import pytest
@@ -85,6 +85,39 @@ def test_a_front_end_on_another_origin_is_told_in_its_words_while_postgresql_is_
     assert answer.headers["access-control-allow-origin"] in (origin, "*")
     assert "retry-after" in answer.headers["access-control-expose-headers"].lower()
     assert api.get("/readyz").status_code == 503  # and the probe says so
+
+
+def test_while_postgresql_hangs_requests_are_told_to_come_back_not_held(
+    redis_url, esteira_processes
+):
+    """The server stops answering without closing anything (a paused VM, a disk that stalls):
+    the gateway's pooled connections stay open, and a read on one waits for as long as the
+    server hangs. Each request waited that long (the client gave up first), holding one of
+    the gateway's few threads; now the first is told to come back after 5 s, the next ones at
+    once, and the gateway answers again once the server does."""
+    server = PostgresServer().start()
+    try:
+        api = _gateway(esteira_processes, redis_url, server.create_database())
+        assert api.post(f"/api/v1/scraping/os/{OS_NUMBER}").status_code == 202  # connected
+        server.freeze()
+        try:
+            for number in range(8):
+                _assert_told_to_come_back(
+                    api.post(f"/api/v1/scraping/os/{OS_NUMBER}{number}"), "database_unavailable"
+                )
+            session = api.post("/api/v1/ruptura/sessions", json={"all": True})
+            _assert_told_to_come_back(session, "database_unavailable")
+            seed = api.post(f"/api/desenvolvimento/buscar-os-async/{OS_NUMBER}9")
+            assert seed.status_code == 503 and seed.json()["success"] is False
+        finally:
+            server.thaw()
+        wait_until(
+            lambda: api.post(f"/api/v1/scraping/os/{OS_NUMBER}").status_code == 202,
+            30,
+            "the gateway did not answer again once PostgreSQL did",
+        )
+    finally:
+        server.close()
 
 
 def test_a_scrape_that_cannot_be_recorded_is_tried_again_not_failed_for_good(

@@ -169,7 +169,7 @@ def test_a_session_reading_a_judged_carteira_ends_while_postgresql_hangs(tmp_pat
     """An operator's database stops answering without closing anything (a paused VM, a stalled
     disk) in the middle of a big session whose carteira is judged already. The worker that goes
     on with it holds pooled connections opened before: its read of the session's version hangs
-    on one. It is left to hang after SharedReads.HANGING_SECONDS, and the session ends from
+    on one. It is left to hang after the engine's Patience (5 s), and the session ends from
     Redis, every order analysed once (before: its jobs waited on the read until their deadline,
     try after try)."""
     postgres = PostgresServer().start()

@@ -48,7 +48,8 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import Executable
 
-from esteira_core.db import DatabaseNotAnswering, create_db_engine
+from esteira_core.db import create_db_engine
+from esteira_core.db.patience import Patience, patience_of
 from esteira_ruptura.settings import RupturaSettings
 from esteira_ruptura.tables import (
     carteira_itens,
@@ -110,46 +111,36 @@ class SharedReads:
     making one each (each read of a version is a pooled connection's ping, a transaction and a
     query: four database round trips).
 
-    A read still running after HANGING_SECONDS hangs (a server paused, or its connection lost
-    in the middle of a query, which waits for the operating system to notice): no caller waits
-    longer than that, it gets DatabaseNotAnswering, as it would an error of the database. For
-    HANGING_SECONDS after that, callers get it at once (a job whose session reads a judged
-    carteira goes on from Redis, instead of each waiting in turn); then they share a new read,
-    the hung one left to end on its own. For one event loop at a time, as a process has."""
+    A read still running after its Patience's `seconds` hangs (esteira_core.db.patience): its
+    callers get DatabaseNotAnswering, and so do callers for a while after; then they share a
+    new read, the hung one left to end on its own. For one event loop at a time, as a process
+    has."""
 
-    HANGING_SECONDS = 5.0  # a version's read takes milliseconds
-
-    def __init__(self, read: Callable[[], str]) -> None:
+    def __init__(self, read: Callable[[], str], patience: Patience) -> None:
         self._read = read
+        self._patience = patience
         self._running: asyncio.Future[str] | None = None
         self._begun = threading.Event()  # the running read has begun (in its thread)
         self._begun_at = 0.0
         self._following: asyncio.Future[str] | None = None  # begins once the running one ends
-        self._silent_until = 0.0  # a caller's wait ran out: until then, callers fail at once
 
     async def __call__(self) -> str:
-        if time.monotonic() < self._silent_until:
-            raise DatabaseNotAnswering("a read hung a moment ago: not asking again yet")
+        return await self._patience.run(lambda: asyncio.shield(self._answer()))
+
+    def _answer(self) -> asyncio.Future[str]:
+        """The read whose answer a caller asking now gets."""
         loop = asyncio.get_running_loop()
         if self._running is None or self._running.get_loop() is not loop:
             self._following = None
-            answer = self._begin()
-        elif not self._begun.is_set():  # it begins after this call: it will do
-            answer = self._running
-        elif time.monotonic() - self._begun_at > self.HANGING_SECONDS:
+            return self._begin()
+        if not self._begun.is_set():  # it begins after this call: it will do
+            return self._running
+        if time.monotonic() - self._begun_at > self._patience.seconds:
             # Left to hang: a new read, for this caller and those who waited for the next one.
-            answer = self._begin()
-        else:
-            if self._following is None:
-                self._following = loop.create_future()
-            answer = self._following
-        try:
-            return await asyncio.wait_for(asyncio.shield(answer), self.HANGING_SECONDS)
-        except TimeoutError:
-            self._silent_until = time.monotonic() + self.HANGING_SECONDS
-            raise DatabaseNotAnswering(
-                f"no answer within {self.HANGING_SECONDS:g} s: left to hang"
-            ) from None
+            return self._begin()
+        if self._following is None:
+            self._following = loop.create_future()
+        return self._following
 
     def _begin(self) -> asyncio.Future[str]:
         """A new running read, which whoever waited for the next one gets too."""
@@ -204,7 +195,8 @@ class CarteiraSource:
     _version_reads: SharedReads = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_version_reads", SharedReads(self.version))
+        reads = SharedReads(self.version, patience_of(self.engine))
+        object.__setattr__(self, "_version_reads", reads)
 
     @contextmanager
     def reading(self) -> Iterator[CarteiraReading]:

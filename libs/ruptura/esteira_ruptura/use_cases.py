@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from esteira_core import fair, jobs, keys, metrics
 from esteira_core.db import DATABASE_ERRORS
+from esteira_core.db.patience import read_in_thread
 from esteira_core.errors import Invalid, NotFound, TooLarge
 from esteira_core.jobs import RupturaBatchPayload, RupturaMode
 from esteira_core.serialization import deserialize_job
@@ -65,7 +66,7 @@ async def wanted_orders(
     """The orders a request asks for (each once, in the order first given; None: every active
     order), refused when empty or over the limit."""
     if order_numbers is None:
-        wanted = await asyncio.to_thread(_active_orders, carteira)
+        wanted = await read_in_thread(carteira.engine, _active_orders, carteira)
         if not wanted:
             raise Invalid("no_active_orders", "The carteira has no active orders.")
     else:
@@ -407,7 +408,7 @@ async def analyse_order(
         if cached:
             return OrderReport.model_validate_json(cached)
     analysis = SessionAnalysis(carteira, settings.horizon(), mode)
-    (result,) = await asyncio.to_thread(analysis.analyse, [num_pedido])
+    (result,) = await read_in_thread(carteira.engine, analysis.analyse, [num_pedido])
     metrics.ORDERS_ANALYSED.labels(mode.value, "sync").inc()
     if result["status"] != "analisado":
         raise NotFound("order_not_found", f"Order {num_pedido} is not an active order.")
@@ -427,4 +428,4 @@ async def active_orders(source: CarteiraSource, limit: int) -> list[tuple[str, s
         with source.reading() as carteira:
             return data.order_summaries(carteira, limit)
 
-    return await asyncio.to_thread(read)
+    return await read_in_thread(source.engine, read)

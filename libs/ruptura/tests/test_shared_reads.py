@@ -9,6 +9,7 @@ from datetime import date
 import pytest
 
 from esteira_core.db import DatabaseNotAnswering
+from esteira_core.db.patience import Patience
 from esteira_core.jobs import RupturaMode
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis
@@ -40,7 +41,7 @@ async def _under_way(reads: Reads, made: int) -> None:
 def test_callers_asking_together_share_one_read() -> None:
     async def scenario() -> tuple[list[str], int]:
         reads = Reads()
-        shared = SharedReads(reads)
+        shared = SharedReads(reads, Patience())
         callers = [asyncio.ensure_future(shared()) for _ in range(10)]
         await _under_way(reads, 1)
         reads.go.set()
@@ -53,7 +54,7 @@ def test_callers_asking_together_share_one_read() -> None:
 def test_a_caller_asking_during_a_read_gets_the_next_one() -> None:
     async def scenario() -> tuple[str, list[str], str, int]:
         reads = Reads()
-        shared = SharedReads(reads)
+        shared = SharedReads(reads, Patience())
         first = asyncio.ensure_future(shared())
         await _under_way(reads, 1)  # read 1 has begun: it may miss what changed since
         during = [asyncio.ensure_future(shared()) for _ in range(5)]
@@ -71,7 +72,7 @@ def test_a_caller_asking_during_a_read_gets_the_next_one() -> None:
 def test_a_failed_read_fails_its_callers_and_the_next_call_reads_again() -> None:
     async def scenario() -> tuple[list[BaseException | str], str]:
         reads = Reads()
-        shared = SharedReads(reads)
+        shared = SharedReads(reads, Patience())
         reads.fail = True
         reads.go.set()
         failed = await asyncio.gather(shared(), shared(), return_exceptions=True)
@@ -86,7 +87,7 @@ def test_a_failed_read_fails_its_callers_and_the_next_call_reads_again() -> None
 def test_a_caller_that_leaves_takes_nothing_from_the_others() -> None:
     async def scenario() -> list[str]:
         reads = Reads()
-        shared = SharedReads(reads)
+        shared = SharedReads(reads, Patience())
         leaving, staying = asyncio.ensure_future(shared()), asyncio.ensure_future(shared())
         await _under_way(reads, 1)
         leaving.cancel()
@@ -98,14 +99,11 @@ def test_a_caller_that_leaves_takes_nothing_from_the_others() -> None:
     assert asyncio.run(scenario()) == ["v1"]
 
 
-def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew() -> None:
     """The first read hangs (a server paused, a connection lost mid-query): its caller, and
-    whoever waited for the read after it, get DatabaseNotAnswering once HANGING_SECONDS have
-    passed, not when the read ends; whoever asks within HANGING_SECONDS after that gets it at
-    once, without a read; whoever asks later gets a new read."""
-    monkeypatch.setattr(SharedReads, "HANGING_SECONDS", 0.2)
+    whoever waited for the read after it, get DatabaseNotAnswering once the Patience has run
+    out, not when the read ends; whoever asks within as long again gets it at once, without a
+    read; whoever asks later gets a new read."""
     hung = threading.Event()
     made: list[int] = []
 
@@ -117,7 +115,7 @@ def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew
         return f"v{number}"
 
     async def scenario() -> tuple[list[BaseException | str], str, int]:
-        shared = SharedReads(read)
+        shared = SharedReads(read, Patience(0.2))
         first = asyncio.ensure_future(shared())
         while not made:
             await asyncio.sleep(0.001)

@@ -6,7 +6,6 @@ They raise esteira_core.errors (the gateway maps each kind to one HTTP status)."
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from arq.connections import ArqRedis
 from sqlalchemy import Engine
 
 from esteira_core import fair, jobs, metrics
+from esteira_core.db.patience import read_in_thread
 from esteira_core.errors import DomainError, NotFound, UpstreamFailed
 from esteira_scraping import tasks
 from esteira_scraping.errors import OSNotFound, ScrapeError
@@ -43,7 +43,7 @@ class Lookup:
 
 
 async def recorded(db: Engine, numero_os: str) -> Lookup | None:
-    found = await asyncio.to_thread(find_os, db, numero_os)
+    found = await read_in_thread(db, find_os, db, numero_os)
     return None if found is None else Lookup("found_existing", numero_os, data=found)
 
 
