@@ -1,8 +1,8 @@
 """A big session served by two worker processes reads a carteira judged once, by one of them,
 for both (counted on the workers' /metrics); when that judge is SIGKILLed in the middle of its
 judgement, the other judges again and every order is still reported exactly once; a session
-whose judged carteira is pinned ends while PostgreSQL is down, or hangs, served by a worker
-that never saw it before; a session started after a load reads the loaded data. Real processes:
+whose judged carteira is pinned ends while PostgreSQL crashes, or hangs, served by a worker
+that never read its version; a session started after a load reads the loaded data. Real processes:
 redis-server, PostgreSQL, `esteira api` and `esteira worker ruptura`."""
 
 import os
@@ -131,47 +131,17 @@ def test_a_judge_sigkilled_mid_judgement_is_replaced_and_no_order_is_lost_or_dou
         assert store.hget(f"esteira:ruptura:session:{session_id}", "judged") != killed_judgement
 
 
-def test_a_session_reading_a_judged_carteira_ends_while_postgresql_is_down(tmp_path: Path) -> None:
-    """An operator's database crashes in the middle of a big session whose carteira is judged
+@pytest.mark.parametrize("failure", ["crashes", "hangs"])
+def test_a_session_reading_a_judged_carteira_ends_while_postgresql_fails(
+    tmp_path: Path, failure: str
+) -> None:
+    """An operator's database fails in the middle of a big session whose carteira is judged
     already: its reports are in Redis, so the session ends, every order analysed once, served
-    by a worker started after the crash (it never read the session's data version)."""
-    postgres = PostgresServer().start()
-    try:
-        database_url = seeded_database(postgres.create_database(), orders=20000, products=200)
-        with LocalStack(
-            tmp_path,
-            database_url,
-            ESTEIRA_WORKER_CONCURRENCY="1",
-            ESTEIRA_HEARTBEAT_INTERVAL_SECONDS="0.5",
-        ) as stack:
-            first = stack.worker("ruptura")
-            gateway = stack.gateway()
-            judged_before = _by_order(_results(gateway, _start(gateway)))  # judged, and kept
-            session_id = _start(gateway)  # reads that judgement: the same data
-            status = f"{gateway}/api/v1/ruptura/sessions/{session_id}"
-            wait_until(lambda: httpx.get(status).json()["processed"] > 0, 60, "never started")
-            os.kill(first.process.pid, signal.SIGSTOP)  # its running job is held, then freed
-            try:
-                assert httpx.get(status).json()["processed"] < 20000
-                postgres.stop()
-                stack.worker("ruptura")
-                results = _results(gateway, session_id)
-            finally:
-                os.kill(first.process.pid, signal.SIGKILL)
-                first.process.wait(10)
-        assert _by_order(results) == judged_before
-        assert not [result for result in results if result["status"] == "erro"]
-    finally:
-        postgres.close()
-
-
-def test_a_session_reading_a_judged_carteira_ends_while_postgresql_hangs(tmp_path: Path) -> None:
-    """An operator's database stops answering without closing anything (a paused VM, a stalled
-    disk) in the middle of a big session whose carteira is judged already. The worker that goes
-    on with it holds pooled connections opened before: its read of the session's version hangs
-    on one. It is left to hang after the engine's Patience (5 s), and the session ends from
-    Redis, every order analysed once (before: its jobs waited on the read until their deadline,
-    try after try)."""
+    by a worker that never read the session's data version. PostgreSQL either crashes (stopped
+    at once: the worker's pooled connections are cut) or hangs without closing anything (frozen,
+    as a paused VM or a stalled disk leaves it: the worker's read of the version waits on a
+    pooled connection opened before, and is left to hang after the engine's Patience, 5 s;
+    before, its jobs waited on it until their deadline, try after try)."""
     postgres = PostgresServer().start()
     try:
         database_url = seeded_database(postgres.create_database(), orders=20000, products=200)
@@ -192,11 +162,15 @@ def test_a_session_reading_a_judged_carteira_ends_while_postgresql_hangs(tmp_pat
             os.kill(first.process.pid, signal.SIGSTOP)  # its running job is held, then freed
             try:
                 assert httpx.get(status).json()["processed"] < 20000
-                postgres.freeze()
+                if failure == "crashes":
+                    postgres.stop()
+                else:
+                    postgres.freeze()
                 os.kill(late.process.pid, signal.SIGCONT)
                 results = _results(gateway, session_id)
             finally:
-                postgres.thaw()  # the hung read ends: `late` stops when asked to
+                if failure == "hangs":
+                    postgres.thaw()  # the hung read ends: `late` stops when asked to
                 os.kill(first.process.pid, signal.SIGKILL)
                 first.process.wait(10)
         assert _by_order(results) == judged_before
