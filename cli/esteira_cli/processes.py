@@ -19,28 +19,45 @@ from contextlib import closing, suppress
 from pathlib import Path
 from typing import IO
 
-# Ports for the servers tests and benchmarks start: below the kernel's ephemeral range, where
-# no connection's own end and no `bind(0)` lands between the moment a port is chosen and the
-# moment its server binds it (in a CI run, a scraper's metrics server once took the port just
-# chosen for the gateway, and the gateway's readiness check saw the scraper's port open).
-_SERVER_PORTS = range(20_000, 32_768)
+# Ports for the servers tests and benchmarks start: outside the kernel's ephemeral range (from
+# 20000 up), where no connection's own end and no `bind(0)` lands between the moment a port is
+# chosen and the moment its server binds it (in a CI run, a scraper's metrics server once took
+# the port just chosen for the gateway, and the gateway's readiness check saw its port open).
+_SERVER_PORTS_FROM = 20_000
+_MIN_SHARE = 200  # fewer outside the ephemeral range: any free port, as the kernel gives one
 _handed_out: set[int] = set()
 
 
-def _ephemeral_low() -> int:
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32_768
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999
 
 
-def _own_share(ports: range) -> range:
-    """This pytest-xdist worker's share of `ports` (all of them outside xdist), so two workers
-    never hand out the same port."""
+def _own_share() -> list[range]:
+    """This pytest-xdist worker's share of the server ports (all of them outside xdist), so two
+    workers never hand out the same port; empty when the kernel leaves too few outside its
+    ephemeral range."""
+    low, high = _ephemeral_range()
+    outside = [
+        range(_SERVER_PORTS_FROM, low),
+        range(max(high + 1, _SERVER_PORTS_FROM), 65_536),
+    ]
     index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    share = len(ports) // max(count, 1)
-    return range(ports.start + index * share, ports.start + (index + 1) * share)
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
+    share = sum(len(ports) for ports in outside) // count
+    if share < _MIN_SHARE:
+        return []
+    wanted = range(index * share, (index + 1) * share)  # positions among the outside ports
+    picked, offset = [], 0
+    for ports in outside:
+        part = ports[max(wanted.start - offset, 0) : max(wanted.stop - offset, 0)]
+        if part:
+            picked.append(part)
+        offset += len(ports)
+    return picked
 
 
 def _bindable(port: int) -> bool:
@@ -52,20 +69,39 @@ def _bindable(port: int) -> bool:
         return True
 
 
+def _kernel_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing is bound to right now and that this process has not
     handed out before: servers started one after another never share one, even before the
     first of them binds."""
-    low = _ephemeral_low()
-    stop = low if _SERVER_PORTS.start < low < _SERVER_PORTS.stop else _SERVER_PORTS.stop
-    ports = _own_share(range(_SERVER_PORTS.start, stop))
-    start = random.randrange(len(ports))
-    for offset in range(len(ports)):
-        port = ports[(start + offset) % len(ports)]
+    share = _own_share()
+    total = sum(len(part) for part in share)
+    start = random.randrange(total) if total else 0
+    for step in range(total):
+        port = _port_at(share, (start + step) % total)
         if port not in _handed_out and _bindable(port):
             _handed_out.add(port)
             return port
-    raise RuntimeError(f"no free port left in {ports}")
+    if total:
+        raise RuntimeError(f"no free port left in {share}")
+    while (port := _kernel_port()) in _handed_out:
+        pass
+    _handed_out.add(port)
+    return port
+
+
+def _port_at(share: list[range], position: int) -> int:
+    for part in share:
+        if position < len(part):
+            return part[position]
+        position -= len(part)
+    raise IndexError(position)
 
 
 def port_is_open(port: int, host: str = "127.0.0.1") -> bool:

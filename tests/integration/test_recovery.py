@@ -11,6 +11,7 @@ import signal
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
@@ -24,6 +25,7 @@ from esteira_core.jobs import RUPTURA_BATCH_SIZE, RUPTURA_BATCHES_PER_BIG_JOB, P
 from esteira_core.redis import create_redis
 from esteira_core.settings import CoreSettings
 from esteira_portal.records import FIRST_OS
+from esteira_ruptura.service import SessionAnalysis
 from esteira_ruptura.worker import TRIES
 from esteira_scraping.browser import OWN_FILES
 from esteira_scraping.processes import descendants
@@ -181,6 +183,27 @@ def test_a_job_past_its_time_on_every_try_ends_its_orders_in_error_not_dropped_b
     assert {r["status"] for r in results} == {"erro"}
     output = worker.output()
     assert "TimeoutError" in output and "given up" in output
+
+
+def test_a_load_holding_the_carteira_longer_than_a_read_takes_delays_a_session_not_fails_it(
+    redis_url, postgres_server, esteira_processes
+):
+    """A team's nightly load holds the carteira's tables, its version among them, for longer
+    than a version's read takes (5 s, when a job whose session reads a judged carteira goes on
+    without it) but less than a job's timeout: a session that needs the version waits for the
+    load on its job's first try, and every order is analysed. Nothing hung: failing the job
+    after 5 s would have spent its tries on a lock."""
+    stack, database_url, orders, session_id = _session_on_postgresql(
+        redis_url, postgres_server, esteira_processes
+    )
+    with tables_locked(database_url, *CARTEIRA_TABLES):
+        worker = stack.worker("patient", "ruptura")
+        wait_until(lambda: _waiting_for_locks(database_url) > 0, 30, "no job waited for it")
+        time.sleep(SessionAnalysis.PROMPT_VERSION_SECONDS + 2)  # the load goes on past that
+    results = stack.results(session_id, timeout=60)
+    assert sorted(r["num_pedido"] for r in results) == orders
+    assert "erro" not in {r["status"] for r in results}
+    assert "tried again" not in worker.output()
 
 
 def _waiting_for_locks(database_url: str) -> int:

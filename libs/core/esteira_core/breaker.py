@@ -1,7 +1,8 @@
-"""A small circuit breaker for Redis: after a failure, calls fail at once (no timeout each) until
-`reset_seconds` pass; then one call is let through as a probe, and its outcome closes or reopens
-the circuit. Written here rather than taken from a library: it is 60 lines, has no I/O of its
-own, and the libraries found (purgatory among them) bring storage back-ends we don't need.
+"""A small circuit breaker, for Redis and for a database that hangs (esteira_core.db.patience):
+after a failure, calls fail at once (no timeout each) until `reset_seconds` pass; then one call
+is let through as a probe, and its outcome closes or reopens the circuit. Written here rather
+than taken from a library: it is 60 lines, has no I/O of its own, and the libraries found
+(purgatory among them) bring storage back-ends we don't need.
 """
 
 from __future__ import annotations

@@ -79,18 +79,42 @@ class SessionAnalysis:
         self.whole_carteira = whole_carteira or mode is RupturaMode.ALLOCATED
         self._lock = threading.Lock()
         self._version: asyncio.Future[str] | None = None
+        self._version_asked_at = 0.0
         self._projection: Projection | None = None
         self._loaded_products: set[str] = set()
         self._judged: JudgedCarteira | None = None
+
+    # A version's read takes milliseconds: one still running this long hangs, or waits for a
+    # lock (a team's nightly load); a job that can go on without it does.
+    PROMPT_VERSION_SECONDS = 5.0
 
     async def version(self) -> str:
         """The version of the data when the session started: read once here (by its first job
         in this process, so after the session started), whichever of its jobs ask together; a
         read that failed is made again by the next to ask."""
+        return await asyncio.shield(self._version_read())
+
+    async def prompt_version(self) -> str | None:
+        """The version, or None once its read has run PROMPT_VERSION_SECONDS: at once for the
+        jobs that ask later (a session whose carteira is judged and pinned needs none)."""
+        reading = self._version_read()
+        left = self._version_asked_at + self.PROMPT_VERSION_SECONDS - time.monotonic()
+        bound = asyncio.timeout(max(left, 0.0))
+        try:
+            async with bound:
+                return await asyncio.shield(reading)
+        except TimeoutError:
+            if not bound.expired():
+                raise
+            return None
+
+    def _version_read(self) -> asyncio.Future[str]:
         reading = self._version
         if reading is None or (reading.done() and (reading.cancelled() or reading.exception())):
             reading = self._version = asyncio.ensure_future(self.source.current_version())
-        return await asyncio.shield(reading)
+            reading.add_done_callback(_retrieved)  # a read no job waits for any more
+            self._version_asked_at = time.monotonic()
+        return reading
 
     def _projection_for(self, carteira: CarteiraReading, products: set[str]) -> Projection:
         missing = sorted(products - self._loaded_products)
@@ -183,3 +207,9 @@ class SessionCache:
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
             return entry[1]
+
+
+def _retrieved(reading: asyncio.Future[str]) -> None:
+    """Marks a read's failure as seen: asyncio would log it as never retrieved otherwise."""
+    if not reading.cancelled():
+        reading.exception()

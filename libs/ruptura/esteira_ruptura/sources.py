@@ -111,10 +111,13 @@ class SharedReads:
     making one each (each read of a version is a pooled connection's ping, a transaction and a
     query: four database round trips).
 
-    A read still running after its Patience's `seconds` hangs (esteira_core.db.patience): its
-    callers get DatabaseNotAnswering, and so do callers for a while after; then they share a
-    new read, the hung one left to end on its own. For one event loop at a time, as a process
+    A read still running after HANGING_SECONDS is left to end on its own (a connection lost in
+    the middle of a query waits for the operating system to notice), and later callers share
+    new reads. A caller waits as the engine's Patience says (esteira_core.db.patience: 5 s in a
+    gateway; in a worker, longer than a job waits). For one event loop at a time, as a process
     has."""
+
+    HANGING_SECONDS = 5.0  # a version's read takes milliseconds
 
     def __init__(self, read: Callable[[], str], patience: Patience) -> None:
         self._read = read
@@ -135,7 +138,7 @@ class SharedReads:
             return self._begin()
         if not self._begun.is_set():  # it begins after this call: it will do
             return self._running
-        if time.monotonic() - self._begun_at > self._patience.seconds:
+        if time.monotonic() - self._begun_at > self.HANGING_SECONDS:
             # Left to hang: a new read, for this caller and those who waited for the next one.
             return self._begin()
         if self._following is None:

@@ -212,33 +212,47 @@ async def analyse_batch(
         job.mode,
         whole_carteira=whole_carteira(job.session_orders),
     )
+    # A session that reads a judged carteira pinned already needs Redis alone: its jobs go on
+    # without the data's version while the database is away, or hangs. Any other job needs
+    # the version: it fails while the database is away (and is tried again later), and waits
+    # for a slow read (a lock its deadline bounds).
+    unread: Exception | None = None
     try:
-        version = await analysis.version()
+        version = await analysis.prompt_version()
     except DATABASE_ERRORS as error:
-        # The database is away: a session that reads a judged carteira pinned already needs
-        # Redis alone. Any other job fails (and is tried again later).
-        unread: Exception | None = error
-    else:
-        unread = None
-    found = await sessions.prepare_job(
-        redis,
-        job.session_id,
-        [index for index, _ in job.batches()],
-        None if unread else judged.pointer(horizon_of(job), job.mode, version),
-    )
-    if found is None:
+        version, unread = None, error
+    prepared = await _prepared(redis, job, version)
+    if prepared is not None and prepared[0] and prepared[1] is None and version is None:
+        if unread is not None:
+            raise unread
+        version = await analysis.version()
+        prepared = await _prepared(redis, job, version)
+    if prepared is None or not prepared[0]:
         return 0
-    pending, judged_id = found
-    batches = [(index, orders) for index, orders in job.batches() if index in pending]
-    if not batches:
-        return 0
-    if judged_id is None and unread:
-        raise unread
+    batches, judged_id = prepared
     if judged_id is None and analysis.whole_carteira:
+        assert version is not None  # read above when nothing is pinned
         judged_id = await _claim(redis, carteira, judges, job, version)
     if judged_id is None:
         return await _analyse_batches(redis, analysis, job, batches, stopping)
     return await _copy_batches(redis, carteira, judges, job, batches, judged_id, stopping)
+
+
+async def _prepared(
+    redis: Redis, job: RupturaBatchPayload, version: str | None
+) -> tuple[list[tuple[int, Sequence[str]]], str | None] | None:
+    """The job's batches not written yet, and the judged carteira its session reads (pinned
+    now if the version names one and none was); None when the session is gone."""
+    found = await sessions.prepare_job(
+        redis,
+        job.session_id,
+        [index for index, _ in job.batches()],
+        None if version is None else judged.pointer(horizon_of(job), job.mode, version),
+    )
+    if found is None:
+        return None
+    pending, judged_id = found
+    return [(index, orders) for index, orders in job.batches() if index in pending], judged_id
 
 
 async def _analyse_batches(
@@ -408,7 +422,7 @@ async def analyse_order(
         if cached:
             return OrderReport.model_validate_json(cached)
     analysis = SessionAnalysis(carteira, settings.horizon(), mode)
-    (result,) = await read_in_thread(carteira.engine, analysis.analyse, [num_pedido])
+    (result,) = await asyncio.to_thread(analysis.analyse, [num_pedido])
     metrics.ORDERS_ANALYSED.labels(mode.value, "sync").inc()
     if result["status"] != "analisado":
         raise NotFound("order_not_found", f"Order {num_pedido} is not an active order.")

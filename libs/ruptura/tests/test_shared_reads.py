@@ -99,13 +99,17 @@ def test_a_caller_that_leaves_takes_nothing_from_the_others() -> None:
     assert asyncio.run(scenario()) == ["v1"]
 
 
-def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew() -> None:
+def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The first read hangs (a server paused, a connection lost mid-query): its caller, and
     whoever waited for the read after it, get DatabaseNotAnswering once the Patience has run
-    out, not when the read ends; whoever asks within as long again gets it at once, without a
-    read; whoever asks later gets a new read."""
+    out, not when the read ends; whoever asks while its circuit is open gets it at once,
+    without a read; whoever asks later gets a new read, the hung one left to itself."""
+    monkeypatch.setattr(SharedReads, "HANGING_SECONDS", 0.2)
     hung = threading.Event()
     made: list[int] = []
+    now = [0.0]  # the circuit's clock, moved by the test
 
     def read() -> str:
         made.append(len(made) + 1)
@@ -115,17 +119,17 @@ def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew
         return f"v{number}"
 
     async def scenario() -> tuple[list[BaseException | str], str, int]:
-        shared = SharedReads(read, Patience(0.2))
+        shared = SharedReads(read, Patience(0.2, clock=lambda: now[0]))
         first = asyncio.ensure_future(shared())
         while not made:
             await asyncio.sleep(0.001)
         waiting = asyncio.ensure_future(shared())  # read 1 has begun: the next one, then
         failed = await asyncio.wait_for(asyncio.gather(first, waiting, return_exceptions=True), 5)
-        at_once = await asyncio.wait_for(asyncio.gather(shared(), return_exceptions=True), 0.1)
-        await asyncio.sleep(0.25)
+        failed += await asyncio.gather(shared(), return_exceptions=True)  # the circuit is open
+        now[0] += 1  # it lets a probe through
         late = await asyncio.wait_for(shared(), 5)
         hung.set()
-        return failed + at_once, late, len(made)
+        return failed, late, len(made)
 
     failed, late, made_count = asyncio.run(scenario())
     assert len(failed) == 3
@@ -159,3 +163,31 @@ def test_a_sessions_jobs_asking_together_read_its_version_once() -> None:
     failed, read, later, reads = asyncio.run(scenario())
     assert all(isinstance(answer, ConnectionError) for answer in failed)
     assert read == ["v2"] * 5 and later == "v2" and reads == 2
+
+
+def test_a_sessions_slow_version_read_is_given_up_by_jobs_that_can_go_on_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job whose session reads a judged carteira waits for the version PROMPT_VERSION_SECONDS
+    at most; later jobs do not wait for that read again; a job that needs it still gets it."""
+    monkeypatch.setattr(SessionAnalysis, "PROMPT_VERSION_SECONDS", 1.0)
+    answer: asyncio.Future[str] | None = None
+
+    class Source:
+        async def current_version(self) -> str:
+            assert answer is not None
+            return await answer
+
+    async def scenario() -> tuple[str | None, str | None, bool, str, str | None]:
+        nonlocal answer
+        answer = asyncio.get_running_loop().create_future()
+        analysis = SessionAnalysis(Source(), Horizon(date(2026, 3, 2)), RupturaMode.INDEPENDENT)  # type: ignore[arg-type]
+        first = await asyncio.wait_for(analysis.prompt_version(), 5)
+        later = await asyncio.wait_for(analysis.prompt_version(), 0.5)  # not a second wait
+        waiting = asyncio.ensure_future(analysis.version())
+        await asyncio.sleep(0.05)
+        still_waiting = not waiting.done()
+        answer.set_result("v1")
+        return first, later, still_waiting, await waiting, await analysis.prompt_version()
+
+    assert asyncio.run(scenario()) == (None, None, True, "v1", "v1")

@@ -445,11 +445,17 @@ class PostgresServer:
         self._signal_all(signal.SIGCONT)
 
     def _signal_all(self, signum: int) -> None:
+        """The postmaster first (a stopped one forks no new backend), then its processes, until
+        none is left unsignalled (one may have been forked just before)."""
         postmaster = self.pid()
         assert postmaster is not None, "PostgreSQL is not running"
-        for pid in (postmaster, *descendants(postmaster)):  # the postmaster first: no new forks
-            with suppress(ProcessLookupError):
-                os.kill(pid, signum)
+        os.kill(postmaster, signum)
+        signalled: set[int] = set()
+        while fresh := set(descendants(postmaster)) - signalled:
+            for pid in fresh:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+            signalled |= fresh
 
     def stop(self) -> None:
         """Stops the server as a crash would (immediate: no checkpoint, clients cut off)."""

@@ -10,6 +10,7 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from esteira_core.db.patience import DatabaseNotAnswering, keep_patience
 from esteira_core.settings import CoreSettings
 
 
@@ -27,10 +28,6 @@ def _enable_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
-
-
-class DatabaseNotAnswering(Exception):
-    """A read Esteira bounds did not end in time: the server, or the network to it, hangs."""
 
 
 # What a failing database raises: refused, dropped, not answering, a lock held past the lock
@@ -63,7 +60,8 @@ def create_db_engine(
     load) fails with an OperationalError instead of waiting for as long as the lock is held.
     It is a connection's startup option, unless `lock_timeout_per_transaction`: then it is set
     in each transaction (SET LOCAL, a round trip more each), which a pooler in front of the
-    database (PgBouncer) accepts where it may refuse startup options."""
+    database (PgBouncer) accepts where it may refuse startup options. A read waited for longer
+    than the lock timeout and a margin hangs (the engine's Patience, esteira_core.db.patience)."""
     url = database_url(settings) if isinstance(settings, CoreSettings) else make_url(settings)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -91,6 +89,7 @@ def create_db_engine(
         pool_recycle=1800,
         connect_args=connect_args,
     )
+    keep_patience(engine, lock_timeout_seconds)
     if lock_timeout_ms is not None and lock_timeout_per_transaction:
         event.listen(
             engine,
