@@ -33,7 +33,7 @@ def _ephemeral_range() -> tuple[int, int]:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
         return int(low), int(high)
     except (OSError, ValueError):
-        return 32_768, 60_999
+        return 32_768, 65_535  # no /proc: the widest range a system uses
 
 
 def _own_share() -> list[range]:

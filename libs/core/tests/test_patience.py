@@ -45,6 +45,7 @@ def test_a_hung_read_costs_the_bound_then_callers_fail_at_once_until_a_probe_ans
         answers = await asyncio.gather(asking("hangs"), return_exceptions=True)
         answers += await asyncio.gather(asking("refused"), return_exceptions=True)
         clock.now = 1.0  # the circuit's window has passed: the next caller probes
+        patience.seconds = 5  # and is waited for as long as a slow machine may need
         probe = asking("probe")
         while "probe" not in reads:
             await asyncio.sleep(0.001)
@@ -78,6 +79,7 @@ def test_a_read_that_got_no_thread_fails_its_caller_but_not_the_next() -> None:
         )
         release.set()
         await busy
+        patience_of(engine).seconds = 5  # as long as a slow machine may need
         return queued, await read_in_thread(engine, lambda: "next")
 
     queued, following = asyncio.run(scenario())
@@ -108,3 +110,29 @@ def test_each_engine_waits_for_longer_than_its_lock_timeout() -> None:
     assert patience_of(create_db_engine(url, lock_timeout_seconds=2)).seconds == 5.0
     assert patience_of(create_db_engine(url, lock_timeout_seconds=30)).seconds == 31.0
     assert asyncio.run(read_in_thread(engine, lambda a, b: a + b, 1, b=2)) == 3
+
+
+def test_a_read_let_through_before_the_circuit_opened_does_not_close_it() -> None:
+    """Only the probe's answer closes the circuit: a read begun before it opened may end long
+    after, and says nothing of the database now."""
+    slow, hang = threading.Event(), threading.Event()
+
+    async def scenario() -> list[BaseException | str]:
+        clock = Clock()
+        patience = Patience(5, clock)
+        early = asyncio.ensure_future(patience.run(lambda: asyncio.to_thread(slow.wait, 10)))
+        await asyncio.sleep(0.05)
+        patience.seconds = 0.2
+        answers = await asyncio.gather(
+            patience.run(lambda: asyncio.to_thread(hang.wait, 10)), return_exceptions=True
+        )  # the circuit opens
+        slow.set()
+        await early  # answers, after the circuit opened
+        answers += await asyncio.gather(
+            patience.run(lambda: asyncio.to_thread(lambda: "refused")), return_exceptions=True
+        )
+        hang.set()
+        return answers
+
+    hung, after = asyncio.run(scenario())
+    assert isinstance(hung, DatabaseNotAnswering) and isinstance(after, DatabaseNotAnswering)

@@ -128,22 +128,30 @@ class SharedReads:
         self._following: asyncio.Future[str] | None = None  # begins once the running one ends
 
     async def __call__(self) -> str:
-        return await self._patience.run(lambda: asyncio.shield(self._answer()))
+        began: list[Callable[[], bool]] = []
 
-    def _answer(self) -> asyncio.Future[str]:
-        """The read whose answer a caller asking now gets."""
+        def start() -> asyncio.Future[str]:
+            answer, has_begun = self._answer()
+            began.append(has_begun)
+            return asyncio.shield(answer)
+
+        return await self._patience.run(start, began=lambda: began[0]())
+
+    def _answer(self) -> tuple[asyncio.Future[str], Callable[[], bool]]:
+        """The read whose answer a caller asking now gets, and whether it has begun (in its
+        thread: until then it waits for one, and tells nothing of the database)."""
         loop = asyncio.get_running_loop()
         if self._running is None or self._running.get_loop() is not loop:
             self._following = None
-            return self._begin()
+            return self._begin(), self._begun.is_set
         if not self._begun.is_set():  # it begins after this call: it will do
-            return self._running
+            return self._running, self._begun.is_set
         if time.monotonic() - self._begun_at > self.HANGING_SECONDS:
             # Left to hang: a new read, for this caller and those who waited for the next one.
-            return self._begin()
+            return self._begin(), self._begun.is_set
         if self._following is None:
             self._following = loop.create_future()
-        return self._following
+        return self._following, lambda: True  # behind a read that has begun
 
     def _begin(self) -> asyncio.Future[str]:
         """A new running read, which whoever waited for the next one gets too."""

@@ -119,7 +119,8 @@ def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew
         return f"v{number}"
 
     async def scenario() -> tuple[list[BaseException | str], str, int]:
-        shared = SharedReads(read, Patience(0.2, clock=lambda: now[0]))
+        patience = Patience(0.2, clock=lambda: now[0])
+        shared = SharedReads(read, patience)
         first = asyncio.ensure_future(shared())
         while not made:
             await asyncio.sleep(0.001)
@@ -127,6 +128,7 @@ def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew
         failed = await asyncio.wait_for(asyncio.gather(first, waiting, return_exceptions=True), 5)
         failed += await asyncio.gather(shared(), return_exceptions=True)  # the circuit is open
         now[0] += 1  # it lets a probe through
+        patience.seconds = 5  # waited for as long as a slow machine may need
         late = await asyncio.wait_for(shared(), 5)
         hung.set()
         return failed, late, len(made)

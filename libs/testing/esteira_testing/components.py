@@ -438,24 +438,30 @@ class PostgresServer:
 
     def freeze(self) -> None:
         """SIGSTOPs the server and every backend, as a paused VM or a stalled disk leaves it:
-        connections stay open, new ones are accepted by the kernel, nothing is answered."""
-        self._signal_all(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        self._signal_all(signal.SIGCONT)
-
-    def _signal_all(self, signum: int) -> None:
-        """The postmaster first (a stopped one forks no new backend), then its processes, until
-        none is left unsignalled (one may have been forked just before)."""
-        postmaster = self.pid()
-        assert postmaster is not None, "PostgreSQL is not running"
-        os.kill(postmaster, signum)
-        signalled: set[int] = set()
-        while fresh := set(descendants(postmaster)) - signalled:
+        connections stay open, new ones are accepted by the kernel, nothing is answered. The
+        postmaster first (a stopped one forks no new backend), then its processes, until none
+        is left (one may have been forked just before)."""
+        postmaster = self._postmaster()
+        os.kill(postmaster, signal.SIGSTOP)
+        stopped: set[int] = set()
+        while fresh := set(descendants(postmaster)) - stopped:
             for pid in fresh:
                 with suppress(ProcessLookupError):
-                    os.kill(pid, signum)
-            signalled |= fresh
+                    os.kill(pid, signal.SIGSTOP)
+            stopped |= fresh
+
+    def thaw(self) -> None:
+        """Its backends first, then the postmaster (which then forks again)."""
+        postmaster = self._postmaster()
+        for pid in descendants(postmaster):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        os.kill(postmaster, signal.SIGCONT)
+
+    def _postmaster(self) -> int:
+        postmaster = self.pid()
+        assert postmaster is not None, "PostgreSQL is not running"
+        return postmaster
 
     def stop(self) -> None:
         """Stops the server as a crash would (immediate: no checkpoint, clients cut off)."""

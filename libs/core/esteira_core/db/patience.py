@@ -6,11 +6,11 @@ A caller waits at most `seconds`: the engine's lock timeout and a margin (a read
 lock someone else holds fails by then with an error of its own), and never less than
 READ_PATIENCE_SECONDS. A read still running after that hangs: it is left to end on its own, and
 its caller gets DatabaseNotAnswering, as it would any error of the database. Then a circuit
-breaker opens: for as long again, callers get it at once, without a read (a hundred requests
-each waiting out the bound in turn, each holding a thread and a pooled connection, would be
-worse than one); then one caller's read is let through as a probe, and its answer closes the
-circuit. A read that timed out before it began (no thread free for it: the process is busy,
-not the database) fails its caller without opening the circuit.
+breaker opens: for READ_PATIENCE_SECONDS, callers get it at once, without a read (a hundred
+requests each waiting out the bound in turn, each holding a thread and a pooled connection,
+would be worse than one); then one caller's read is let through as a probe, and its answer
+closes the circuit. A read that timed out before it began (no thread free for it: the process
+is busy, not the database) fails its caller without opening the circuit.
 
 One Patience per engine (`patience_of`), shared by everything that reads through it: a gateway's
 (lock timeout 2 s: 5 s) and a worker's (the job's timeout: longer than the job waits, so a job
@@ -43,10 +43,15 @@ class DatabaseNotAnswering(Exception):
 
 class Patience:
     def __init__(
-        self, seconds: float = READ_PATIENCE_SECONDS, clock: Callable[[], float] = time.monotonic
+        self,
+        seconds: float = READ_PATIENCE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = "database",
     ) -> None:
         self.seconds = seconds
-        self._breaker = CircuitBreaker("database", seconds, clock)
+        # Open for READ_PATIENCE_SECONDS at most, however long a read may wait: a worker's jobs
+        # that need the database fail at once while it is open, and spend a try each time.
+        self._breaker = CircuitBreaker(name, min(seconds, READ_PATIENCE_SECONDS), clock)
 
     async def run(
         self, start: Callable[[], Awaitable[R]], began: Callable[[], bool] = lambda: True
@@ -56,35 +61,36 @@ class Patience:
         thread) by the time the bound ran out."""
         if not self._breaker.allow():
             raise DatabaseNotAnswering("the database hung a moment ago: not asking again yet")
+        # Only the probe's outcome closes the circuit: a read let through before it opened may
+        # end long after, and tells nothing of the database now.
+        probe = self._breaker.state is State.HALF_OPEN
+        answered = False
         bound = asyncio.timeout(self.seconds)
         try:
             async with bound:
                 answer = await start()
+            answered = True
+            return answer
         except TimeoutError:
             if not bound.expired():
-                self._breaker.success()  # the read's own error: the database answered
+                answered = True  # the read's own error: the database answered
                 raise
             if not began():
-                self._settle_probe()
                 raise DatabaseNotAnswering(
                     f"no thread free for the read in {self.seconds:g} s"
                 ) from None
             self._breaker.failure()
             raise DatabaseNotAnswering(f"no answer within {self.seconds:g} s") from None
         except asyncio.CancelledError:
-            self._settle_probe()  # the caller left: a probe's outcome is unknown
-            raise
+            raise  # the caller left: its read tells nothing
         except Exception:
-            self._breaker.success()  # an error of the database's own: it answers
+            answered = True  # an error of the database's own: it answers
             raise
-        self._breaker.success()
-        return answer
-
-    def _settle_probe(self) -> None:
-        """A probe that tells nothing reopens the circuit, for another probe later: the circuit
-        never stays half open with no probe under way."""
-        if self._breaker.state is State.HALF_OPEN:
-            self._breaker.failure()
+        finally:
+            if probe and answered:
+                self._breaker.success()
+            elif probe:  # the circuit never stays half open with no probe under way
+                self._breaker.failure()
 
 
 _patience: weakref.WeakKeyDictionary[Engine, Patience] = weakref.WeakKeyDictionary()
@@ -99,11 +105,13 @@ def patience_of(engine: Engine) -> Patience:
 
 
 def keep_patience(engine: Engine, lock_timeout_seconds: float | None) -> None:
-    """Gives `engine` the Patience its lock timeout calls for (create_db_engine)."""
+    """Gives `engine` the Patience its lock timeout calls for (create_db_engine), its circuit
+    named after the server and database (never the URL: it may carry a password)."""
     seconds = READ_PATIENCE_SECONDS
     if lock_timeout_seconds is not None:
         seconds = max(seconds, lock_timeout_seconds + LOCK_MARGIN_SECONDS)
-    _patience[engine] = Patience(seconds)
+    url = engine.url
+    _patience[engine] = Patience(seconds, name=f"database {url.host}:{url.port}/{url.database}")
 
 
 async def read_in_thread(
