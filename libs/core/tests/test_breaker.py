@@ -1,16 +1,9 @@
 from esteira_core.breaker import CircuitBreaker, CircuitOpen, State
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from esteira_testing.clock import ManualClock
 
 
 def test_a_failure_opens_the_circuit_until_a_probe_succeeds() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     breaker = CircuitBreaker("redis", reset_seconds=2, clock=clock)
     assert breaker.allow()
     breaker.failure()
@@ -25,7 +18,7 @@ def test_a_failure_opens_the_circuit_until_a_probe_succeeds() -> None:
 
 
 def test_a_failed_probe_reopens_for_another_interval() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     breaker = CircuitBreaker("redis", reset_seconds=2, clock=clock)
     breaker.failure()
     clock.now += 2

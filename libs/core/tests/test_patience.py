@@ -11,16 +11,7 @@ from sqlalchemy import create_engine
 
 from esteira_core.db import DatabaseNotAnswering, create_db_engine
 from esteira_core.db.patience import Patience, patience_of, read_in_thread
-
-
-class Clock:
-    """The breaker's clock, moved by the test: no test waits for a window to pass."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from esteira_testing.clock import ManualClock
 
 
 def test_a_hung_read_costs_the_bound_then_callers_fail_at_once_until_a_probe_answers() -> None:
@@ -36,7 +27,7 @@ def test_a_hung_read_costs_the_bound_then_callers_fail_at_once_until_a_probe_ans
         return name
 
     async def scenario() -> list[BaseException | str]:
-        clock = Clock()
+        clock = ManualClock()
         patience = Patience(0.2, clock)
 
         def asking(name: str) -> asyncio.Future[str]:
@@ -89,7 +80,7 @@ def test_a_read_that_got_no_thread_fails_its_caller_but_not_the_next() -> None:
 
 def test_a_read_that_fails_on_its_own_is_an_answer() -> None:
     async def scenario() -> str:
-        patience = Patience(0.2, Clock())
+        patience = Patience(0.2, ManualClock())
 
         def refused() -> str:
             raise ConnectionRefusedError("refused")
@@ -118,7 +109,7 @@ def test_a_read_let_through_before_the_circuit_opened_does_not_close_it() -> Non
     slow, hang = threading.Event(), threading.Event()
 
     async def scenario() -> list[BaseException | str]:
-        clock = Clock()
+        clock = ManualClock()
         patience = Patience(5, clock)
         early = asyncio.ensure_future(patience.run(lambda: asyncio.to_thread(slow.wait, 10)))
         await asyncio.sleep(0.05)

@@ -14,6 +14,7 @@ from esteira_core.jobs import RupturaMode
 from esteira_ruptura.projection import Horizon
 from esteira_ruptura.service import SessionAnalysis
 from esteira_ruptura.sources import SharedReads
+from esteira_testing.clock import ManualClock
 
 
 class Reads:
@@ -109,7 +110,7 @@ def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew
     monkeypatch.setattr(SharedReads, "HANGING_SECONDS", 0.2)
     hung = threading.Event()
     made: list[int] = []
-    now = [0.0]  # the circuit's clock, moved by the test
+    clock = ManualClock()  # the circuit's
 
     def read() -> str:
         made.append(len(made) + 1)
@@ -119,7 +120,7 @@ def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew
         return f"v{number}"
 
     async def scenario() -> tuple[list[BaseException | str], str, int]:
-        patience = Patience(0.2, clock=lambda: now[0])
+        patience = Patience(0.2, clock)
         shared = SharedReads(read, patience)
         first = asyncio.ensure_future(shared())
         while not made:
@@ -127,7 +128,7 @@ def test_a_read_that_hangs_fails_its_callers_in_time_and_later_callers_read_anew
         waiting = asyncio.ensure_future(shared())  # read 1 has begun: the next one, then
         failed = await asyncio.wait_for(asyncio.gather(first, waiting, return_exceptions=True), 5)
         failed += await asyncio.gather(shared(), return_exceptions=True)  # the circuit is open
-        now[0] += 1  # it lets a probe through
+        clock.now += 1  # it lets a probe through
         patience.seconds = 5  # waited for as long as a slow machine may need
         late = await asyncio.wait_for(shared(), 5)
         hung.set()
