@@ -65,26 +65,39 @@ def test_a_front_end_on_another_origin_is_told_in_its_words_while_postgresql_is_
     """Who meets it first: the ERP's page on another origin, calling with its API key. The
     503 must reach its script readable (CORS headers, Retry-After exposed), not as a network
     error; and the operator's readiness probe says so too."""
-    key, origin = generate_key(), "https://erp.example"
     server = PostgresServer().start()
     try:
-        api = _gateway(
-            esteira_processes,
-            redis_url,
-            server.create_database(),
-            ESTEIRA_AUTH_DISABLED="false",
-            ESTEIRA_API_KEYS=f"erp:{key_digest(key)}",
-            ESTEIRA_CORS_ORIGINS=origin,
-        )
-        api.headers.update({"Authorization": f"Bearer {key}", "Origin": origin})
+        api = _erp_page(esteira_processes, redis_url, server.create_database())
         assert api.post(f"/api/v1/scraping/os/{OS_NUMBER}").status_code == 202
     finally:
         server.close()
-    answer = api.post(f"/api/v1/scraping/os/{OS_NUMBER}1")
-    _assert_told_to_come_back(answer, "database_unavailable")
-    assert answer.headers["access-control-allow-origin"] in (origin, "*")
-    assert "retry-after" in answer.headers["access-control-expose-headers"].lower()
+    _assert_read_on_the_page(api.post(f"/api/v1/scraping/os/{OS_NUMBER}1"))
     assert api.get("/readyz").status_code == 503  # and the probe says so
+
+
+ERP_ORIGIN = "https://erp.example"
+
+
+def _erp_page(esteira_processes, redis_url: str, database_url: str) -> httpx.Client:
+    """The ERP's page on another origin, calling a gateway with authentication on with its key."""
+    key = generate_key()
+    api = _gateway(
+        esteira_processes,
+        redis_url,
+        database_url,
+        ESTEIRA_AUTH_DISABLED="false",
+        ESTEIRA_API_KEYS=f"erp:{key_digest(key)}",
+        ESTEIRA_CORS_ORIGINS=ERP_ORIGIN,
+    )
+    api.headers.update({"Authorization": f"Bearer {key}", "Origin": ERP_ORIGIN})
+    return api
+
+
+def _assert_read_on_the_page(answer: httpx.Response) -> None:
+    """A 503 the page's script can read: CORS headers, and Retry-After exposed to it."""
+    _assert_told_to_come_back(answer, "database_unavailable")
+    assert answer.headers["access-control-allow-origin"] in (ERP_ORIGIN, "*")
+    assert "retry-after" in answer.headers["access-control-expose-headers"].lower()
 
 
 def test_while_postgresql_hangs_requests_are_told_to_come_back_not_held(
@@ -94,19 +107,18 @@ def test_while_postgresql_hangs_requests_are_told_to_come_back_not_held(
     the gateway's pooled connections stay open, and a read on one waits for as long as the
     server hangs. Each request waited that long (the client gave up first), holding one of
     the gateway's few threads; now the first is told to come back after 5 s, the next ones at
-    once, and the gateway answers again once the server does."""
+    once, and the gateway answers again once the server does. Who meets it first: the ERP's
+    page on another origin, with its key: each 503 must reach its script readable."""
     server = PostgresServer().start()
     try:
-        api = _gateway(esteira_processes, redis_url, server.create_database())
+        api = _erp_page(esteira_processes, redis_url, server.create_database())
         assert api.post(f"/api/v1/scraping/os/{OS_NUMBER}").status_code == 202  # connected
         server.freeze()
         try:
             for number in range(8):  # the first waits out the 5 s, the next are told at once
-                _assert_told_to_come_back(
-                    api.post(f"/api/v1/scraping/os/{OS_NUMBER}{number}"), "database_unavailable"
-                )
-            session = api.post("/api/v1/ruptura/sessions", json={"all": True})
-            _assert_told_to_come_back(session, "database_unavailable")
+                _assert_read_on_the_page(api.post(f"/api/v1/scraping/os/{OS_NUMBER}{number}"))
+            _assert_read_on_the_page(api.post("/api/v1/ruptura/sessions", json={"all": True}))
+            assert api.get("/readyz").status_code == 503  # the operator's probe says so too
             seed = api.post(f"/api/desenvolvimento/buscar-os-async/{OS_NUMBER}9")
             assert seed.status_code == 503 and seed.json()["success"] is False
         finally:

@@ -222,14 +222,19 @@ async def analyse_batch(
     except DATABASE_ERRORS as error:
         version, unread = None, error
     prepared = await _prepared(redis, job, version)
-    if prepared is not None and prepared[0] and prepared[1] is None and version is None:
+    if prepared is None:
+        return 0
+    batches, judged_id = prepared
+    if batches and judged_id is None and version is None:  # it needs the version after all
         if unread is not None:
             raise unread
         version = await analysis.version()
         prepared = await _prepared(redis, job, version)
-    if prepared is None or not prepared[0]:
+        if prepared is None:
+            return 0
+        batches, judged_id = prepared
+    if not batches:
         return 0
-    batches, judged_id = prepared
     if judged_id is None and analysis.whole_carteira:
         assert version is not None  # read above when nothing is pinned
         judged_id = await _claim(redis, carteira, judges, job, version)
